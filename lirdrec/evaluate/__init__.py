@@ -1,0 +1,6 @@
+"""Full-ranking evaluation and metrics."""
+
+from lirdrec.evaluate.metrics import METRICS, hits_from_topk, ranking_metrics
+from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate, topk_items
+
+__all__ = ["evaluate", "topk_items", "ranking_metrics", "hits_from_topk", "METRICS", "DEFAULT_KS"]

@@ -1,0 +1,72 @@
+"""Sparse-tensor helpers: one layout for every graph in the package.
+
+``torch.sparse.mm`` with a CSR left operand is the fastest layout for
+``(N, N) @ (N, d)`` on CPU in torch 2.13 (``benchmarks/bench_core.py`` measures CSR against COO),
+so every graph is returned as a ``torch.sparse_csr`` tensor.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+__all__ = ["sparse_from_coo", "to_coo_parts", "spmm", "transpose_csr"]
+
+
+def sparse_from_coo(row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]) -> Tensor:
+    """Sparse CSR tensor of ``size`` from COO parts; duplicate entries are summed.
+
+    >>> a = sparse_from_coo(torch.tensor([0, 0, 1]), torch.tensor([1, 1, 0]),
+    ...                     torch.tensor([1., 2., 3.]), (2, 2))
+    >>> a.to_dense().tolist()
+    [[0.0, 3.0], [3.0, 0.0]]
+    """
+    coo = torch.sparse_coo_tensor(
+        torch.stack([row, col]), value, size, check_invariants=False
+    ).coalesce()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.to_sparse_csr()
+
+
+def to_coo_parts(mat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(row, col, value)`` of a sparse CSR or COO tensor."""
+    coo = mat.to_sparse_coo().coalesce() if mat.layout != torch.sparse_coo else mat.coalesce()
+    idx = coo.indices()
+    return idx[0], idx[1], coo.values()
+
+
+class _SpMM(torch.autograd.Function):
+    """``adj @ x`` whose backward multiplies by a stored transpose instead of transposing CSR."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.adj_t = adj_t
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return None, None, torch.sparse.mm(ctx.adj_t, grad)
+
+
+def spmm(adj: Tensor, x: Tensor, adj_t: Tensor | None = None) -> Tensor:
+    r"""Sparse-dense product :math:`A X` with a fast backward :math:`A^\top G`.
+
+    ``torch.sparse.mm`` transposes a CSR operand in every backward (about 7x slower than the
+    forward on 2 CPU cores); passing the transpose once (or nothing when :math:`A` is symmetric,
+    as the normalised bipartite adjacency is) avoids that. Values of ``adj`` get no gradient.
+
+    Shapes:
+        - adj :math:`(N, M)` sparse, x :math:`(M, d)` -> :math:`(N, d)`
+    """
+    if not x.requires_grad:
+        return torch.sparse.mm(adj, x)
+    return _SpMM.apply(adj, adj if adj_t is None else adj_t, x)
+
+
+def transpose_csr(adj: Tensor) -> Tensor:
+    """The transpose of a sparse matrix as a CSR tensor."""
+    row, col, val = to_coo_parts(adj)
+    return sparse_from_coo(col, row, val, (adj.shape[1], adj.shape[0]))

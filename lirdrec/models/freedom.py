@@ -1,0 +1,271 @@
+"""FREEDOM: frozen item-item graph and degree-sensitive pruning of the user-item graph."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lirdrec.graphs import (
+    bipartite_adjacency,
+    build_knn_graph,
+    combine_graphs,
+    sparse_from_coo,
+    spmm,
+    to_coo_parts,
+    transpose_csr,
+)
+from lirdrec.models._features import check_features, feature_tables, make_generator
+from lirdrec.models.base import Recommender, bpr_loss, check_param
+from lirdrec.models.lightgcn import propagate
+from lirdrec.models.registry import register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lirdrec.data.dataset import Dataset
+
+__all__ = ["FREEDOM", "degree_sensitive_prune", "modality_weights", "frozen_item_graph"]
+
+
+def modality_weights(modalities: Sequence[str], mm_image_weight: float) -> list[float]:
+    r"""Mixing weights of the per-modality item graphs.
+
+    The reference mixes two graphs as :math:`w S_v + (1-w) S_t`. Generalised: the modality named
+    ``"image"`` (the first one if none is) gets :math:`w`, the other :math:`M-1` share
+    :math:`1-w` equally; a single modality gets weight 1.
+
+    >>> modality_weights(["image", "text"], 0.1)
+    [0.1, 0.9]
+    >>> modality_weights(["text", "image", "meta"], 0.2)
+    [0.4, 0.2, 0.4]
+    """
+    m = len(modalities)
+    if m == 1:
+        return [1.0]
+    lead = modalities.index("image") if "image" in modalities else 0
+    rest = (1.0 - mm_image_weight) / (m - 1)
+    return [mm_image_weight if j == lead else rest for j in range(m)]
+
+
+def frozen_item_graph(mats: Sequence[Tensor], modalities: Sequence[str], knn_k: int,
+                      mm_image_weight: float, chunk_size: int = 2048) -> Tensor:
+    r""":math:`S = \sum_m w_m\, D_m^{-1/2} S_m D_m^{-1/2}`: unit-weight cosine kNN graph of each
+    modality's raw features (item itself included, every kept value :math:`1/k`), mixed with
+    :func:`modality_weights`. Sparse CSR :math:`(I, I)`, built in row chunks."""
+    graphs = [build_knn_graph(x, knn_k, "sym", weighted=False, chunk_size=chunk_size) for x in mats]
+    return combine_graphs(graphs, modality_weights(list(modalities), mm_image_weight))
+
+
+def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor, num_users: int,
+                           num_items: int, keep: int, generator: torch.Generator) -> Tensor:
+    r"""FREEDOM's degree-sensitive edge pruning of the user-item graph.
+
+    Draws ``keep`` distinct edges with probability proportional to
+    :math:`p_{ui} = 1/\sqrt{|N_u||N_i|}` (so edges between high-degree nodes are pruned more),
+    then re-normalises the kept graph with its own degrees:
+
+    .. math::
+        \tilde A_{ui} = \tilde A_{iu} = \frac{1}{\sqrt{|\tilde N_u|}\sqrt{|\tilde N_i|}}.
+
+    Args:
+        users, items (Tensor): int64 :math:`(E,)`, the training edges.
+        probs (Tensor): :math:`(E,)` sampling weights.
+        num_users, num_items (int): :math:`U`, :math:`I`.
+        keep (int): edges to keep.
+        generator (torch.Generator): source of randomness.
+
+    Returns:
+        Symmetric sparse CSR :math:`(U+I, U+I)` with :math:`2\cdot` ``keep`` entries.
+    """
+    idx = torch.multinomial(probs, keep, replacement=False, generator=generator)
+    u, i = users[idx], items[idx]
+    du = torch.bincount(u, minlength=num_users).float()
+    di = torch.bincount(i, minlength=num_items).float()
+    val = du[u].rsqrt() * di[i].rsqrt()
+    i_node = i + num_users
+    n = num_users + num_items
+    return sparse_from_coo(torch.cat([u, i_node]), torch.cat([i_node, u]), torch.cat([val, val]), (n, n))
+
+
+@register("freedom")
+class FREEDOM(Recommender):
+    r"""FREEDOM from "A Tale of Two Graphs: Freezing and Denoising Graph Structures for Multimodal
+    Recommendation" (Zhou & Shen, ACM MM 2023, arXiv:2211.06924), as MMRec implements it.
+
+    Two graphs. A frozen item-item graph :math:`S` (:func:`frozen_item_graph`, built once from
+    the raw features) propagates item ID embeddings; a user-item graph, pruned afresh before each
+    training epoch (:func:`degree_sensitive_prune`, keeping :math:`\lfloor|E|(1-\rho)\rfloor`
+    edges), carries LightGCN propagation with layer mean:
+
+    .. math::
+        \mathbf{h}_i = (S^{n}\mathbf{E}^{id})_i,\qquad
+        [\mathbf{U};\bar{\mathbf{E}}] = \frac{1}{L+1}\sum_{l=0}^{L}\tilde A^{l}
+        [\mathbf{P};\mathbf{E}^{id}],\qquad
+        \mathbf{u}_u = \mathbf{U}_u,\quad \mathbf{i}_i = \bar{\mathbf{E}}_i + \mathbf{h}_i,
+
+    :math:`\hat y_{ui} = \mathbf{u}_u^\top\mathbf{i}_i`. Training uses the pruned
+    :math:`\tilde A`; :meth:`forward` (evaluation) uses the full :math:`\hat A`. As in the
+    reference, the projected features :math:`\mathbf{f}^m_i = W_m\mathbf{x}^m_i + \mathbf{b}_m`
+    do not enter :math:`\mathbf{i}_i`; they appear only in the feature-side BPR term
+
+    .. math::
+        \mathcal L = \mathrm{BPR}(\mathbf{u}, \mathbf{i}) + \lambda \sum_{m}
+        \mathrm{BPR}(\mathbf{u}, \mathbf{f}^m),
+
+    where :math:`\mathrm{BPR}(\mathbf{u},\mathbf{v}) = -\frac1B\sum_b
+    \log\sigma(\mathbf{u}_u^\top\mathbf{v}_{i^+} - \mathbf{u}_u^\top\mathbf{v}_{i^-})`. The raw
+    feature tables are fine-tuned (``train_features=True``, the reference's
+    ``Embedding.from_pretrained(freeze=False)``); they reach the loss only through
+    :math:`\mathbf{f}^m`, so with :math:`\lambda = 0` they and :math:`W_m` get zero gradient.
+
+    Any number of modalities: one projection and one BPR term per modality, the kNN graphs mixed
+    by :func:`modality_weights`. Unused reference keys (``lambda_coeff``, ``degree_ratio``,
+    ``feat_embed_dim`` which must equal :math:`d`) are not arguments. Pruning randomness comes
+    from the model's own :class:`torch.Generator` (state saved by :meth:`extra_state`).
+
+    Args:
+        num_users (int): :math:`U`.
+        num_items (int): :math:`I`.
+        adj (Tensor): :math:`\hat A`, sparse CSR :math:`(U+I, U+I)` from
+            :func:`lirdrec.graphs.bipartite_adjacency`; its user->item entries are the training
+            edges and their pruning weights.
+        features (dict[str, Tensor]): modality -> :math:`(I, d_m)` raw features.
+        item_graph (Tensor, optional): :math:`S`, sparse :math:`(I, I)`; built from
+            ``features`` with ``knn_k`` and ``mm_image_weight`` when ``None``. (default: ``None``)
+        embedding_dim (int, optional): :math:`d`. (default: ``64``)
+        n_ui_layers (int, optional): :math:`L`. (default: ``2``)
+        n_mm_layers (int, optional): :math:`n`, item-graph layers. (default: ``1``)
+        knn_k (int, optional): neighbours per item. (default: ``10``)
+        mm_image_weight (float, optional): :math:`w` in :func:`modality_weights`. (default: ``0.1``)
+        dropout (float, optional): :math:`\rho`, fraction of edges pruned each epoch; ``0``
+            trains on :math:`\hat A`. (default: ``0.8``)
+        reg_weight (float, optional): :math:`\lambda`. (default: ``0.0``)
+        train_features (bool, optional): fine-tune the raw features. (default: ``True``)
+        seed (int, optional): seed of the pruning generator; ``None`` draws it from torch's
+            global RNG at construction. (default: ``None``)
+        knn_chunk_size (int, optional): rows per kNN similarity chunk. (default: ``2048``)
+
+    Shapes:
+        - **forward:** users :math:`(U, d)`, items :math:`(I, d)`
+        - **score:** users :math:`(B,)` -> :math:`(B, I)`
+        - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
+    """
+
+    def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
+                 item_graph: Tensor | None = None, embedding_dim: int = 64, n_ui_layers: int = 2,
+                 n_mm_layers: int = 1, knn_k: int = 10, mm_image_weight: float = 0.1,
+                 dropout: float = 0.8, reg_weight: float = 0.0, train_features: bool = True,
+                 seed: int | None = None, knn_chunk_size: int = 2048) -> None:
+        super().__init__(num_users, num_items)
+        n = self.num_users + self.num_items
+        check_param("FREEDOM", "adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
+        check_param("FREEDOM", "embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
+        check_param("FREEDOM", "n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "a non-negative int")
+        check_param("FREEDOM", "n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "a non-negative int")
+        check_param("FREEDOM", "knn_k", knn_k, 1 <= int(knn_k) <= self.num_items, f"in [1, {self.num_items}]")
+        check_param("FREEDOM", "mm_image_weight", mm_image_weight, 0.0 <= float(mm_image_weight) <= 1.0,
+                    "in [0, 1]")
+        check_param("FREEDOM", "dropout", dropout, 0.0 <= float(dropout) < 1.0, "in [0, 1)")
+        check_param("FREEDOM", "reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
+        self.modalities, mats = check_features("FREEDOM", features, self.num_items)
+        self.embedding_dim = int(embedding_dim)
+        self.n_ui_layers = int(n_ui_layers)
+        self.n_mm_layers = int(n_mm_layers)
+        self.knn_k = int(knn_k)
+        self.mm_image_weight = float(mm_image_weight)
+        self.dropout = float(dropout)
+        self.reg_weight = float(reg_weight)
+        self.train_features = bool(train_features)
+
+        # constant graphs: plain attributes, rebuilt by from_dataset (not part of state_dict)
+        self.adj = adj
+        if item_graph is None:
+            item_graph = frozen_item_graph(mats, self.modalities, self.knn_k, self.mm_image_weight,
+                                           knn_chunk_size)
+        check_param("FREEDOM", "item_graph", tuple(item_graph.shape),
+                    tuple(item_graph.shape) == (self.num_items, self.num_items),
+                    f"of shape ({self.num_items}, {self.num_items})")
+        self.item_graph = item_graph
+        self.item_graph_t = transpose_csr(item_graph)
+        row, col, val = to_coo_parts(adj)
+        ui = (row < self.num_users) & (col >= self.num_users)  # the user->item block
+        self._edge_users = row[ui]
+        self._edge_items = col[ui] - self.num_users
+        self._edge_probs = val[ui].float()  # 1 / sqrt(|N_u| |N_i|)
+        self._train_adj: Tensor | None = None
+
+        self.user_emb = nn.Parameter(torch.empty(num_users, self.embedding_dim))
+        self.item_emb = nn.Parameter(torch.empty(num_items, self.embedding_dim))
+        self.features = feature_tables(mats, self.train_features)
+        self.projections = nn.ModuleList(nn.Linear(x.shape[1], self.embedding_dim) for x in mats)
+        self.reset_parameters()
+        self.generator, self.seed = make_generator(seed)
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.user_emb)
+        nn.init.xavier_uniform_(self.item_emb)
+        for proj in self.projections:
+            proj.reset_parameters()
+
+    @classmethod
+    def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "FREEDOM":
+        adj = bipartite_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
+        return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), **kwargs)
+
+    # ------------------------------------------------------------------ graphs
+    @property
+    def num_kept_edges(self) -> int:
+        """:math:`\\lfloor |E| (1-\\rho) \\rfloor`, edges kept by each pruning (the reference's
+        ``int(E * (1. - dropout))``, float rounding included)."""
+        return int(self._edge_users.shape[0] * (1.0 - self.dropout))
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Prune the user-item graph for this epoch (the full :math:`\\hat A` if ``dropout == 0``)."""
+        if self.dropout <= 0.0:
+            self._train_adj = self.adj
+            return
+        self._train_adj = degree_sensitive_prune(
+            self._edge_users, self._edge_items, self._edge_probs, self.num_users, self.num_items,
+            self.num_kept_edges, self.generator)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "seed": self.seed}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.seed = int(state["seed"])
+
+    # ------------------------------------------------------------------ model
+    def _embed(self, adj: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.item_emb
+        for _ in range(self.n_mm_layers):
+            h = spmm(self.item_graph, h, self.item_graph_t)  # (I, d)
+        out = propagate(adj, torch.cat([self.user_emb, self.item_emb]), self.n_ui_layers, "mean")
+        return out[: self.num_users], out[self.num_users:] + h
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        return self._embed(self.adj)
+
+    def projected_features(self) -> list[Tensor]:
+        """:math:`\\mathbf{f}^m = W_m \\mathbf{X}_m + \\mathbf{b}_m`, one :math:`(I, d)` per modality."""
+        return [proj(x) for proj, x in zip(self.projections, self.features)]
+
+    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+        if self._train_adj is None:
+            self.on_epoch_start(0)
+        user_emb, item_emb = self._embed(self._train_adj)
+        u = user_emb[users]  # (B, d)
+        rank = bpr_loss((u * item_emb[pos_items]).sum(-1), (u * item_emb[neg_items]).sum(-1))
+        side = sum(bpr_loss((u * f[pos_items]).sum(-1), (u * f[neg_items]).sum(-1))
+                   for f in self.projected_features())
+        return rank + self.reg_weight * side
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"item_id": [self.item_emb],
+                "item_feature": list(self.features) + list(self.projections.parameters()),
+                "user": [self.user_emb], "other": []}
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, embedding_dim={self.embedding_dim}, "
+                f"modalities={self.modalities}, n_ui_layers={self.n_ui_layers}, "
+                f"n_mm_layers={self.n_mm_layers}, knn_k={self.knn_k}, dropout={self.dropout}")

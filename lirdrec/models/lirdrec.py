@@ -1,0 +1,437 @@
+r"""LIRDRec: items learned directly from their multimodal features, without item ID embeddings.
+
+Zhou, Zhang, Niyato, Shen, "Learning Item Representations Directly from Multimodal Features for
+Effective Recommendation", arXiv:2505.04960; reference code GitHub ``enoche/LIRDRec``. The math
+follows ``../shared/spec/LIRDRec.md`` sections 2-4 and 7; see :class:`LIRDRec`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lirdrec.features.transform import TRANSFORMS, shared_channel_input
+from lirdrec.graphs import bipartite_adjacency, build_knn_graph, combine_graphs, spmm, transpose_csr
+from lirdrec.models.base import Recommender, bpr_loss, check_param
+from lirdrec.models.pwc import PWC, ChannelAttention
+from lirdrec.models.registry import register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lirdrec.data.dataset import Dataset
+
+__all__ = ["LIRDRec", "FeatureEncoder", "knn_modality_weights", "build_item_graph"]
+
+SHARED = "shared"
+FUSIONS = ("pwc", "attention", "mean", "concat")
+ITEM_IDS = ("off", "add")
+AUTOCAST_DTYPES = (None, "bfloat16")
+#: Floats per row chunk of the kNN similarity (``chunk * I``): 16 Mi floats = 64 MiB.
+_KNN_CHUNK_FLOATS = 1 << 24
+
+
+def knn_modality_weights(
+    modalities: Sequence[str], mm_image_weight: float, image_modality: str = "image"
+) -> dict[str, float]:
+    r"""How ``mm_image_weight`` :math:`w` generalises to :math:`|M|` modalities.
+
+    The reference has two modalities and uses :math:`S = w S_v + (1-w) S_t`. Here the modality in
+    the "image slot" gets :math:`w` and the others share :math:`1 - w` equally:
+
+    - the image slot is ``image_modality`` if present, otherwise the first modality listed
+      (so ``text, meta`` puts text there; pass ``image_modality="meta"`` to put meta there, as
+      the reference's text+meta run did);
+    - with one modality its weight is 1 (:math:`w` unused).
+
+    >>> knn_modality_weights(["image", "text", "meta"], 0.1)
+    {'image': 0.1, 'text': 0.45, 'meta': 0.45}
+    >>> knn_modality_weights(["text", "meta"], 0.2, image_modality="meta")
+    {'text': 0.8, 'meta': 0.2}
+    >>> knn_modality_weights(["image"], 0.1)
+    {'image': 1.0}
+    """
+    names = list(modalities)
+    if len(names) == 1:
+        return {names[0]: 1.0}
+    slot = image_modality if image_modality in names else names[0]
+    rest = (1.0 - float(mm_image_weight)) / (len(names) - 1)
+    return {m: float(mm_image_weight) if m == slot else rest for m in names}
+
+
+def build_item_graph(
+    features: Mapping[str, Tensor],
+    knn_k: int = 10,
+    mm_image_weight: float = 0.1,
+    image_modality: str = "image",
+    chunk_size: int | None = None,
+) -> Tensor:
+    r"""LIRDRec's frozen item-item graph :math:`S = \sum_m \omega_m S_m` from raw features.
+
+    :math:`S_m` is the cosine top-``knn_k`` graph of :math:`\mathbf{X}_m` (self included, unit
+    weights, :math:`D^{-1/2} S D^{-1/2}` by row sums, so every kept value is :math:`1/k`) from
+    :func:`lirdrec.graphs.build_knn_graph`, built in row chunks (memory :math:`O(c\,I + I k)`);
+    :math:`\omega` from :func:`knn_modality_weights`.
+
+    Args:
+        features (Mapping[str, Tensor]): modality -> :math:`(I, d_m)`.
+        knn_k (int): :math:`k`. (default: ``10``)
+        mm_image_weight (float): :math:`w`. (default: ``0.1``)
+        image_modality (str): modality of the image slot. (default: ``"image"``)
+        chunk_size (int | None): rows per similarity chunk; ``None`` keeps a chunk at 64 MiB.
+
+    Returns:
+        Sparse CSR :math:`(I, I)`.
+    """
+    num_items = next(iter(features.values())).shape[0]
+    chunk = chunk_size or max(1, _KNN_CHUNK_FLOATS // num_items)
+    weights = knn_modality_weights(list(features), mm_image_weight, image_modality)
+    graphs = [build_knn_graph(features[m], k=knn_k, chunk_size=chunk) for m in weights]
+    return combine_graphs(graphs, list(weights.values()))
+
+
+class FeatureEncoder(nn.Sequential):
+    r"""Item encoder of one channel: :math:`\mathbf{h} = \mathbf{W}_2\,\mathrm{LeakyReLU}(
+    \mathbf{W}_1\mathbf{x} + \mathbf{b}_1)`, :math:`d_m \to 4d` (bias) :math:`\to d` (no bias).
+
+    Shapes:
+        - x :math:`(I, d_m)` -> :math:`(I, d)`
+    """
+
+    def __init__(self, in_dim: int, embedding_dim: int, hidden_mult: int = 4) -> None:
+        super().__init__(
+            nn.Linear(in_dim, hidden_mult * embedding_dim),
+            nn.LeakyReLU(),
+            nn.Linear(hidden_mult * embedding_dim, embedding_dim, bias=False),
+        )
+
+    def reset_parameters(self) -> None:
+        self[0].reset_parameters()
+        self[2].reset_parameters()
+
+
+@register("lirdrec")
+class LIRDRec(Recommender):
+    r"""LIRDRec from "Learning Item Representations Directly from Multimodal Features for
+    Effective Recommendation" (Zhou et al., arXiv:2505.04960).
+
+    Items have no ID embedding; each channel :math:`c \in M \cup \{s\}` encodes the item features
+    (:class:`FeatureEncoder`), users have one ID table per channel:
+
+    .. math::
+        \mathbf{h}_c = \mathbf{W}_{2c}\,\mathrm{LeakyReLU}(\mathbf{W}_{1c}\mathbf{X}_c
+        + \mathbf{b}_{1c}),\qquad
+        \mathbf{X}_s = [\mathrm{DCT}(\mathbf{X}_m)]_{m \in M}\ \text{(constant, cached)},
+
+    .. math::
+        \mathbf{E}^{(0)} = \big[\,\mathrm{norm}([\mathbf{P}_c;\mathbf{h}_c])\,\big]_{c},\qquad
+        \mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}\mathbf{E}^{(0)},
+
+    where norm is row-wise L2 normalisation per channel (users stacked on items) and the layers
+    are SUMMED (not averaged as in torch_geometric's LightGCN). Items get the frozen kNN residual
+    :math:`\mathbf{Z} = \mathbf{E}_I + S^{n}\mathbf{E}_I` (:func:`build_item_graph`, :math:`n` =
+    ``n_mm_layers``), users are fused by :class:`~lirdrec.models.pwc.PWC`
+    (:math:`\mathrm{User}_u = [\alpha_{u,c}\mathbf{e}_{u,c}]_c`), and
+    :math:`\hat y_{ui} = \langle \mathrm{User}_u, \mathbf{Z}_i\rangle`. The loss is
+
+    .. math::
+        -\frac1B\sum_b \log\sigma(\hat y_{u i^+} - \hat y_{u i^-})
+        + \lambda\big(\mathrm{mean}(\mathrm{User}^2) + \mathrm{mean}(\mathbf{Z}^2)\big),
+
+    the regulariser over ALL users and items. Every step recomputes the full forward (as the
+    reference); constant inputs (features, DCT channel, graphs and the kNN transpose) are
+    computed once and kept as non-persistent buffers.
+
+    Generalisation (spec section 7): any :math:`|M| \ge 1` modalities, :math:`C = |M| + 1`
+    channels (:math:`|M|` with ``transform="none"``); items that never occur in training have
+    zero rows in :math:`\hat{\mathbf{A}}` and are still scored from their features.
+
+    Args:
+        num_users (int): :math:`U`.
+        num_items (int): :math:`I`.
+        features (dict[str, Tensor]): modality -> :math:`(I, d_m)` raw features; channel order
+            is the dict order, then the shared channel. A modality may not be named ``"shared"``.
+        adj (Tensor): :math:`\hat{\mathbf{A}}`, sparse CSR :math:`(U+I, U+I)` from
+            :func:`lirdrec.graphs.bipartite_adjacency`.
+        item_graph (Tensor | None): :math:`S`, sparse :math:`(I, I)`; ``None`` builds it from
+            ``features`` with ``knn_k``, ``mm_image_weight`` (:func:`build_item_graph`) when
+            ``n_mm_layers > 0``. (default: ``None``)
+        embedding_dim (int): :math:`d`; encoders are :math:`d_m \to 4d \to d`, PWC scorers
+            :math:`d \to d/4 \to 1`. (default: ``64``)
+        n_ui_layers (int): :math:`L`. (default: ``2``)
+        n_mm_layers (int): :math:`n`, applications of :math:`S`; ``0`` disables the item graph.
+            (default: ``1``)
+        knn_k (int): :math:`k` of the kNN graph. (default: ``10``)
+        mm_image_weight (float): :math:`w \in [0, 1]` (:func:`knn_modality_weights`).
+            (default: ``0.1``)
+        reg_weight (float): :math:`\lambda`. (default: ``1e-3``)
+        decay_base (float): PWC :math:`b`. (default: ``0.9``)
+        decay_weight (float): PWC initial :math:`w_1`. (default: ``0.9``)
+        transform (str): shared channel input: ``"dct"`` | ``"identity"`` (raw concat) |
+            ``"none"`` (no shared channel). (default: ``"dct"``)
+        fusion (str): ``"pwc"`` | ``"attention"`` (scorers only, no copying) | ``"mean"``
+            (:math:`\alpha = 1/C`) | ``"concat"`` (:math:`\alpha = 1`). (default: ``"pwc"``)
+        item_id (str): ``"off"`` | ``"add"``: one learnable item ID table :math:`(I, d)`
+            (Xavier-normal) added to :math:`\mathbf{h}_c` of every channel before normalisation
+            (the "ID + features" design the paper argues against). (default: ``"off"``)
+        image_modality (str): modality of the reference's image slot. (default: ``"image"``)
+        autocast_dtype (str | None): ``"bfloat16"`` runs the encoders under
+            :func:`torch.autocast` with bfloat16 inputs cached; propagation, fusion and loss stay
+            float32. (default: ``None``, float32 throughout)
+
+    Shapes:
+        - **forward:** users :math:`(U, C d)`, items :math:`(I, C d)`
+        - **score:** users :math:`(B,)` -> :math:`(B, I)`
+        - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        features: Mapping[str, Tensor],
+        adj: Tensor,
+        item_graph: Tensor | None = None,
+        embedding_dim: int = 64,
+        n_ui_layers: int = 2,
+        n_mm_layers: int = 1,
+        knn_k: int = 10,
+        mm_image_weight: float = 0.1,
+        reg_weight: float = 1e-3,
+        decay_base: float = 0.9,
+        decay_weight: float = 0.9,
+        transform: str = "dct",
+        fusion: str = "pwc",
+        item_id: str = "off",
+        image_modality: str = "image",
+        autocast_dtype: str | None = None,
+    ) -> None:
+        super().__init__(num_users, num_items)
+        name = type(self).__name__
+        n_nodes = self.num_users + self.num_items
+        check_param(name, "features", type(features).__name__,
+                    isinstance(features, Mapping) and len(features) > 0,
+                    "a non-empty dict modality -> (num_items, d_m) tensor")
+        for m, x in features.items():
+            check_param(name, f"features[{m!r}]", tuple(getattr(x, "shape", ())),
+                        getattr(x, "ndim", 0) == 2 and x.shape[0] == self.num_items and x.shape[1] > 0,
+                        f"of shape ({self.num_items}, d_m)")
+        check_param(name, "features", list(features), SHARED not in features,
+                    f"modality names other than {SHARED!r} (the transformed channel's name)")
+        check_param(name, "adj", tuple(adj.shape), tuple(adj.shape) == (n_nodes, n_nodes),
+                    f"a sparse tensor of shape ({n_nodes}, {n_nodes})")
+        check_param(name, "embedding_dim", embedding_dim, int(embedding_dim) >= 4, "an int >= 4")
+        check_param(name, "n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "an int >= 0")
+        check_param(name, "n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "an int >= 0")
+        check_param(name, "knn_k", knn_k, 1 <= int(knn_k) <= self.num_items,
+                    f"an int in [1, num_items={self.num_items}]")
+        check_param(name, "mm_image_weight", mm_image_weight, 0.0 <= float(mm_image_weight) <= 1.0,
+                    "in [0, 1]")
+        check_param(name, "reg_weight", reg_weight, float(reg_weight) >= 0.0, ">= 0")
+        check_param(name, "decay_base", decay_base, 0.0 < float(decay_base) <= 1.0, "in (0, 1]")
+        check_param(name, "decay_weight", decay_weight, 0.0 <= float(decay_weight) <= 1.0,
+                    "in [0, 1]")
+        check_param(name, "transform", transform, transform in TRANSFORMS,
+                    f"one of {', '.join(TRANSFORMS)}")
+        check_param(name, "fusion", fusion, fusion in FUSIONS, f"one of {', '.join(FUSIONS)}")
+        check_param(name, "item_id", item_id, item_id in ITEM_IDS, f"one of {', '.join(ITEM_IDS)}")
+        check_param(name, "autocast_dtype", autocast_dtype, autocast_dtype in AUTOCAST_DTYPES,
+                    "None or 'bfloat16'")
+        if item_graph is not None:
+            check_param(name, "item_graph", tuple(item_graph.shape),
+                        tuple(item_graph.shape) == (self.num_items, self.num_items),
+                        f"a sparse tensor of shape ({self.num_items}, {self.num_items}) or None")
+
+        self.embedding_dim = int(embedding_dim)
+        self.n_ui_layers = int(n_ui_layers)
+        self.n_mm_layers = int(n_mm_layers)
+        self.knn_k = int(knn_k)
+        self.mm_image_weight = float(mm_image_weight)
+        self.reg_weight = float(reg_weight)
+        self.decay_base = float(decay_base)
+        self.decay_weight = float(decay_weight)
+        self.transform = transform
+        self.fusion = fusion
+        self.item_id = item_id
+        self.image_modality = image_modality
+        self.autocast_dtype = autocast_dtype
+        self.modalities = list(features)
+        self.channels = self.modalities + ([] if transform == "none" else [SHARED])
+
+        # ---- constant inputs (non-persistent buffers: follow .to(), stay out of checkpoints)
+        input_dtype = torch.bfloat16 if autocast_dtype == "bfloat16" else torch.float32
+        inputs = {m: torch.as_tensor(x).detach() for m, x in features.items()}
+        shared = shared_channel_input(inputs, transform)
+        if shared is not None:
+            inputs[SHARED] = shared
+        self._input_names = []
+        for c in self.channels:
+            buf = f"input_{c}"
+            self.register_buffer(buf, inputs[c].to(input_dtype).contiguous(), persistent=False)
+            self._input_names.append(buf)
+
+        if self.n_mm_layers > 0 and item_graph is None:
+            item_graph = build_item_graph(
+                {m: inputs[m] for m in self.modalities}, self.knn_k, self.mm_image_weight,
+                image_modality)
+        self.register_buffer("adj", adj.to_sparse_csr() if adj.layout != torch.sparse_csr else adj,
+                             persistent=False)
+        if self.n_mm_layers > 0:
+            graph = item_graph.to_sparse_csr() if item_graph.layout != torch.sparse_csr else item_graph
+            self.register_buffer("item_graph", graph.float(), persistent=False)
+            self.register_buffer("item_graph_t", transpose_csr(graph.float()), persistent=False)
+        else:
+            self.item_graph = None
+            self.item_graph_t = None
+
+        # ---- parameters
+        d = self.embedding_dim
+        self.encoders = nn.ModuleDict(
+            {c: FeatureEncoder(getattr(self, b).shape[1], d)
+             for c, b in zip(self.channels, self._input_names)}
+        )
+        # (nn.ParameterDict sorts the keys of a plain dict: always index it by self.channels)
+        self.user_emb = nn.ParameterDict(
+            {c: nn.Parameter(torch.empty(self.num_users, d)) for c in self.channels})
+        self.item_id_emb = (nn.Parameter(torch.empty(self.num_items, d)) if item_id == "add"
+                            else None)
+        if fusion == "pwc":
+            self.fusion_module: nn.Module | None = PWC(
+                self.num_users, self.channels, d, self.decay_base, self.decay_weight)
+        elif fusion == "attention":
+            self.fusion_module = ChannelAttention(self.channels, d)
+        else:
+            self.fusion_module = None
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ construction
+    def reset_parameters(self) -> None:
+        """Xavier-normal user tables (and item IDs), torch defaults for the linear layers."""
+        for c in self.channels:
+            self.encoders[c].reset_parameters()
+        for c in self.channels:
+            nn.init.xavier_normal_(self.user_emb[c])
+        if self.item_id_emb is not None:
+            nn.init.xavier_normal_(self.item_id_emb)
+        if self.fusion_module is not None:
+            self.fusion_module.reset_parameters()
+
+    @classmethod
+    def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "LIRDRec":
+        """Build :math:`\\hat A` from the training split and the kNN graph from ``ds.features``.
+
+        ``modalities`` (a list or comma-separated string) selects feature files; default all.
+        """
+        modalities = kwargs.pop("modalities", None)
+        if isinstance(modalities, str):
+            modalities = [m.strip() for m in modalities.split(",") if m.strip()]
+        if modalities is not None:
+            missing = [m for m in modalities if m not in ds.features]
+            check_param(cls.__name__, "modalities", modalities, not missing,
+                        f"a subset of the dataset's modalities {ds.modalities}")
+        features = ds.features_tensor(modalities)
+        adj = bipartite_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
+        return cls(ds.num_users, ds.num_items, features, adj, **kwargs)
+
+    # ------------------------------------------------------------------ forward
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        device = self.adj.device.type
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+    def item_channels(self) -> list[Tensor]:
+        r"""Encoded item channels :math:`\mathbf{h}_c` (plus item IDs), each :math:`(I, d)` float32."""
+        with self._autocast():
+            hs = [self.encoders[c](getattr(self, b)) for c, b in zip(self.channels, self._input_names)]
+        hs = [h.float() for h in hs]
+        if self.item_id_emb is not None:
+            hs = [h + self.item_id_emb for h in hs]
+        return hs
+
+    def propagate(self) -> Tensor:
+        r""":math:`\mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}\mathbf{E}^{(0)}`, users on top:
+        :math:`(U + I, C d)`, before the kNN residual and the user fusion."""
+        users = torch.cat([F.normalize(self.user_emb[c], dim=1) for c in self.channels], dim=1)
+        items = torch.cat([F.normalize(h, dim=1) for h in self.item_channels()], dim=1)
+        x = torch.cat([users, items])  # E^(0): (U+I, C d)
+        out = x
+        for _ in range(self.n_ui_layers):
+            x = spmm(self.adj, x)  # adj is symmetric: its own transpose in backward
+            out = out + x
+        return out
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """Users :math:`(U, C d)` after the fusion, items :math:`(I, C d)` after the kNN residual."""
+        out = self.propagate()
+        user_rep, item_rep = out[: self.num_users], out[self.num_users :]
+        if self.item_graph is not None:
+            h = item_rep
+            for _ in range(self.n_mm_layers):
+                h = spmm(self.item_graph, h, self.item_graph_t)
+            item_rep = item_rep + h
+        return self.fuse_users(user_rep), item_rep
+
+    def fuse_users(self, user_rep: Tensor) -> Tensor:
+        r"""Channel fusion of the propagated users :math:`(U, C d)` -> :math:`(U, C d)`."""
+        if self.fusion_module is not None:
+            return self.fusion_module(user_rep)[0]
+        if self.fusion == "mean":
+            return user_rep / len(self.channels)
+        return user_rep  # concat
+
+    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+        """BPR on the batch plus ``reg_weight`` times the mean squares of ALL representations."""
+        user_rep, item_rep = self.forward()
+        u = user_rep[users]
+        rank = bpr_loss((u * item_rep[pos_items]).sum(-1), (u * item_rep[neg_items]).sum(-1))
+        reg = user_rep.square().mean() + item_rep.square().mean()
+        return rank + self.reg_weight * reg
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """PWC weight copying for ``epoch`` (1-based); nothing for the other fusions."""
+        if isinstance(self.fusion_module, PWC):
+            self.fusion_module.copy_weights(epoch)
+
+    @torch.no_grad()
+    def alpha(self) -> Tensor | None:
+        r"""Current channel weights :math:`\boldsymbol\alpha` :math:`(U, C)` (``None`` for the
+        ``mean`` and ``concat`` fusions); computed in eval mode, so PWC's state is not touched."""
+        if self.fusion_module is None:
+            return None
+        was = self.training
+        self.eval()
+        try:
+            return self.fusion_module.attention(self.propagate()[: self.num_users])
+        finally:
+            self.train(was)
+
+    # ------------------------------------------------------------------ introspection
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``item_id``: the item ID table (``item_id="add"`` only); ``item_feature``: every
+        channel encoder; ``user``: per-user parameters (user ID tables and PWC's Θ);
+        ``other``: the PWC / attention scorers (shared, act on user channels)."""
+        scorers = [] if self.fusion_module is None else list(
+            self.fusion_module.scorers.parameters())
+        user = [self.user_emb[c] for c in self.channels]
+        if isinstance(self.fusion_module, PWC):
+            user.append(self.fusion_module.theta)
+        return {
+            "item_id": [] if self.item_id_emb is None else [self.item_id_emb],
+            "item_feature": list(self.encoders.parameters()),
+            "user": user,
+            "other": scorers,
+        }
+
+    def extra_repr(self) -> str:
+        dims = ", ".join(f"{c}={getattr(self, b).shape[1]}"
+                         for c, b in zip(self.channels, self._input_names))
+        return (
+            f"{super().extra_repr()}, channels=[{dims}], embedding_dim={self.embedding_dim}, "
+            f"n_ui_layers={self.n_ui_layers}, n_mm_layers={self.n_mm_layers}, knn_k={self.knn_k}, "
+            f"mm_image_weight={self.mm_image_weight}, reg_weight={self.reg_weight}, "
+            f"transform={self.transform!r}, fusion={self.fusion!r}, item_id={self.item_id!r}, "
+            f"autocast_dtype={self.autocast_dtype!r}"
+        )

@@ -1,0 +1,337 @@
+"""The one trainer every model uses: BPR batches, Adam, early stopping on validation."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from lirdrec.data.dataset import Dataset
+from lirdrec.errors import CheckpointError, ConfigError, TrainingError
+from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate
+from lirdrec.train.checkpoint import load_checkpoint, save_checkpoint
+from lirdrec.train.sampler import BPRSampler
+from lirdrec.utils.io import atomic_write, hash_inputs
+from lirdrec.utils.seed import seed_everything
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Trainer", "Callback", "FitResult"]
+
+
+class Callback:
+    """Hooks the trainer calls; override what you need. All default to doing nothing.
+
+    ``step`` counts optimiser steps from 0 over the whole run.
+    """
+
+    def on_fit_start(self, trainer: "Trainer", model, ds: Dataset) -> None: ...
+    def on_epoch_start(self, trainer: "Trainer", model, epoch: int) -> None: ...
+    def on_after_backward(self, trainer: "Trainer", model, step: int) -> None: ...
+    def on_step_end(self, trainer: "Trainer", model, step: int) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", model, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_fit_end(self, trainer: "Trainer", model, result: "FitResult") -> None: ...
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        best_epoch: the epoch with the best validation metric (0 for untrained models).
+        valid: validation metrics at ``best_epoch``.
+        test: test metrics at ``best_epoch``.
+        history: one dict per epoch (loss, times, validation metrics).
+        stopped_early: whether patience ran out before ``epochs``.
+        run_dir: where the run files are, if any.
+    """
+
+    best_epoch: int
+    valid: dict[str, float]
+    test: dict[str, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    run_dir: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "valid": self.valid, "test": self.test,
+                "epochs_run": len(self.history), "stopped_early": self.stopped_early}
+
+
+def _progress_enabled(show_progress: bool | None) -> bool:
+    return logger.isEnabledFor(logging.INFO) if show_progress is None else bool(show_progress)
+
+
+class Trainer:
+    r"""Mini-batch training with early stopping on a validation metric.
+
+    Each epoch draws one uniform negative per shuffled training pair (:class:`BPRSampler`), takes
+    an Adam step per batch on ``model.loss``, then ranks all items for the validation users with a
+    fresh forward in eval mode. The test split is evaluated whenever validation improves, so the
+    reported test metrics are those of the best validation epoch. Training stops when the metric
+    has not improved for more than ``patience`` consecutive epochs (MMRec's counter: with
+    ``patience=20`` it stops at the 21st epoch without improvement); the best epoch's weights are
+    restored into the model.
+
+    Args:
+        lr (float): Adam learning rate. (default: ``1e-3``)
+        epochs (int): maximum number of epochs. (default: ``1000``)
+        batch_size (int): training pairs per step. (default: ``2048``)
+        patience (int): early-stopping patience in epochs. (default: ``20``)
+        seed (int): seeds the sampler and, at the start of :meth:`fit`, torch/NumPy/Python.
+            (default: ``999``)
+        weight_decay (float): Adam weight decay. (default: ``0.0``)
+        valid_metric (str): model selection metric. (default: ``"Recall@20"``)
+        ks (Sequence[int]): metric cut-offs. (default: ``(5, 10, 20, 50)``)
+        eval_batch_size (int): users per evaluation batch. (default: ``4096``)
+        mask_valid_at_test (bool): mask validation items when ranking test. (default: ``False``)
+        callbacks (Sequence[Callback]): hooks, e.g. the gradient-bias recorder.
+        out_dir (str | Path | None): run directory for ``log.csv``, ``metrics.json``,
+            ``checkpoint.pt`` (and ``config.yaml`` if ``config`` is given). (default: ``None``)
+        config (dict | None): the resolved configuration to save as ``config.yaml``; its hash
+            (without ``epochs``) guards ``resume``.
+        show_progress (bool | None): progress bars; ``None`` = when INFO logging is on.
+        device (str): ``"cpu"`` or ``"cuda"``. (default: ``"cpu"``)
+        checkpoint_every (int): write ``checkpoint.pt`` every n epochs (and at the end). (default: ``1``)
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        epochs: int = 1000,
+        batch_size: int = 2048,
+        patience: int = 20,
+        seed: int = 999,
+        weight_decay: float = 0.0,
+        valid_metric: str = "Recall@20",
+        ks: Sequence[int] = DEFAULT_KS,
+        eval_batch_size: int = 4096,
+        mask_valid_at_test: bool = False,
+        callbacks: Sequence[Callback] = (),
+        out_dir: str | Path | None = None,
+        config: dict[str, Any] | None = None,
+        show_progress: bool | None = None,
+        device: str = "cpu",
+        checkpoint_every: int = 1,
+    ) -> None:
+        checks = [("lr", lr, lr > 0, "> 0"), ("epochs", epochs, epochs >= 0, ">= 0"),
+                  ("batch_size", batch_size, batch_size > 0, "> 0"),
+                  ("patience", patience, patience >= 0, ">= 0"),
+                  ("weight_decay", weight_decay, weight_decay >= 0, ">= 0")]
+        for name, value, ok, exp in checks:
+            if not ok:
+                raise ConfigError(f"Trainer: {name} must be {exp}, got {value!r}")
+        metric_names = {f"{m}@{k}" for m in ("Recall", "NDCG", "Precision", "MAP") for k in ks}
+        if valid_metric not in metric_names:
+            raise ConfigError(f"Trainer: valid_metric must be one of {sorted(metric_names)}, "
+                              f"got {valid_metric!r}")
+        self.lr, self.epochs, self.batch_size = float(lr), int(epochs), int(batch_size)
+        self.patience, self.seed, self.weight_decay = int(patience), int(seed), float(weight_decay)
+        self.valid_metric, self.ks = valid_metric, tuple(int(k) for k in ks)
+        self.eval_batch_size, self.mask_valid_at_test = int(eval_batch_size), bool(mask_valid_at_test)
+        self.callbacks = list(callbacks)
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.config = config
+        self.show_progress = show_progress
+        self.device = torch.device(device)
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.global_step = 0
+
+    # ------------------------------------------------------------------ helpers
+    def _fingerprint(self) -> str:
+        cfg = dict(self.config or {})
+        cfg.pop("epochs", None)
+        cfg.pop("out", None)
+        cfg.pop("resume", None)
+        return hash_inputs(cfg)
+
+    def _evaluate_both(self, model, ds: Dataset, need_test: bool):
+        model.eval()
+        with torch.no_grad():
+            reps = model.forward()
+        valid = evaluate(model, ds, "valid", self.ks, reps=reps, batch_size=self.eval_batch_size)
+        test = (evaluate(model, ds, "test", self.ks, mask_valid=self.mask_valid_at_test, reps=reps,
+                         batch_size=self.eval_batch_size) if need_test else None)
+        model.train()
+        return valid, test
+
+    def _write_log(self, history: list[dict[str, Any]]) -> None:
+        if self.out_dir is None or not history:
+            return
+        keys: list[str] = []
+        for row in history:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+        with atomic_write(self.out_dir / "log.csv", "w") as fh:
+            fh.write(buf.getvalue())
+
+    def _write_metrics(self, result: FitResult, extra: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        with atomic_write(self.out_dir / "metrics.json", "w") as fh:
+            json.dump({**result.to_json(), **extra}, fh, indent=2)
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self, model, ds: Dataset, resume: bool = False) -> FitResult:
+        """Train ``model`` on ``ds`` and return the best-validation metrics.
+
+        With ``resume=True`` and a ``checkpoint.pt`` in ``out_dir``, training continues from it
+        (model, optimiser, sampler and global RNG states, early-stopping counters, best weights),
+        reaching the same final metrics as an uninterrupted run with the same seed.
+        """
+        seed_everything(self.seed)
+        model.to(self.device)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self.config is not None and not resume:
+                import yaml
+                with atomic_write(self.out_dir / "config.yaml", "w") as fh:
+                    yaml.safe_dump(self.config, fh, sort_keys=False)
+        for cb in self.callbacks:
+            cb.on_fit_start(self, model, ds)
+        if not getattr(model, "trainable", True):
+            valid, test = self._evaluate_both(model, ds, True)
+            result = FitResult(0, valid, test, [], False, self.out_dir)
+            self._write_metrics(result, {"train_time_s": 0.0})
+            for cb in self.callbacks:
+                cb.on_fit_end(self, model, result)
+            return result
+
+        generator = torch.Generator().manual_seed(self.seed)
+        sampler = BPRSampler(ds, generator)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        start_epoch, best_score, best_epoch, bad_epochs = 1, -math.inf, 0, 0
+        best_state = copy.deepcopy(model.state_dict())
+        best_extra = copy.deepcopy(model.extra_state())
+        best_valid: dict[str, float] = {}
+        best_test: dict[str, float] = {}
+        history: list[dict[str, Any]] = []
+        train_time = 0.0
+        self.global_step = 0
+        ckpt_path = None if self.out_dir is None else self.out_dir / "checkpoint.pt"
+        if resume:
+            if ckpt_path is None:
+                raise CheckpointError("resume needs an out_dir holding checkpoint.pt")
+            ck = load_checkpoint(ckpt_path)
+            if self.config is not None and ck.get("fingerprint") not in (None, self._fingerprint()):
+                raise CheckpointError(f"{ckpt_path}: written by a run with a different configuration "
+                                      "or data; start a new run directory instead")
+            model.load_state_dict(ck["model"])
+            model.load_extra_state(ck.get("model_extra", {}))
+            self.optimizer.load_state_dict(ck["optimizer"])
+            generator.set_state(ck["generator"])
+            torch.set_rng_state(ck["torch_rng"])
+            np.random.set_state(ck["numpy_rng"])
+            start_epoch = ck["epoch"] + 1
+            best_score, best_epoch, bad_epochs = ck["best_score"], ck["best_epoch"], ck["bad_epochs"]
+            best_state, best_extra = ck["best_state"], ck.get("best_extra", {})
+            best_valid, best_test, history = ck["best_valid"], ck["best_test"], ck["history"]
+            train_time, self.global_step = ck["train_time"], ck["global_step"]
+            logger.info("resumed %s at epoch %d (best epoch %d, %s %.4f)", ckpt_path, ck["epoch"],
+                        best_epoch, self.valid_metric, best_score)
+
+        show = _progress_enabled(self.show_progress)
+        from tqdm.auto import tqdm
+
+        stopped_early = bool(history) and bad_epochs > self.patience
+        bar = tqdm(range(start_epoch, self.epochs + 1), desc=type(model).__name__, disable=not show,
+                   initial=start_epoch - 1, total=self.epochs, dynamic_ncols=True)
+        epoch = start_epoch - 1
+        for epoch in bar:
+            if stopped_early:
+                break
+            for cb in self.callbacks:
+                cb.on_epoch_start(self, model, epoch)
+            model.on_epoch_start(epoch)
+            model.train()
+            t0 = time.perf_counter()
+            users, pos, neg = sampler.epoch()
+            users, pos, neg = users.to(self.device), pos.to(self.device), neg.to(self.device)
+            total, n_batches = 0.0, 0
+            for start in tqdm(range(0, len(users), self.batch_size), leave=False, disable=not show,
+                              desc=f"epoch {epoch}"):
+                sl = slice(start, start + self.batch_size)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = model.loss(users[sl], pos[sl], neg[sl])
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingError(f"{type(model).__name__}: non-finite loss {value} at epoch "
+                                        f"{epoch}, step {self.global_step}; lower lr or reg_weight")
+                loss.backward()
+                for cb in self.callbacks:
+                    cb.on_after_backward(self, model, self.global_step)
+                self.optimizer.step()
+                for cb in self.callbacks:
+                    cb.on_step_end(self, model, self.global_step)
+                total += value
+                n_batches += 1
+                self.global_step += 1
+            t1 = time.perf_counter()
+            train_time += t1 - t0
+            valid, _ = self._evaluate_both(model, ds, False)
+            score = valid[self.valid_metric]
+            improved = score > best_score
+            if improved:
+                best_score, best_epoch, bad_epochs = score, epoch, 0
+                _, best_test = self._evaluate_both(model, ds, True)
+                best_valid = valid
+                best_state = copy.deepcopy(model.state_dict())
+                best_extra = copy.deepcopy(model.extra_state())
+            else:
+                bad_epochs += 1
+            t2 = time.perf_counter()
+            row = {"epoch": epoch, "loss": total / max(n_batches, 1), "train_s": round(t1 - t0, 4),
+                   "eval_s": round(t2 - t1, 4)}
+            row.update({f"valid/{k}": v for k, v in valid.items()
+                        if k.split("@")[0] in ("Recall", "NDCG")})
+            row["best"] = improved
+            history.append(row)
+            logger.info("epoch %d: loss %.4f, valid %s %.4f%s (%.2fs train, %.2fs eval)", epoch,
+                        row["loss"], self.valid_metric, score, " *" if improved else "",
+                        t1 - t0, t2 - t1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", **{self.valid_metric: f"{score:.4f}"})
+            stopped_early = bad_epochs > self.patience
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, model, epoch, valid)
+            self._write_log(history)
+            if ckpt_path is not None and (epoch % self.checkpoint_every == 0 or stopped_early
+                                          or epoch == self.epochs):
+                save_checkpoint(ckpt_path, {
+                    "model": model.state_dict(), "model_extra": model.extra_state(),
+                    "optimizer": self.optimizer.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                    "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs, "best_state": best_state, "best_extra": best_extra,
+                    "best_valid": best_valid, "best_test": best_test, "history": history,
+                    "train_time": train_time, "global_step": self.global_step,
+                    "fingerprint": self._fingerprint() if self.config is not None else None,
+                })
+            if stopped_early:
+                logger.info("early stop after epoch %d: no %s improvement for %d epochs; best epoch %d",
+                            epoch, self.valid_metric, bad_epochs, best_epoch)
+                break
+        bar.close()
+        model.load_state_dict(best_state)
+        model.load_extra_state(best_extra)
+        model.eval()
+        result = FitResult(best_epoch, best_valid, best_test, history, stopped_early, self.out_dir)
+        n_ep = len(history)
+        self._write_metrics(result, {"train_time_s": round(train_time, 3),
+                                     "seconds_per_epoch": round(train_time / max(n_ep, 1), 4)})
+        for cb in self.callbacks:
+            cb.on_fit_end(self, model, result)
+        return result

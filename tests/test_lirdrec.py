@@ -1,0 +1,372 @@
+"""LIRDRec (issue 4): reference fixture to 1e-5, schedule, DCT, kNN residual, ablations, cold items.
+
+The fixture (``../shared/fixtures/lirdrec_reference``) holds weights and outputs of the reference
+implementation on a 12-user, 20-item problem; loading the weights here must reproduce its
+representations, attention, loss and gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.fft
+import torch
+
+import lirdrec.models
+from lirdrec.errors import ConfigError
+from lirdrec.features.transform import dct, shared_channel_input
+from lirdrec.graphs import bipartite_adjacency
+from lirdrec.models.lirdrec import LIRDRec, build_item_graph, knn_modality_weights
+from lirdrec.models.pwc import PWC, pwc_schedule
+
+FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "lirdrec_reference"
+ATOL = 1e-5
+
+needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason="reference fixture not available")
+
+
+# ---------------------------------------------------------------------------- helpers
+def load_tiny():
+    """Users, items, features and the training pairs of the fixture, read with numpy only."""
+    inter = np.loadtxt(FIXTURE / "tiny.inter", skiprows=1, dtype=np.int64)
+    train = inter[inter[:, 4] == 0]
+    features = {
+        "image": torch.from_numpy(np.load(FIXTURE / "image_feat.npy")),
+        "text": torch.from_numpy(np.load(FIXTURE / "text_feat.npy")),
+    }
+    num_users, num_items = int(inter[:, 0].max()) + 1, int(inter[:, 1].max()) + 1
+    return num_users, num_items, features, train[:, 0], train[:, 1]
+
+
+def reference_model(**kw) -> LIRDRec:
+    """The fixture problem in our model, with the reference weights loaded."""
+    num_users, num_items, features, users, items = load_tiny()
+    adj = bipartite_adjacency(num_users, num_items, users, items)
+    cfg = dict(embedding_dim=8, n_ui_layers=2, n_mm_layers=1, knn_k=3, mm_image_weight=0.1,
+               reg_weight=1e-3, decay_base=0.9, decay_weight=0.9)
+    cfg.update(kw)
+    model = lirdrec.models.LIRDRec(num_users, num_items, features, adj, **cfg)
+    w = np.load(FIXTURE / "weights.npz")
+    state = {}
+    for c in ("image", "text", "shared"):
+        state[f"user_emb.{c}"] = w[f"user_{c}"]
+        state[f"encoders.{c}.0.weight"] = w[f"enc_{c}.0.weight"]
+        state[f"encoders.{c}.0.bias"] = w[f"enc_{c}.0.bias"]
+        state[f"encoders.{c}.2.weight"] = w[f"enc_{c}.1.weight"]
+        if model.fusion in ("pwc", "attention"):
+            for a, b in (("0", "0"), ("1", "2")):
+                state[f"fusion_module.scorers.{c}.{b}.weight"] = w[f"pwc.{c}.{a}.weight"]
+                state[f"fusion_module.scorers.{c}.{b}.bias"] = w[f"pwc.{c}.{a}.bias"]
+    if model.fusion == "pwc":
+        state["fusion_module.theta"] = w["pwc.theta"]
+        state["fusion_module.last_alpha"] = w["pwc.theta"]  # the state at construction
+    own = model.state_dict()
+    own.update({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    model.load_state_dict(own)
+    return model
+
+
+def outputs():
+    return np.load(FIXTURE / "outputs.npz")
+
+
+def close(a: torch.Tensor, b: np.ndarray, atol: float = ATOL) -> None:
+    np.testing.assert_allclose(a.detach().numpy(), b, atol=atol, rtol=0)
+
+
+def random_problem(num_users=15, num_items=23, seed=0, dims=(10, 7), names=("image", "text")):
+    """A random training graph where every user and item has an edge, and random features."""
+    g = np.random.default_rng(seed)
+    users = np.concatenate([np.arange(num_users), g.integers(0, num_users, 3 * num_users),
+                            g.integers(0, num_users, num_items)])
+    items = np.concatenate([g.integers(0, num_items, num_users),
+                            g.integers(0, num_items, 3 * num_users), np.arange(num_items)])
+    feats = {n: torch.from_numpy(g.standard_normal((num_items, d)).astype(np.float32))
+             for n, d in zip(names, dims)}
+    return num_users, num_items, feats, users, items
+
+
+def build(num_users, num_items, feats, users, items, seed=0, **kw) -> LIRDRec:
+    torch.manual_seed(seed)
+    adj = bipartite_adjacency(num_users, num_items, users, items)
+    kw.setdefault("embedding_dim", 8)
+    kw.setdefault("knn_k", 3)
+    return LIRDRec(num_users, num_items, feats, adj, **kw)
+
+
+# ---------------------------------------------------------------------------- fixture
+@needs_fixture
+def test_reference_graphs_and_dct():
+    model = reference_model()
+    out = outputs()
+    close(model.adj.to_dense(), out["norm_adj"])
+    close(model.item_graph.to_dense(), out["knn_adj"])
+    close(model.input_shared, out["dct_features"])
+    # 0.1 * S_image + 0.9 * S_text, each kept value 1/k = 1/3: entries are in {0.1/3, 0.9/3, 1/3}
+    # (an item in both top-3 lists gets 0.1/3 + 0.9/3 = 1/3; self is in both)
+    vals = np.unique(np.round(out["knn_adj"][out["knn_adj"] > 0].astype(np.float64), 6))
+    np.testing.assert_allclose(vals, [0.1 / 3, 0.9 / 3, 1 / 3], atol=1e-6)
+
+
+@needs_fixture
+def test_reference_forward_loss_and_gradients():
+    model = reference_model()
+    out = outputs()
+    model.train()
+    user_rep, item_rep = model()
+    close(user_rep, out["user_rep"])
+    close(item_rep, out["item_rep"])
+    close(model.fusion_module.last_alpha, out["alpha"])
+    users, pos, neg = (torch.from_numpy(out[k]) for k in ("batch_users", "batch_pos", "batch_neg"))
+    loss = model.loss(users, pos, neg)
+    assert abs(float(loss.detach()) - float(out["loss"])) < ATOL
+    loss.backward()
+    close(model.encoders["image"][0].weight.grad, out["grad.enc_image.0.weight"])
+    close(model.user_emb["shared"].grad, out["grad.user_shared"])
+    close(model.fusion_module.theta.grad, out["grad.pwc.theta"])
+
+
+@needs_fixture
+def test_reference_alpha_and_copy_schedule():
+    model = reference_model()
+    out = outputs()
+    close(model.alpha(), out["alpha"])  # eval-mode view, w1 = 0.9, w2 = 0.1
+    model.train()
+    model.loss(*(torch.from_numpy(out[k]) for k in ("batch_users", "batch_pos", "batch_neg")))
+    model.on_epoch_start(1)
+    close(model.fusion_module.theta, out["theta_after_copy"])
+    w1, w2 = [float(model.fusion_module.w1)], [float(model.fusion_module.w2)]
+    for epoch in range(2, 6):
+        model.on_epoch_start(epoch)
+        w1.append(float(model.fusion_module.w1))
+        w2.append(float(model.fusion_module.w2))
+    np.testing.assert_allclose(w1, out["pwc_w1"], atol=1e-12, rtol=0)
+    np.testing.assert_allclose(w2, out["pwc_w2"], atol=1e-12, rtol=0)
+
+
+# ---------------------------------------------------------------------------- PWC
+def test_pwc_schedule_closed_form():
+    # r_e = w1/w2 = r_0 * b^(e(e+1)/2): the steps compound
+    w1, w2 = 0.95, 0.05
+    for e in range(1, 8):
+        w1, w2 = pwc_schedule(w1, w2, e, 0.9)
+        r = (0.95 / 0.05) * 0.9 ** (e * (e + 1) / 2)
+        assert math.isclose(w1, r / (1 + r), rel_tol=1e-12)
+        assert math.isclose(w1 + w2, 1.0, rel_tol=1e-12)
+    # epoch 1 by hand: 0.9 * 0.9 / (0.9 * 0.9 + 0.1)
+    assert math.isclose(pwc_schedule(0.9, 0.1, 1, 0.9)[0], 0.81 / 0.91, rel_tol=1e-12)
+
+
+def test_pwc_copy_is_idempotent_and_resumes_exactly():
+    torch.manual_seed(0)
+    pwc = PWC(5, ["a", "b"], 8)
+    pwc.train()
+    pwc(torch.randn(5, 16))
+    pwc.copy_weights(1)
+    theta = pwc.theta.detach().clone()
+    w1 = float(pwc.w1)
+    pwc.copy_weights(1)  # already applied: no-op
+    assert float(pwc.w1) == w1 and torch.equal(pwc.theta, theta)
+    assert torch.allclose(pwc.theta.sum(1), torch.ones(5))  # a copied softmax
+    # state_dict round trip carries the schedule
+    clone = PWC(5, ["a", "b"], 8)
+    clone.load_state_dict(pwc.state_dict())
+    pwc.copy_weights(2)
+    clone.copy_weights(2)
+    assert float(clone.w1) == float(pwc.w1) == pytest.approx(0.89010989 * 0.81 / (0.89010989 * 0.81 + 0.10989011))
+    assert torch.equal(clone.theta, pwc.theta)
+    # eval-mode forwards do not change what is copied
+    pwc.eval()
+    before = pwc.last_alpha.clone()
+    pwc(torch.randn(5, 16))
+    assert torch.equal(pwc.last_alpha, before)
+
+
+# ---------------------------------------------------------------------------- DCT, kNN
+def test_dct_matches_scipy_and_is_orthonormal():
+    g = np.random.default_rng(1)
+    x = g.standard_normal((9, 13)).astype(np.float32)
+    y = dct(torch.from_numpy(x))
+    np.testing.assert_allclose(y.numpy(), scipy.fft.dct(x.astype(np.float64), type=2, norm="ortho",
+                                                        axis=-1), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(y.numpy(), axis=1), np.linalg.norm(x, axis=1),
+                               rtol=1e-5)
+    # the k = 1 coefficient of [1, 0] is sqrt(2/2) * cos(pi / 4) = 0.5 ** 0.5
+    assert float(dct(torch.tensor([[1.0, 0.0]]))[0, 1]) == pytest.approx(math.sqrt(0.5))
+    f = {"image": torch.from_numpy(x[:, :4]), "text": torch.from_numpy(x[:, 4:])}
+    both = shared_channel_input(f, "dct")
+    np.testing.assert_allclose(both[:, :4].numpy(), dct(f["image"]).numpy())
+    assert torch.equal(shared_channel_input(f, "identity"), torch.from_numpy(x))
+    with pytest.raises(ConfigError, match="transform must be one of"):
+        shared_channel_input(f, "fft")
+
+
+def test_knn_residual_matches_dense_formula():
+    num_users, num_items, feats, users, items = random_problem(num_items=31)
+    graph = build_item_graph(feats, knn_k=4, mm_image_weight=0.2, chunk_size=7)
+    dense = torch.zeros(num_items, num_items)
+    for name, w in (("image", 0.2), ("text", 0.8)):
+        xn = torch.nn.functional.normalize(feats[name], dim=1)
+        top = (xn @ xn.t()).topk(4, dim=1).indices
+        s = torch.zeros(num_items, num_items).scatter_(1, top, 1.0)
+        deg = s.sum(1)
+        dense += w * s / torch.sqrt(deg[:, None] * deg[None, :])
+    torch.testing.assert_close(graph.to_dense(), dense, atol=1e-6, rtol=0)
+    model = build(num_users, num_items, feats, users, items, item_graph=graph, knn_k=4)
+    off = build(num_users, num_items, feats, users, items, n_mm_layers=0, knn_k=4)
+    _, items_on = model()
+    _, items_off = off()
+    torch.testing.assert_close(items_on, items_off + dense @ items_off, atol=1e-5, rtol=0)
+    two = build(num_users, num_items, feats, users, items, item_graph=graph, knn_k=4, n_mm_layers=2)
+    torch.testing.assert_close(two()[1], items_off + dense @ dense @ items_off, atol=1e-5, rtol=0)
+
+
+def test_knn_modality_weights():
+    assert knn_modality_weights(["text", "meta"], 0.1) == {"text": 0.1, "meta": 0.9}
+    assert knn_modality_weights(["meta", "image"], 0.2) == {"meta": 0.8, "image": 0.2}
+
+
+# ---------------------------------------------------------------------------- structure
+def test_gradients_reach_every_parameter_and_no_item_parameter():
+    num_users, num_items, feats, users, items = random_problem(num_users=17, num_items=29)
+    for kw in ({}, {"fusion": "attention"}, {"fusion": "mean"}, {"transform": "none"}):
+        model = build(num_users, num_items, feats, users, items, **kw)
+        model.train()
+        model.loss(torch.tensor([0, 3, 5]), torch.tensor([1, 2, 4]), torch.tensor([7, 8, 9])).backward()
+        for name, p in model.named_parameters():
+            assert p.grad is not None and float(p.grad.abs().sum()) > 0, (kw, name)
+            assert num_items not in p.shape, name
+        groups = model.parameter_groups()
+        assert sorted(map(id, sum(groups.values(), []))) == sorted(map(id, model.parameters()))
+        assert groups["item_id"] == []
+        assert len(groups["item_feature"]) == 3 * len(model.channels)
+    with_id = build(num_users, num_items, feats, users, items, item_id="add")
+    assert [tuple(p.shape) for p in with_id.parameter_groups()["item_id"]] == [(num_items, 8)]
+
+
+def test_permuting_items_permutes_scores():
+    num_users, num_items, feats, users, items = random_problem(seed=3)
+    perm = np.random.default_rng(0).permutation(num_items)
+    inv = np.argsort(perm)  # new id of old item i is inv[i]
+    model = build(num_users, num_items, feats, users, items, seed=5)
+    permuted = build(num_users, num_items, {k: v[perm] for k, v in feats.items()}, users,
+                     inv[items], seed=5)
+    for a, b in zip(model.parameters(), permuted.parameters()):
+        assert torch.equal(a, b)  # same seed, no item-indexed parameter: identical weights
+    u = torch.arange(num_users)
+    s, sp = model.score(u), permuted.score(u)
+    torch.testing.assert_close(sp, s[:, perm], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model()[0], permuted()[0], atol=1e-5, rtol=0)
+
+
+def test_each_ablation_changes_the_forward():
+    num_users, num_items, feats, users, items = random_problem(seed=2)
+    base = build(num_users, num_items, feats, users, items)
+    ref_scores = base.score(torch.arange(num_users))
+    variants = [dict(transform="identity"), dict(transform="none"), dict(fusion="attention"),
+                dict(fusion="mean"), dict(fusion="concat"), dict(n_mm_layers=0), dict(knn_k=5),
+                dict(mm_image_weight=0.6), dict(item_id="add"), dict(n_ui_layers=3)]
+    for kw in variants:
+        model = build(num_users, num_items, feats, users, items, **kw)
+        assert model.score(torch.arange(num_users)).shape == (num_users, num_items)
+        if kw.get("transform") == "identity":
+            assert torch.equal(model.input_shared, torch.cat([feats["image"], feats["text"]], 1))
+        diff = float((model.score(torch.arange(num_users)) - ref_scores).abs().max().detach())
+        assert diff > 1e-4, kw
+    assert build(num_users, num_items, feats, users, items, transform="none").channels == ["image", "text"]
+    # attention = PWC with w1 = 1, w2 = 0 (scorers only)
+    att = build(num_users, num_items, feats, users, items, fusion="attention")
+    pwc1 = build(num_users, num_items, feats, users, items, decay_weight=1.0)
+    pwc1.load_state_dict(att.state_dict(), strict=False)  # theta is multiplied by w2 = 0
+    torch.testing.assert_close(att.score(torch.arange(4)), pwc1.score(torch.arange(4)))
+    # concat = mean * C
+    mean = build(num_users, num_items, feats, users, items, fusion="mean")
+    cat = build(num_users, num_items, feats, users, items, fusion="concat")
+    torch.testing.assert_close(cat()[0], 3 * mean()[0])
+
+
+def test_cold_items_get_scores_from_features_only():
+    num_users, num_items, feats, users, items = random_problem(seed=4)
+    keep = ~np.isin(items, [0, 1, 2])  # items 0..2 never occur in training
+    model = build(num_users, num_items, feats, users[keep], items[keep], n_mm_layers=0)
+    scores = model.score(torch.arange(num_users))
+    assert torch.isfinite(scores).all()
+    assert float(scores[:, :3].abs().min()) > 0
+    # a cold item's representation is its normalised layer-0 encoding (no edges to sum over)
+    item_rep = model()[1]
+    h = torch.cat([torch.nn.functional.normalize(h, dim=1) for h in model.item_channels()], dim=1)
+    torch.testing.assert_close(item_rep[:3], h[:3])
+    # different features give a different score
+    feats2 = {k: v.clone() for k, v in feats.items()}
+    feats2["image"][0] = -feats2["image"][0]
+    other = build(num_users, num_items, feats2, users[keep], items[keep], n_mm_layers=0)
+    assert not torch.allclose(other.score(torch.arange(num_users))[:, 0], scores[:, 0])
+
+
+def test_one_and_three_modalities():
+    num_users, num_items, feats, users, items = random_problem(dims=(6, 5, 4),
+                                                               names=("image", "text", "meta"))
+    three = build(num_users, num_items, feats, users, items)
+    assert three.channels == ["image", "text", "meta", "shared"]
+    assert three()[0].shape == (num_users, 32) and three.input_shared.shape == (num_items, 15)
+    one = build(num_users, num_items, {"image": feats["image"]}, users, items)
+    assert one.channels == ["image", "shared"]
+    assert one.fusion_module.theta.shape == (num_users, 2)
+    assert one.score(torch.arange(3)).shape == (3, num_items)
+
+
+def test_bfloat16_autocast_close_to_float32():
+    num_users, num_items, feats, users, items = random_problem(seed=6)
+    fp = build(num_users, num_items, feats, users, items)
+    bf = build(num_users, num_items, feats, users, items, autocast_dtype="bfloat16")
+    assert bf.input_image.dtype == torch.bfloat16
+    u = torch.arange(num_users)
+    s32, s16 = fp.score(u), bf.score(u)
+    assert s16.dtype == torch.float32
+    assert float((s32 - s16).abs().max()) < 0.05 * float(s32.abs().max())
+
+
+def test_state_dict_excludes_constants_and_round_trips():
+    num_users, num_items, feats, users, items = random_problem(seed=7)
+    model = build(num_users, num_items, feats, users, items)
+    keys = set(model.state_dict())
+    assert not any(k.startswith(("input_", "adj", "item_graph")) for k in keys)
+    assert {"fusion_module.w1", "fusion_module.w2", "fusion_module.theta",
+            "fusion_module.last_alpha", "fusion_module.epoch"} <= keys
+    model.train()
+    model.loss(torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
+    model.on_epoch_start(1)
+    other = build(num_users, num_items, feats, users, items, seed=99)
+    other.load_state_dict(model.state_dict())
+    torch.testing.assert_close(other.score(torch.arange(3)), model.score(torch.arange(3)))
+    assert "LIRDRec(" in str(model) and "fusion='pwc'" in str(model)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(mm_image_weight=1.5), r"LIRDRec: mm_image_weight must be in \[0, 1\], got 1.5"),
+        (dict(fusion="max"), r"LIRDRec: fusion must be one of pwc, attention, mean, concat"),
+        (dict(transform="fft"), r"LIRDRec: transform must be one of dct, identity, none"),
+        (dict(item_id="yes"), r"LIRDRec: item_id must be one of off, add"),
+        (dict(knn_k=0), r"LIRDRec: knn_k must be an int in \[1, num_items=23\], got 0"),
+        (dict(autocast_dtype="float16"), r"LIRDRec: autocast_dtype must be None or 'bfloat16'"),
+        (dict(decay_base=0.0), r"LIRDRec: decay_base must be in \(0, 1\], got 0.0"),
+    ],
+)
+def test_bad_arguments_raise_config_error(kw, match):
+    num_users, num_items, feats, users, items = random_problem()
+    with pytest.raises(ConfigError, match=match):
+        build(num_users, num_items, feats, users, items, **kw)
+
+
+def test_bad_feature_shape_raises():
+    num_users, num_items, feats, users, items = random_problem()
+    feats["text"] = feats["text"][:-1]
+    with pytest.raises(ConfigError, match=r"features\['text'\] must be of shape \(23, d_m\)"):
+        build(num_users, num_items, feats, users, items)
+    with pytest.raises(ConfigError, match="modality names other than 'shared'"):
+        build(num_users, num_items, {"shared": feats["image"]}, users, items)
