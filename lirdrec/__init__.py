@@ -1,3 +1,30 @@
-"""lirdrec: graph-based multimodal collaborative filtering around LIRDRec."""
+"""lirdrec: graph-based multimodal collaborative filtering around LIRDRec.
+
+>>> import lirdrec
+>>> ds = lirdrec.data.synthetic.generate(seed=0)          # or lirdrec.load_dataset("path/to/baby")
+>>> model = lirdrec.models.get("lightgcn").from_dataset(ds)
+>>> model.score(torch.tensor([0, 1])).shape
+torch.Size([2, 900])
+"""
 
 __version__ = "0.1.0"
+
+import torch  # noqa: F401  (doctest namespace)
+
+from lirdrec import data, evaluate, graphs, models, train  # noqa: E402
+from lirdrec.data import Dataset, load_dataset  # noqa: E402
+from lirdrec.data import synthetic  # noqa: E402,F401
+from lirdrec.errors import (  # noqa: E402
+    CheckpointError, ConfigError, DataError, FeatureError, IdError, LirdrecError, SchemaError,
+    SplitError, TrainingError,
+)
+from lirdrec.evaluate import evaluate as evaluate_model  # noqa: E402
+from lirdrec.train import Callback, FitResult, Trainer  # noqa: E402
+from lirdrec.utils import seed_everything  # noqa: E402
+
+__all__ = [
+    "Dataset", "load_dataset", "models", "Trainer", "Callback", "FitResult", "evaluate_model",
+    "seed_everything", "data", "graphs", "train", "evaluate", "LirdrecError", "DataError",
+    "SchemaError", "IdError", "FeatureError", "SplitError", "ConfigError", "TrainingError",
+    "CheckpointError",
+]

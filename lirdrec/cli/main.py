@@ -52,9 +52,9 @@ def setup_logging(verbosity: int = 0, log_file: Path | None = None) -> None:
 
 
 # ----------------------------------------------------------------------------- shared options
-def _add_run_options(p: argparse.ArgumentParser, model_required: bool = True) -> None:
-    p.add_argument("--model", required=model_required, help="model name (see `lirdrec train --help`)")
-    p.add_argument("--data", required=True, help="dataset directory or dataset YAML")
+def _add_run_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required, help="model name (see `lirdrec train --help`)")
+    p.add_argument("--data", required=required, help="dataset directory or dataset YAML")
     p.add_argument("--config", help="YAML file of hyper-parameters (MMRec keys accepted)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one key, e.g. --set modalities=image,text --set lr=1e-4")
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one model to early stopping",
                        description=f"models: {', '.join(registry.names())}")
-    _add_run_options(p, model_required=False)
+    _add_run_options(p, required=False)  # both implied by --resume
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.set_defaults(func=cmd_train)
@@ -318,12 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lirdrec`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train"] and "--resume" in argv and "--data" not in argv:
-        argv += ["--data", ""]  # --data is implied by the run directory
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train" and not args.resume and not args.model:
-        parser.error("train: --model is required (unless --resume)")
+    if args.command == "train" and not args.resume and not (args.model and args.data):
+        parser.error("train: --model and --data are required (unless --resume RUN_DIR)")
     try:
         return int(args.func(args) or 0)
     except LirdrecError as exc:

@@ -259,28 +259,30 @@ class ImageEncoder:
             mask = self.cache.get_array(kind + "-mask", key)
             if feats is not None and mask is not None:
                 present = mask.astype(bool)
-                self._report_missing(images, names, present, None)
+                self._report_missing(images, names, present, None, not with_logits)
                 return feats, present
         feats, present, reasons = self._encode_raw(images, with_logits)
-        self._report_missing(images, names, present, reasons)
+        self._report_missing(images, names, present, reasons, not with_logits)
         if self.cache is not None:
             self.cache.put_array(kind, key, feats)
             self.cache.put_array(kind + "-mask", key, present.astype(np.uint8))
         return feats, present
 
-    def _report_missing(self, images, names, present, reasons) -> None:
+    def _report_missing(self, images, names, present, reasons, filled: bool = True) -> None:
         rows = np.flatnonzero(~present)
         if not len(rows):
             return
+        policy = "the mean of present rows" if self.fill == "mean" else "zeros"
+        policy = policy if filled else "zeros (no classifier output)"
         for r in rows:
             name = names[r] if names is not None else str(r)
             what = images[r] if isinstance(images[r], (str, Path)) else "<no file>"
             reason = reasons[r] if reasons is not None else "missing or unreadable (cached)"
-            logger.warning("item %s: image %s %s; filled with %s", name, what, reason, self.fill)
+            logger.warning("item %s: image %s %s; row filled with %s", name, what, reason, policy)
         shown = [names[r] if names is not None else str(r) for r in rows[:5]]
         msg = (f"{len(rows)} of {len(images)} image(s) missing or unreadable "
                f"(items {', '.join(map(str, shown))}{' ...' if len(rows) > 5 else ''}); "
-               f"rows filled with {'the mean of present rows' if self.fill == 'mean' else 'zeros'}")
+               f"rows filled with {policy}")
         logger.warning(msg)
         warnings.warn(msg, DataWarning, stacklevel=4)
 

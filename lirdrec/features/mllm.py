@@ -321,10 +321,16 @@ class LabelCaptioner(Captioner):
 
     def caption(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> list[str]:
         """One LLM sentence per image around its top-k labels; ``""`` where it is missing."""
+        return self.caption_with_labels(images, names)[1]
+
+    def caption_with_labels(self, images: Sequence[ImageInput], names: Sequence[str] | None = None
+                            ) -> tuple[list[list[str]], list[str]]:
+        """The top-k labels and the caption of each image (one classifier pass)."""
         images = list(images)
+        labels = self.top_labels(images, names)
         settings = {"top_k": self.top_k, "prompt": self.prompt, "tokens": self.max_new_tokens,
                     "image": self.image_encoder._settings()}
-        return self._cached(images, settings, lambda: self.describe(self.top_labels(images, names)))
+        return labels, self._cached(images, settings, lambda: self.describe(labels))
 
     def describe(self, label_lists: Sequence[Sequence[str]]) -> list[str]:
         """Sentences from label lists (the LLM half of :meth:`caption`)."""
@@ -387,7 +393,7 @@ class LLMEmbedder:
         pooling (str, optional): ``"mean"`` or ``"last"``. (default: ``"mean"``)
         prompt (str, optional): template with ``{text}``. (default: ``"{text}"``)
         layer (int, optional): hidden-state index; ``-1`` is the last layer (after the final
-            norm). (default: ``-1``)
+            norm), ``0`` the token embeddings. (default: ``-1``)
         max_length (int, optional): tokens kept per text. (default: ``256``)
         batch_size (int, optional): (default: ``16``)
         gguf_file (str, optional): GGUF file inside ``model_name_or_path``.
@@ -461,8 +467,9 @@ class LLMEmbedder:
             tok.padding_side = "right"
             enc = tok([prompts[i] for i in rows], return_tensors="pt", padding=True,
                       truncation=True, max_length=self.max_length).to(device)
-            with torch.no_grad():
-                hidden = model(**enc, output_hidden_states=True).hidden_states[self.layer]  # (B, T, d)
+            with torch.no_grad():  # the base model: hidden states without the LM head
+                res = model.base_model(**enc, output_hidden_states=self.layer != -1)
+                hidden = res.last_hidden_state if self.layer == -1 else res.hidden_states[self.layer]
             mask = enc["attention_mask"].to(hidden.dtype)  # (B, T)
             if self.pooling == "mean":
                 emb = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from lirdrec.graphs.sparse import sparse_from_coo
 
@@ -18,8 +17,8 @@ def bipartite_edge_index(num_users: int, num_items: int, users, items) -> Tensor
     Returns:
         ``edge_index`` of shape :math:`(2, 2|E|)` over :math:`U + I` nodes (users first).
     """
-    users = torch.as_tensor(np.asarray(users), dtype=torch.long)
-    items = torch.as_tensor(np.asarray(items), dtype=torch.long)
+    users = torch.from_numpy(np.array(users, dtype=np.int64))
+    items = torch.from_numpy(np.array(items, dtype=np.int64))
     keys = torch.unique(users * num_items + items)  # duplicates count once
     u, i = keys // num_items, keys % num_items + num_users
     return torch.stack([torch.cat([u, i]), torch.cat([i, u])])
@@ -33,8 +32,9 @@ def bipartite_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
         \hat A_{ui} = \frac{1}{\sqrt{|N_u|}\sqrt{|N_i|}}
 
     with :math:`R \in \{0,1\}^{U \times I}` the training interactions (duplicates count once), no
-    self-loops, and zero rows for nodes of degree 0. Computed with torch_geometric's
-    :func:`gcn_norm` (``add_self_loops=False``).
+    self-loops, and zero rows for nodes of degree 0: the same values as torch_geometric's
+    :func:`gcn_norm` (``add_self_loops=False``), computed with plain torch (``tests/test_graphs.py``
+    checks the dense formula).
 
     Args:
         num_users (int): :math:`U`.
@@ -50,5 +50,10 @@ def bipartite_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
     """
     n = num_users + num_items
     edge_index = bipartite_edge_index(num_users, num_items, users, items)
-    edge_index, weight = gcn_norm(edge_index, None, num_nodes=n, add_self_loops=False)
-    return sparse_from_coo(edge_index[0], edge_index[1], weight.float(), (n, n))
+    row, col = edge_index
+    # gcn_norm(edge_index, None, n, add_self_loops=False) in three lines: importing
+    # torch_geometric for it costs ~150 MB of RSS and ~2 s (LIRDRec's RSS budget, issue 4)
+    deg = torch.bincount(col, minlength=n).float()
+    inv_sqrt = deg.pow(-0.5).masked_fill_(deg == 0, 0.0)
+    weight = inv_sqrt[row] * inv_sqrt[col]
+    return sparse_from_coo(row, col, weight, (n, n))

@@ -77,7 +77,7 @@ class BM3(Recommender):
         reg_weight (float, optional): :math:`\lambda`. (default: ``0.1``)
         cl_weight (float, optional): :math:`\mu`. (default: ``2.0``)
         train_features (bool, optional): fine-tune the raw features. (default: ``True``)
-        seed (int, optional): seed of the dropout generator; ``None`` draws it from torch's
+        generator_seed (int, optional): seed of the dropout generator; ``None`` draws it from torch's
             global RNG at construction. (default: ``None``)
 
     Shapes:
@@ -91,7 +91,7 @@ class BM3(Recommender):
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, num_layers: int = 1, dropout: float = 0.3,
                  reg_weight: float = 0.1, cl_weight: float = 2.0, train_features: bool = True,
-                 seed: int | None = None) -> None:
+                 generator_seed: int | None = None) -> None:
         super().__init__(num_users, num_items)
         n = self.num_users + self.num_items
         check_param("BM3", "adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
@@ -114,7 +114,7 @@ class BM3(Recommender):
         self.features = feature_tables(mats, self.train_features)
         self.projections = nn.ModuleList(nn.Linear(x.shape[1], self.embedding_dim) for x in mats)
         self.reset_parameters()
-        self.generator, self.seed = make_generator(seed)
+        self.generator, self.generator_seed = make_generator(generator_seed)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_emb)
@@ -129,11 +129,11 @@ class BM3(Recommender):
         return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), **kwargs)
 
     def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "seed": self.seed}
+        return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.seed = int(state["seed"])
+        self.generator_seed = int(state["generator_seed"])
 
     # ------------------------------------------------------------------ model
     def online(self) -> tuple[Tensor, Tensor]:

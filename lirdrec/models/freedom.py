@@ -116,7 +116,8 @@ class FREEDOM(Recommender):
     \log\sigma(\mathbf{u}_u^\top\mathbf{v}_{i^+} - \mathbf{u}_u^\top\mathbf{v}_{i^-})`. The raw
     feature tables are fine-tuned (``train_features=True``, the reference's
     ``Embedding.from_pretrained(freeze=False)``); they reach the loss only through
-    :math:`\mathbf{f}^m`, so with :math:`\lambda = 0` they and :math:`W_m` get zero gradient.
+    :math:`\mathbf{f}^m`, so with :math:`\lambda = 0` they and :math:`W_m` get no gradient (the
+    term is then skipped; Adam leaves parameters with zero or no gradient unchanged alike).
 
     Any number of modalities: one projection and one BPR term per modality, the kNN graphs mixed
     by :func:`modality_weights`. Unused reference keys (``lambda_coeff``, ``degree_ratio``,
@@ -130,8 +131,9 @@ class FREEDOM(Recommender):
             :func:`lirdrec.graphs.bipartite_adjacency`; its user->item entries are the training
             edges and their pruning weights.
         features (dict[str, Tensor]): modality -> :math:`(I, d_m)` raw features.
-        item_graph (Tensor, optional): :math:`S`, sparse :math:`(I, I)`; built from
-            ``features`` with ``knn_k`` and ``mm_image_weight`` when ``None``. (default: ``None``)
+        item_graph (Tensor | None): :math:`S`, sparse :math:`(I, I)`, e.g. from
+            :func:`frozen_item_graph`; ``None`` builds it from ``features`` with ``knn_k`` and
+            ``mm_image_weight``.
         embedding_dim (int, optional): :math:`d`. (default: ``64``)
         n_ui_layers (int, optional): :math:`L`. (default: ``2``)
         n_mm_layers (int, optional): :math:`n`, item-graph layers. (default: ``1``)
@@ -141,7 +143,7 @@ class FREEDOM(Recommender):
             trains on :math:`\hat A`. (default: ``0.8``)
         reg_weight (float, optional): :math:`\lambda`. (default: ``0.0``)
         train_features (bool, optional): fine-tune the raw features. (default: ``True``)
-        seed (int, optional): seed of the pruning generator; ``None`` draws it from torch's
+        generator_seed (int, optional): seed of the pruning generator; ``None`` draws it from torch's
             global RNG at construction. (default: ``None``)
         knn_chunk_size (int, optional): rows per kNN similarity chunk. (default: ``2048``)
 
@@ -152,10 +154,10 @@ class FREEDOM(Recommender):
     """
 
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
-                 item_graph: Tensor | None = None, embedding_dim: int = 64, n_ui_layers: int = 2,
+                 item_graph: Tensor | None, embedding_dim: int = 64, n_ui_layers: int = 2,
                  n_mm_layers: int = 1, knn_k: int = 10, mm_image_weight: float = 0.1,
                  dropout: float = 0.8, reg_weight: float = 0.0, train_features: bool = True,
-                 seed: int | None = None, knn_chunk_size: int = 2048) -> None:
+                 generator_seed: int | None = None, knn_chunk_size: int = 2048) -> None:
         super().__init__(num_users, num_items)
         n = self.num_users + self.num_items
         check_param("FREEDOM", "adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
@@ -199,7 +201,7 @@ class FREEDOM(Recommender):
         self.features = feature_tables(mats, self.train_features)
         self.projections = nn.ModuleList(nn.Linear(x.shape[1], self.embedding_dim) for x in mats)
         self.reset_parameters()
-        self.generator, self.seed = make_generator(seed)
+        self.generator, self.generator_seed = make_generator(generator_seed)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_emb)
@@ -210,7 +212,7 @@ class FREEDOM(Recommender):
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "FREEDOM":
         adj = bipartite_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
-        return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), **kwargs)
+        return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), None, **kwargs)
 
     # ------------------------------------------------------------------ graphs
     @property
@@ -229,11 +231,11 @@ class FREEDOM(Recommender):
             self.num_kept_edges, self.generator)
 
     def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "seed": self.seed}
+        return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.seed = int(state["seed"])
+        self.generator_seed = int(state["generator_seed"])
 
     # ------------------------------------------------------------------ model
     def _embed(self, adj: Tensor) -> tuple[Tensor, Tensor]:
@@ -256,6 +258,8 @@ class FREEDOM(Recommender):
         user_emb, item_emb = self._embed(self._train_adj)
         u = user_emb[users]  # (B, d)
         rank = bpr_loss((u * item_emb[pos_items]).sum(-1), (u * item_emb[neg_items]).sum(-1))
+        if self.reg_weight == 0.0:  # the side term would add 0 and zero gradients: skip its cost
+            return rank
         side = sum(bpr_loss((u * f[pos_items]).sum(-1), (u * f[neg_items]).sum(-1))
                    for f in self.projected_features())
         return rank + self.reg_weight * side

@@ -29,8 +29,8 @@ SHARED = "shared"
 FUSIONS = ("pwc", "attention", "mean", "concat")
 ITEM_IDS = ("off", "add")
 AUTOCAST_DTYPES = (None, "bfloat16")
-#: Floats per row chunk of the kNN similarity (``chunk * I``): 16 Mi floats = 64 MiB.
-_KNN_CHUNK_FLOATS = 1 << 24
+#: Floats per row chunk of the kNN similarity (``chunk * I``): 4 Mi floats = 16 MiB.
+_KNN_CHUNK_FLOATS = 1 << 22
 
 
 def knn_modality_weights(
@@ -80,7 +80,7 @@ def build_item_graph(
         knn_k (int): :math:`k`. (default: ``10``)
         mm_image_weight (float): :math:`w`. (default: ``0.1``)
         image_modality (str): modality of the image slot. (default: ``"image"``)
-        chunk_size (int | None): rows per similarity chunk; ``None`` keeps a chunk at 64 MiB.
+        chunk_size (int | None): rows per similarity chunk; ``None`` keeps a chunk at 16 MiB.
 
     Returns:
         Sparse CSR :math:`(I, I)`.

@@ -1,0 +1,49 @@
+"""Shared test fixtures: tiny datasets written to tmp_path and the ../shared data location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared; FAILS (never skips) with a clear message when it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"expected the shared data at {path} (the repository's sibling ../shared); "
+                    "CI provides it next to the clone")
+    return path
+
+
+def write_tiny(directory: Path, rows: list[tuple], features: dict[str, np.ndarray] | None = None,
+               name: str = "tiny", header: str = "userID\titemID\trating\ttimestamp\tx_label") -> Path:
+    """Write a small .inter (rows of (user, item, x_label) or full 5-tuples) and feature files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [header]
+    for r in rows:
+        if len(r) == 3:
+            u, i, x = r
+            lines.append(f"{u}\t{i}\t1\t0\t{x}")
+        else:
+            lines.append("\t".join(str(v) for v in r))
+    (directory / f"{name}.inter").write_text("\n".join(lines) + "\n")
+    for m, arr in (features or {}).items():
+        np.save(directory / f"{m}_feat.npy", arr)
+    return directory
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Path:
+    """3 users, 4 items; every user has train, valid and test rows; image 4x3, text 4x5."""
+    rows = [(0, 0, 0), (0, 1, 0), (0, 2, 1), (0, 3, 2),
+            (1, 1, 0), (1, 2, 0), (1, 0, 1), (1, 3, 2),
+            (2, 2, 0), (2, 3, 0), (2, 1, 1), (2, 0, 2)]
+    rng = np.random.default_rng(0)
+    feats = {"image": rng.normal(size=(4, 3)).astype(np.float32),
+             "text": rng.normal(size=(4, 5)).astype(np.float32)}
+    return write_tiny(tmp_path / "tiny", rows, feats)

@@ -1,0 +1,95 @@
+"""The command line: every command end to end on tiny data, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lirdrec.cli.main import main
+from lirdrec.data.synthetic import write_synthetic
+
+
+@pytest.fixture(scope="module")
+def syn_dir(tmp_path_factory):
+    d, how = write_synthetic(tmp_path_factory.mktemp("syn") / "synthetic", seed=0, use_encoders=False,
+                             num_users=100, num_items=150)
+    assert how == "numeric"
+    return d
+
+
+def test_validate_prints_summary(syn_dir, capsys):
+    assert main(["validate", str(syn_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "users       100" in out and "feature     image: 150 x 64" in out and out.strip().endswith("OK")
+
+
+def test_validate_error_is_one_line_exit_1(tmp_path, capsys):
+    (tmp_path / "x.inter").write_text("user\titemID\tx_label\n0\t0\t0\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("lirdrec: error: ") and "column userID" in err
+
+
+def test_train_evaluate_resume(syn_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--model", "lightgcn", "--data", str(syn_dir), "--epochs", "2", "--seed", "1",
+            "--set", "embedding_dim=8", "--set", "batch_size=512", "--out", str(out)]
+    assert main(["-q", *args]) == 0
+    table = capsys.readouterr().out
+    assert "| lightgcn | test" in table
+    cfg = (out / "config.yaml").read_text()
+    assert "embedding_dim: 8" in cfg and "seed: 1" in cfg and "lr: 0.001" in cfg
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert main(["-q", "evaluate", str(out)]) == 0
+    ev = capsys.readouterr().out
+    assert f"{metrics['test']['Recall@20']:.4f}" in ev
+    assert main(["-q", "train", "--resume", str(out), "--epochs", "3"]) == 0
+    assert len(json.loads((out / "metrics.json").read_text())) and \
+        len((out / "log.csv").read_text().splitlines()) == 4
+
+
+def test_unknown_model_key_and_value_errors(syn_dir, capsys):
+    base = ["train", "--data", str(syn_dir), "--epochs", "1", "--out", "/tmp/never"]
+    assert main([*base, "--model", "lightgcnn"]) == 1
+    assert "valid models: " in capsys.readouterr().err
+    assert main([*base, "--model", "mf", "--set", "num_layerz=2"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown config key(s) 'num_layerz'" in err and "embedding_dim" in err
+    assert main([*base, "--model", "mf", "--set", "embedding_dim=abc"]) == 1
+    assert "MF: embedding_dim must be of type int, got 'abc'" in capsys.readouterr().err
+    assert main([*base, "--model", "mf", "--set", "reg_weight=-1"]) == 1
+    assert "MF: reg_weight must be >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_grid_selects_by_validation(syn_dir, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("embedding_dim: [4, 8]\n")
+    out = tmp_path / "g"
+    assert main(["-q", "grid", "--model", "mf", "--data", str(syn_dir), "--grid", str(grid),
+                 "--epochs", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "winner (by validation Recall@20)" in text
+    import pandas as pd
+
+    df = pd.read_csv(out / "grid.csv")
+    assert len(df) == 2
+    winner = df.loc[df["winner"] == "*"].iloc[0]
+    assert winner["valid/Recall@20"] == df["valid/Recall@20"].max()
+
+
+def test_mmrec_yaml_aliases(syn_dir, tmp_path):
+    from lirdrec.cli.config import read_yaml, resolve
+
+    cfg_file = tmp_path / "mmrec.yaml"
+    cfg_file.write_text("embedding_size: 32\nlearning_rate: 0.01\nstopping_step: 5\nn_layers: 3\n")
+    cfg = resolve("lightgcn", [read_yaml(cfg_file)])
+    assert cfg.model_kwargs["embedding_dim"] == 32 and cfg.model_kwargs["num_layers"] == 3
+    assert cfg.trainer_kwargs["lr"] == 0.01 and cfg.trainer_kwargs["patience"] == 5
+
+
+def test_console_script_runs_as_module():
+    out = subprocess.run([sys.executable, "-m", "lirdrec", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "demo" in out.stdout and "grid" in out.stdout
