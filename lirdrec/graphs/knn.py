@@ -11,14 +11,28 @@ from torch import Tensor
 from lirdrec.errors import ConfigError
 from lirdrec.graphs.sparse import sparse_from_coo, to_coo_parts
 
-__all__ = ["knn_indices", "build_knn_graph", "combine_graphs"]
+__all__ = ["knn_indices", "build_knn_graph", "combine_graphs", "auto_chunk_size"]
+
+
+#: Bytes of the (chunk, I) similarity block when ``chunk_size`` is ``None``.
+CHUNK_BYTES = 128 * 2**20
+
+
+def auto_chunk_size(num_items: int, budget_bytes: int = CHUNK_BYTES) -> int:
+    """Rows per chunk so one float32 ``(chunk, I)`` similarity block stays within the budget.
+
+    >>> auto_chunk_size(100_000)
+    335
+    """
+    return max(1, min(num_items, budget_bytes // (4 * max(num_items, 1))))
 
 
 @torch.no_grad()
-def knn_indices(x: Tensor, k: int, chunk_size: int = 2048) -> tuple[Tensor, Tensor]:
+def knn_indices(x: Tensor, k: int, chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
     r"""Cosine top-``k`` neighbours of every row of ``x``, the row itself included.
 
-    Rows are L2-normalised once; each chunk of ``chunk_size`` rows is multiplied with all rows and
+    Rows are L2-normalised once; each chunk of ``chunk_size`` rows (default: see
+    :func:`auto_chunk_size`) is multiplied with all rows and
     only its top-``k`` kept, so peak memory is :math:`O(\text{chunk}\cdot I + I\cdot k)`, never
     :math:`I \times I`.
 
@@ -28,6 +42,7 @@ def knn_indices(x: Tensor, k: int, chunk_size: int = 2048) -> tuple[Tensor, Tens
     n = x.shape[0]
     if not 1 <= k <= n:
         raise ConfigError(f"knn: k must be in [1, {n}] for {n} items, got {k}")
+    chunk_size = auto_chunk_size(n) if chunk_size is None else int(chunk_size)
     xn = F.normalize(x.float(), dim=1)
     values = torch.empty(n, k)
     indices = torch.empty(n, k, dtype=torch.long)
@@ -46,7 +61,7 @@ def build_knn_graph(
     k: int = 10,
     normalization: str = "sym",
     weighted: bool = False,
-    chunk_size: int = 2048,
+    chunk_size: int | None = None,
 ) -> Tensor:
     r"""Sparse item-item kNN graph of cosine similarity.
 
@@ -64,7 +79,8 @@ def build_knn_graph(
         k (int): neighbours per row. (default: ``10``)
         normalization (str): ``"sym"``, ``"row"`` or ``"none"``. (default: ``"sym"``)
         weighted (bool): keep cosine values instead of ones. (default: ``False``)
-        chunk_size (int): rows per similarity chunk. (default: ``2048``)
+        chunk_size (int | None): rows per similarity chunk; ``None`` keeps each
+            ``(chunk, I)`` block under 128 MiB. (default: ``None``)
 
     Returns:
         Sparse CSR tensor :math:`(I, I)` with exactly :math:`k` entries per row.

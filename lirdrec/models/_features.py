@@ -19,13 +19,15 @@ from lirdrec.models.base import check_param
 __all__ = ["check_features", "feature_tables", "make_generator"]
 
 
-def check_features(cls_name: str, features: Mapping[str, Tensor], num_items: int) -> tuple[list[str], list[Tensor]]:
+def check_features(cls_name: str, features: Mapping[str, Tensor],
+                   num_items: int) -> tuple[list[str], list[Tensor]]:
     """Modality names and float32 feature matrices, each checked to be ``(num_items, d_m)``.
 
     Raises:
         ConfigError: no modality, a matrix that is not 2-D, or a row count other than ``num_items``.
     """
-    check_param(cls_name, "features", "{}", len(features) > 0, "a non-empty dict modality -> (I, d_m) tensor")
+    check_param(cls_name, "features", "{}", len(features) > 0,
+                "a non-empty dict modality -> (I, d_m) tensor")
     names, mats = [], []
     for name, x in features.items():
         x = torch.as_tensor(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
@@ -35,7 +36,8 @@ class BM3(Recommender):
     residual of their ID embedding; each modality is projected to :math:`d`:
 
     .. math::
-        [\mathbf{U};\bar{\mathbf{E}}] = \frac{1}{L+1}\sum_{l=0}^{L}\hat A^{l}[\mathbf{P};\mathbf{E}^{id}],
+        [\mathbf{U};\bar{\mathbf{E}}]
+        = \frac{1}{L+1}\sum_{l=0}^{L}\hat A^{l}[\mathbf{P};\mathbf{E}^{id}],
         \quad \mathbf{I} = \bar{\mathbf{E}} + \mathbf{E}^{id},\quad
         \mathbf{F}_m = \mathbf{X}_m W_m^\top + \mathbf{b}_m .
 
@@ -49,7 +51,8 @@ class BM3(Recommender):
     1 - \overline{\cos}(\mathbf{a},\mathbf{b})` averaged over the batch:
 
     .. math::
-        \mathcal L = c(g(\mathbf{U}_u), \tilde{\mathbf{I}}_i) + c(g(\mathbf{I}_i), \tilde{\mathbf{U}}_u)
+        \mathcal L = c(g(\mathbf{U}_u), \tilde{\mathbf{I}}_i)
+        + c(g(\mathbf{I}_i), \tilde{\mathbf{U}}_u)
         + \lambda\,\frac{\lVert\mathbf{U}\rVert + \lVert\mathbf{I}\rVert}{I}
         + \mu \sum_m \big[c(g(\mathbf{F}_m)_i, \tilde{\mathbf{I}}_i)
         + c(g(\mathbf{F}_m)_i, (\tilde{\mathbf{F}}_m)_i)\big]
@@ -77,8 +80,8 @@ class BM3(Recommender):
         reg_weight (float, optional): :math:`\lambda`. (default: ``0.1``)
         cl_weight (float, optional): :math:`\mu`. (default: ``2.0``)
         train_features (bool, optional): fine-tune the raw features. (default: ``True``)
-        generator_seed (int, optional): seed of the dropout generator; ``None`` draws it from torch's
-            global RNG at construction. (default: ``None``)
+        generator_seed (int, optional): seed of the dropout generator; ``None`` draws it from
+            torch's global RNG at construction. (default: ``None``)
 
     Shapes:
         - **forward:** :math:`g(\mathbf{U})` :math:`(U, d)`, :math:`g(\mathbf{I})` :math:`(I, d)`
@@ -93,13 +96,14 @@ class BM3(Recommender):
                  reg_weight: float = 0.1, cl_weight: float = 2.0, train_features: bool = True,
                  generator_seed: int | None = None) -> None:
         super().__init__(num_users, num_items)
+        check = partial(check_param, "BM3")
         n = self.num_users + self.num_items
-        check_param("BM3", "adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
-        check_param("BM3", "embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check_param("BM3", "num_layers", num_layers, int(num_layers) >= 0, "a non-negative int")
-        check_param("BM3", "dropout", dropout, 0.0 <= float(dropout) < 1.0, "in [0, 1)")
-        check_param("BM3", "reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
-        check_param("BM3", "cl_weight", cl_weight, float(cl_weight) >= 0, ">= 0")
+        check("adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
+        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
+        check("num_layers", num_layers, int(num_layers) >= 0, "a non-negative int")
+        check("dropout", dropout, 0.0 <= float(dropout) < 1.0, "in [0, 1)")
+        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
+        check("cl_weight", cl_weight, float(cl_weight) >= 0, ">= 0")
         self.modalities, mats = check_features("BM3", features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.num_layers = int(num_layers)
@@ -138,7 +142,8 @@ class BM3(Recommender):
     # ------------------------------------------------------------------ model
     def online(self) -> tuple[Tensor, Tensor]:
         """Online user :math:`(U, d)` and item :math:`(I, d)` embeddings before the predictor."""
-        out = propagate(self.adj, torch.cat([self.user_emb, self.item_emb]), self.num_layers, "mean")
+        ego = torch.cat([self.user_emb, self.item_emb])  # (U+I, d)
+        out = propagate(self.adj, ego, self.num_layers, "mean")
         return out[: self.num_users], out[self.num_users:] + self.item_emb
 
     def forward(self) -> tuple[Tensor, Tensor]:
@@ -146,7 +151,8 @@ class BM3(Recommender):
         return self.predictor(user_emb), self.predictor(item_emb)
 
     def _drop(self, x: Tensor) -> Tensor:
-        """Inverted dropout with the model's generator: zero w.p. :math:`p`, scale :math:`1/(1-p)`."""
+        """Inverted dropout from the model's generator: zero w.p. :math:`p`, else scale
+        :math:`1/(1-p)`."""
         if self.dropout <= 0.0:
             return x
         keep = torch.rand(x.shape, generator=self.generator) >= self.dropout
@@ -175,4 +181,5 @@ class BM3(Recommender):
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, embedding_dim={self.embedding_dim}, "
-                f"modalities={self.modalities}, num_layers={self.num_layers}, dropout={self.dropout}")
+                f"modalities={self.modalities}, num_layers={self.num_layers}, "
+                f"dropout={self.dropout}")

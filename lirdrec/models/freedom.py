@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
@@ -84,7 +85,8 @@ def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor, num_user
     val = du[u].rsqrt() * di[i].rsqrt()
     i_node = i + num_users
     n = num_users + num_items
-    return sparse_from_coo(torch.cat([u, i_node]), torch.cat([i_node, u]), torch.cat([val, val]), (n, n))
+    row, col = torch.cat([u, i_node]), torch.cat([i_node, u])
+    return sparse_from_coo(row, col, torch.cat([val, val]), (n, n))
 
 
 @register("freedom")
@@ -143,8 +145,8 @@ class FREEDOM(Recommender):
             trains on :math:`\hat A`. (default: ``0.8``)
         reg_weight (float, optional): :math:`\lambda`. (default: ``0.0``)
         train_features (bool, optional): fine-tune the raw features. (default: ``True``)
-        generator_seed (int, optional): seed of the pruning generator; ``None`` draws it from torch's
-            global RNG at construction. (default: ``None``)
+        generator_seed (int, optional): seed of the pruning generator; ``None`` draws it from
+            torch's global RNG at construction. (default: ``None``)
         knn_chunk_size (int, optional): rows per kNN similarity chunk. (default: ``2048``)
 
     Shapes:
@@ -159,16 +161,17 @@ class FREEDOM(Recommender):
                  dropout: float = 0.8, reg_weight: float = 0.0, train_features: bool = True,
                  generator_seed: int | None = None, knn_chunk_size: int = 2048) -> None:
         super().__init__(num_users, num_items)
+        check = partial(check_param, "FREEDOM")
         n = self.num_users + self.num_items
-        check_param("FREEDOM", "adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
-        check_param("FREEDOM", "embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check_param("FREEDOM", "n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "a non-negative int")
-        check_param("FREEDOM", "n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "a non-negative int")
-        check_param("FREEDOM", "knn_k", knn_k, 1 <= int(knn_k) <= self.num_items, f"in [1, {self.num_items}]")
-        check_param("FREEDOM", "mm_image_weight", mm_image_weight, 0.0 <= float(mm_image_weight) <= 1.0,
+        check("adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
+        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
+        check("n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "a non-negative int")
+        check("n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "a non-negative int")
+        check("knn_k", knn_k, 1 <= int(knn_k) <= self.num_items, f"in [1, {self.num_items}]")
+        check("mm_image_weight", mm_image_weight, 0.0 <= float(mm_image_weight) <= 1.0,
                     "in [0, 1]")
-        check_param("FREEDOM", "dropout", dropout, 0.0 <= float(dropout) < 1.0, "in [0, 1)")
-        check_param("FREEDOM", "reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
+        check("dropout", dropout, 0.0 <= float(dropout) < 1.0, "in [0, 1)")
+        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
         self.modalities, mats = check_features("FREEDOM", features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.n_ui_layers = int(n_ui_layers)
@@ -184,7 +187,7 @@ class FREEDOM(Recommender):
         if item_graph is None:
             item_graph = frozen_item_graph(mats, self.modalities, self.knn_k, self.mm_image_weight,
                                            knn_chunk_size)
-        check_param("FREEDOM", "item_graph", tuple(item_graph.shape),
+        check("item_graph", tuple(item_graph.shape),
                     tuple(item_graph.shape) == (self.num_items, self.num_items),
                     f"of shape ({self.num_items}, {self.num_items})")
         self.item_graph = item_graph
@@ -222,7 +225,8 @@ class FREEDOM(Recommender):
         return int(self._edge_users.shape[0] * (1.0 - self.dropout))
 
     def on_epoch_start(self, epoch: int) -> None:
-        """Prune the user-item graph for this epoch (the full :math:`\\hat A` if ``dropout == 0``)."""
+        """Prune the user-item graph for this epoch (the full :math:`\\hat A` if
+        ``dropout == 0``)."""
         if self.dropout <= 0.0:
             self._train_adj = self.adj
             return
@@ -249,7 +253,8 @@ class FREEDOM(Recommender):
         return self._embed(self.adj)
 
     def projected_features(self) -> list[Tensor]:
-        """:math:`\\mathbf{f}^m = W_m \\mathbf{X}_m + \\mathbf{b}_m`, one :math:`(I, d)` per modality."""
+        """:math:`\\mathbf{f}^m = W_m \\mathbf{X}_m + \\mathbf{b}_m`, one :math:`(I, d)` per
+        modality."""
         return [proj(x) for proj, x in zip(self.projections, self.features)]
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -9,7 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lirdrec.graphs import build_knn_graph, knn_indices, sparse_from_coo, spmm, to_coo_parts, transpose_csr
+from lirdrec.graphs import (
+    build_knn_graph,
+    knn_indices,
+    sparse_from_coo,
+    spmm,
+    to_coo_parts,
+    transpose_csr,
+)
 from lirdrec.models._features import check_features, feature_tables
 from lirdrec.models.base import Recommender, bpr_loss, check_param
 from lirdrec.models.registry import register
@@ -17,7 +25,9 @@ from lirdrec.models.registry import register
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
-__all__ = ["LATTICE", "lattice_adjacency", "learned_knn_edges", "normalize_edges", "propagate_edges"]
+__all__ = [
+    "LATTICE", "lattice_adjacency", "learned_knn_edges", "normalize_edges", "propagate_edges",
+]
 
 
 def lattice_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
@@ -89,10 +99,11 @@ class LATTICE(Recommender):
     ACM MM 2021, arXiv:2104.09036), as MMRec implements it (``cf_model: lightgcn``).
 
     For each modality :math:`m` a frozen graph :math:`\tilde S_m` is built once from the raw
-    features (cosine top-:math:`k`, cosine values kept, :math:`D^{-1/2}SD^{-1/2}` by row sums), and a
-    learned graph :math:`\hat S_m` is the same construction on projected features
-    :math:`\mathbf{F}_m = \mathbf{X}_m W_m^\top + \mathbf{b}_m` (unnormalised). With modality weights
-    :math:`\boldsymbol\alpha = \mathrm{softmax}(\boldsymbol\omega)` and skip weight :math:`\lambda`:
+    features (cosine top-:math:`k`, cosine values kept, :math:`D^{-1/2}SD^{-1/2}` by row sums),
+    and a learned graph :math:`\hat S_m` is the same construction on projected features
+    :math:`\mathbf{F}_m = \mathbf{X}_m W_m^\top + \mathbf{b}_m` (unnormalised). With modality
+    weights :math:`\boldsymbol\alpha = \mathrm{softmax}(\boldsymbol\omega)` and skip weight
+    :math:`\lambda`:
 
     .. math::
         S = (1-\lambda)\,\mathcal N\Big(\sum_m \alpha_m \hat S_m\Big)
@@ -103,7 +114,8 @@ class LATTICE(Recommender):
     over LATTICE's row-normalised graph with self-loops (:func:`lattice_adjacency`), layer mean:
 
     .. math::
-        [\mathbf{U};\bar{\mathbf{E}}] = \frac{1}{L+1}\sum_{l=0}^{L}\hat A^{l}[\mathbf{P};\mathbf{E}^{id}],
+        [\mathbf{U};\bar{\mathbf{E}}]
+        = \frac{1}{L+1}\sum_{l=0}^{L}\hat A^{l}[\mathbf{P};\mathbf{E}^{id}],
         \qquad \mathbf{i}_i = \bar{\mathbf{E}}_i + \frac{\mathbf{h}_i}{\lVert\mathbf{h}_i\rVert},
         \qquad \hat y_{ui} = \mathbf{U}_u^\top\mathbf{i}_i,
 
@@ -152,16 +164,17 @@ class LATTICE(Recommender):
                  reg_weight: float = 0.0, train_features: bool = True,
                  knn_chunk_size: int = 2048) -> None:
         super().__init__(num_users, num_items)
+        check = partial(check_param, "LATTICE")
         n = self.num_users + self.num_items
-        check_param("LATTICE", "adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
-        check_param("LATTICE", "embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check_param("LATTICE", "feat_embed_dim", feat_embed_dim, int(feat_embed_dim) > 0, "a positive int")
-        check_param("LATTICE", "n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "a non-negative int")
-        check_param("LATTICE", "n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "a non-negative int")
-        check_param("LATTICE", "knn_k", knn_k, 1 <= int(knn_k) <= self.num_items, f"in [1, {self.num_items}]")
-        check_param("LATTICE", "lambda_coeff", lambda_coeff, 0.0 <= float(lambda_coeff) <= 1.0, "in [0, 1]")
-        check_param("LATTICE", "reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
-        check_param("LATTICE", "knn_chunk_size", knn_chunk_size, int(knn_chunk_size) > 0, "a positive int")
+        check("adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
+        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
+        check("feat_embed_dim", feat_embed_dim, int(feat_embed_dim) > 0, "a positive int")
+        check("n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "a non-negative int")
+        check("n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "a non-negative int")
+        check("knn_k", knn_k, 1 <= int(knn_k) <= self.num_items, f"in [1, {self.num_items}]")
+        check("lambda_coeff", lambda_coeff, 0.0 <= float(lambda_coeff) <= 1.0, "in [0, 1]")
+        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
+        check("knn_chunk_size", knn_chunk_size, int(knn_chunk_size) > 0, "a positive int")
         self.modalities, mats = check_features("LATTICE", features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.feat_embed_dim = int(feat_embed_dim)
@@ -177,7 +190,8 @@ class LATTICE(Recommender):
         self.adj = adj
         self.adj_t = transpose_csr(adj)
         self.frozen_graphs = [
-            to_coo_parts(build_knn_graph(x, self.knn_k, "sym", weighted=True, chunk_size=self.knn_chunk_size))
+            to_coo_parts(build_knn_graph(x, self.knn_k, "sym", weighted=True,
+                                         chunk_size=self.knn_chunk_size))
             for x in mats]
         self._graph_stale = True
         self._cached_graph: tuple[Tensor, Tensor] | None = None  # detached (S, S^T) CSR
@@ -280,4 +294,5 @@ class LATTICE(Recommender):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, embedding_dim={self.embedding_dim}, "
                 f"modalities={self.modalities}, n_ui_layers={self.n_ui_layers}, "
-                f"n_mm_layers={self.n_mm_layers}, knn_k={self.knn_k}, lambda_coeff={self.lambda_coeff}")
+                f"n_mm_layers={self.n_mm_layers}, knn_k={self.knn_k}, "
+                f"lambda_coeff={self.lambda_coeff}")

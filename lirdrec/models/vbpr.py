@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Mapping
 
 import torch
@@ -62,8 +63,9 @@ class VBPR(Recommender):
     def __init__(self, num_users: int, num_items: int, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, reg_weight: float = 1e-3) -> None:
         super().__init__(num_users, num_items)
-        check_param("VBPR", "embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check_param("VBPR", "reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
+        check = partial(check_param, "VBPR")
+        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
+        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
         self.modalities, mats = check_features("VBPR", features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.reg_weight = float(reg_weight)
