@@ -1,0 +1,198 @@
+"""Experiment runner: datasets x model variants x grid points x seeds -> one tidy results table.
+
+An experiment YAML::
+
+    name: main_table
+    out: results/main_table            # relative to the YAML file
+    datasets:
+      ml100k: {data: ../shared/data/ml100k, modalities: image,text}
+      tiktok: {data: ../shared/data/tiktok}
+    models:                            # variant name -> registry model, fixed params, grid
+      lightgcn: {model: lightgcn, params: {num_layers: 2}, grid: {reg_weight: [1.0e-3, 1.0e-4]}}
+      lirdrec: {model: lirdrec}
+      lirdrec-id: {model: lirdrec, params: {item_id: add}}
+    seeds: [999]
+    trainer: {lr: 1.0e-3, patience: 20}        # shared trainer settings
+    small: {epochs: 3, sample_users: 0.3}      # overrides when run with small=True
+
+Every (dataset, variant, seed, grid point) trains in its own run directory under
+``<out>/runs/``; one with a ``metrics.json`` is finished and is read back, not retrained (a
+half-finished one resumes from its checkpoint). For each (dataset, variant, seed) the grid point with the
+best VALIDATION metric is selected, and its valid and test metrics go to ``results.csv`` with the
+columns ``dataset, model, variant, seed, split, metric, K, value``; ``results.md`` shows test
+metrics as mean ± std over seeds; ``selection.csv`` lists every grid point.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lirdrec.cli.config import read_yaml, resolve
+from lirdrec.data.loader import load_dataset
+from lirdrec.data.sample import subsample_users
+from lirdrec.errors import ConfigError
+from lirdrec.train.run import run_training
+from lirdrec.utils.io import atomic_write
+from lirdrec.utils.table import format_table
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Experiment", "load_experiment", "run_experiment", "results_table"]
+
+TOP_KEYS = {"name", "out", "datasets", "models", "seeds", "trainer", "small", "metric"}
+
+
+@dataclass
+class Experiment:
+    """A parsed experiment file (see the module docstring)."""
+
+    name: str
+    out: Path
+    datasets: dict[str, dict[str, Any]]
+    models: dict[str, dict[str, Any]]
+    seeds: list[int]
+    trainer: dict[str, Any]
+    small: dict[str, Any]
+    metric: str = "Recall@20"
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and check an experiment YAML; paths are relative to the file."""
+    path = Path(path)
+    cfg = read_yaml(path)
+    unknown = sorted(set(cfg) - TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {sorted(TOP_KEYS)}")
+    for key in ("datasets", "models"):
+        if not isinstance(cfg.get(key), dict) or not cfg[key]:
+            raise ConfigError(f"{path}: '{key}' must be a non-empty mapping")
+    base = path.parent
+    datasets = {}
+    for name, d in cfg["datasets"].items():
+        d = {"data": d} if isinstance(d, str) else dict(d)
+        if "data" not in d:
+            raise ConfigError(f"{path}: dataset {name!r} needs a 'data' path")
+        d["data"] = str((base / d["data"]).resolve()) if not Path(d["data"]).is_absolute() else d["data"]
+        datasets[name] = d
+    models = {}
+    for variant, m in cfg["models"].items():
+        m = {"model": variant} if m is None else dict(m)
+        m.setdefault("model", variant)
+        extra = sorted(set(m) - {"model", "params", "grid", "datasets"})
+        if extra:
+            raise ConfigError(f"{path}: model {variant!r}: unknown key(s) {extra}; valid: model, "
+                              "params, grid, datasets")
+        models[variant] = m
+    out = base / cfg.get("out", f"results/{cfg.get('name', path.stem)}")
+    return Experiment(name=str(cfg.get("name", path.stem)), out=out, datasets=datasets, models=models,
+                      seeds=[int(s) for s in cfg.get("seeds", [999])],
+                      trainer=dict(cfg.get("trainer") or {}), small=dict(cfg.get("small") or {}),
+                      metric=str(cfg.get("metric", "Recall@20")))
+
+
+def _grid_points(grid: dict[str, list] | None) -> list[dict[str, Any]]:
+    if not grid:
+        return [{}]
+    keys = list(grid)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+
+
+def _long_rows(dataset: str, model: str, variant: str, seed: int, split: str,
+               metrics: dict[str, float]) -> list[dict[str, Any]]:
+    rows = []
+    for key, value in metrics.items():
+        name, k = key.rsplit("@", 1)
+        rows.append({"dataset": dataset, "model": model, "variant": variant, "seed": seed,
+                     "split": split, "metric": name, "K": int(k), "value": float(value)})
+    return rows
+
+
+def run_experiment(exp: Experiment | str | Path, small: bool = False,
+                   show_progress: bool | None = None) -> pd.DataFrame:
+    """Run (or resume) every combination; returns the tidy results table (also written)."""
+    if not isinstance(exp, Experiment):
+        exp = load_experiment(exp)
+    out = exp.out / ("small" if small else "")
+    overrides = dict(exp.small) if small else {}
+    sample_users = float(overrides.pop("sample_users", 1.0))
+    rows: list[dict[str, Any]] = []
+    selection: list[dict[str, Any]] = []
+    for dname, dcfg in exp.datasets.items():
+        base_ds = load_dataset(dcfg["data"], modalities=dcfg.get("modalities"))
+        if sample_users < 1.0:
+            base_ds = subsample_users(base_ds, sample_users, np.random.default_rng(0))
+        for variant, mcfg in exp.models.items():
+            if mcfg.get("datasets") and dname not in mcfg["datasets"]:
+                continue
+            points = _grid_points(mcfg.get("grid"))
+            for seed in exp.seeds:
+                best = None
+                for idx, point in enumerate(points):
+                    layers = [exp.trainer, mcfg.get("params") or {}, point, overrides, {"seed": seed}]
+                    cfg = resolve(mcfg["model"], layers)
+                    run_dir = out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}"
+                    done = run_dir / "metrics.json"
+                    if done.is_file():
+                        res = json.loads(done.read_text())
+                        valid, test, best_epoch = res["valid"], res["test"], res["best_epoch"]
+                        logger.info("%s/%s seed %d point %d: finished earlier", dname, variant, seed, idx)
+                    else:
+                        logger.info("%s/%s seed %d point %d/%d: %s", dname, variant, seed, idx + 1,
+                                    len(points), point)
+                        resume = (run_dir / "checkpoint.pt").is_file()
+                        result, _, _ = run_training(
+                            cfg.model, base_ds, cfg.model_kwargs, cfg.trainer_kwargs,
+                            cold_items=float(cfg.data["cold_items"]), out_dir=run_dir, resume=resume,
+                            config={**cfg.to_dict(), "data": dcfg["data"],
+                                    "modalities": dcfg.get("modalities"), "sample_users": sample_users},
+                            show_progress=show_progress)
+                        valid, test, best_epoch = result.valid, result.test, result.best_epoch
+                    score = valid[exp.metric]
+                    selection.append({"dataset": dname, "variant": variant, "seed": seed, "point": idx,
+                                      **{f"grid:{k}": v for k, v in point.items()},
+                                      "best_epoch": best_epoch, f"valid/{exp.metric}": score,
+                                      "selected": False})
+                    if best is None or score > best[0]:
+                        best = (score, idx, valid, test)
+                _, idx, valid, test = best
+                for s in selection:
+                    if (s["dataset"], s["variant"], s["seed"]) == (dname, variant, seed):
+                        s["selected"] = s["point"] == idx
+                rows += _long_rows(dname, mcfg["model"], variant, seed, "valid", valid)
+                rows += _long_rows(dname, mcfg["model"], variant, seed, "test", test)
+    df = pd.DataFrame(rows, columns=["dataset", "model", "variant", "seed", "split", "metric", "K", "value"])
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "results.csv", "w") as fh:
+        df.to_csv(fh, index=False)
+    with atomic_write(out / "selection.csv", "w") as fh:
+        pd.DataFrame(selection).to_csv(fh, index=False)
+    with atomic_write(out / "results.md", "w") as fh:
+        fh.write(f"# {exp.name}{' (SMALL)' if small else ''}\n\nTest metrics at the grid point and "
+                 f"epoch selected by validation {exp.metric}; mean ± std over seeds {exp.seeds}.\n\n")
+        fh.write(results_table(df) + "\n")
+    return df
+
+
+def results_table(df: pd.DataFrame, split: str = "test",
+                  metrics: tuple[str, ...] = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20")) -> str:
+    """Markdown table: one row per (dataset, variant), ``mean ± std`` over seeds per metric."""
+    d = df[df["split"] == split].copy()
+    d["key"] = d["metric"] + "@" + d["K"].astype(str)
+    d = d[d["key"].isin(metrics)]
+    g = d.groupby(["dataset", "variant", "key"], sort=False)["value"]
+    stats = g.agg(["mean", "std", "count"]).reset_index()
+    rows = []
+    for (dataset, variant), part in stats.groupby(["dataset", "variant"], sort=False):
+        row: dict[str, Any] = {"dataset": dataset, "variant": variant}
+        for _, r in part.iterrows():
+            row[r["key"]] = (f"{r['mean']:.4f} ± {r['std']:.4f}" if r["count"] > 1 else f"{r['mean']:.4f}")
+        rows.append(row)
+    return format_table(rows, ["dataset", "variant", *metrics])

@@ -1,0 +1,44 @@
+"""Experiment runner: every combination, selection by validation, resume, tidy table."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lirdrec.data.synthetic import write_synthetic
+from lirdrec.experiments import load_experiment, run_experiment
+
+
+def test_runner_selects_by_validation_and_resumes(tmp_path, caplog):
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=80, num_items=120)
+    f = tmp_path / "exp.yaml"
+    f.write_text(f"""
+name: t
+out: out
+datasets: {{syn: {{data: {data}}}}}
+models:
+  mf: {{grid: {{embedding_dim: [4, 16]}}}}
+  lightgcn-1: {{model: lightgcn, params: {{num_layers: 1}}}}
+seeds: [1, 2]
+trainer: {{epochs: 2, batch_size: 512}}
+small: {{epochs: 1, sample_users: 0.5}}
+""")
+    exp = load_experiment(f)
+    df = run_experiment(exp, show_progress=False)
+    assert set(df.columns) == {"dataset", "model", "variant", "seed", "split", "metric", "K", "value"}
+    assert set(df["variant"]) == {"mf", "lightgcn-1"} and set(df["seed"]) == {1, 2}
+    sel = pd.read_csv(exp.out / "selection.csv")
+    assert len(sel) == 2 * 2 + 2  # mf: 2 points x 2 seeds; lightgcn-1: 1 point x 2 seeds
+    for (_, _), part in sel.groupby(["variant", "seed"]):
+        chosen = part[part["selected"]]
+        assert len(chosen) == 1 and chosen["valid/Recall@20"].iloc[0] == part["valid/Recall@20"].max()
+    # the table's valid Recall@20 is the selected point's
+    v = df[(df.split == "valid") & (df.metric == "Recall") & (df.K == 20) & (df.variant == "mf")]
+    assert sorted(v["value"]) == sorted(sel[(sel.variant == "mf") & sel.selected]["valid/Recall@20"])
+    md = (exp.out / "results.md").read_text()
+    assert "± " in md and "| syn " in md
+    caplog.set_level("INFO")
+    df2 = run_experiment(exp, show_progress=False)  # everything finished: read back, identical
+    assert "finished earlier" in caplog.text
+    pd.testing.assert_frame_equal(df, df2)
+    small = run_experiment(exp, small=True, show_progress=False)
+    assert (exp.out / "small" / "results.csv").is_file() and len(small) == len(df)
