@@ -93,3 +93,11 @@ def test_mmrec_yaml_aliases(syn_dir, tmp_path):
 def test_console_script_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "lirdrec", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout and "grid" in out.stdout
+
+
+def test_model_reference_trainer_defaults_sit_below_user_settings():
+    from lirdrec.cli.config import resolve
+
+    assert resolve("lirdrec", [{}]).trainer_kwargs["lr"] == 1e-4  # LIRDRec's reference lr
+    assert resolve("lirdrec", [{"lr": 1e-3}]).trainer_kwargs["lr"] == 1e-3
+    assert resolve("lightgcn", [{}]).trainer_kwargs["lr"] == 1e-3  # Trainer default

@@ -10,6 +10,9 @@ from lirdrec.models import registry
 from lirdrec.utils import seed_everything
 
 TRAINABLE = [n for n in registry.names() if n != "pop"]
+# Settings under which every parameter takes part in the loss (FREEDOM's default reg_weight 0
+# switches its feature-side BPR term, the only path to its projections, off).
+FULL_PATH = {"freedom": {"reg_weight": 1e-3}}
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ def ds():
 
 def _build(name, ds, seed=0):
     seed_everything(seed)
-    model = registry.get(name).from_dataset(ds)
+    model = registry.get(name).from_dataset(ds, **FULL_PATH.get(name, {}))
     model.on_epoch_start(1)
     return model
 

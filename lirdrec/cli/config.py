@@ -1,6 +1,7 @@
 """Configuration at the edge: YAML files and ``--set key=value`` -> constructor keyword arguments.
 
-Precedence, lowest first: constructor defaults < config file < ``--set`` < explicit flags.
+Precedence, lowest first: constructor defaults < the model's ``trainer_defaults`` (its reference
+training settings, e.g. LIRDRec's ``lr=1e-4``) < config file < ``--set`` < explicit flags.
 The valid keys are read from the signatures of the model class, :class:`~lirdrec.train.Trainer`
 and the data options, so the config can never drift from the code. MMRec's key names are
 accepted through one alias table (logged when used).
@@ -174,6 +175,7 @@ def resolve(model: str | None, layers: Iterable[dict[str, Any]]) -> RunConfig:
     if not name:
         raise ConfigError(f"no model given; valid models: {', '.join(registry.names())}")
     cls = registry.get(str(name))
+    merged = {**getattr(cls, "trainer_defaults", {}), **merged}
     merged["model"] = cls.registry_name
     m_def, t_def = model_defaults(cls), trainer_defaults()
     valid = set(m_def) | set(t_def) | set(DATA_KEYS) | set(RUN_KEYS)

@@ -2,8 +2,8 @@
 
 Loading and preprocessing follow the recipe of ``shared/data/README.md`` (the one that made
 ``ml100k/image_feat.npy``): pillow opens the file and converts it to RGB, the short side is
-resized to 256 with bicubic filtering (long side ``int(long * 256 / short)``, as
-torchvision's ``Resize(256)``), the centre 224 x 224 is cropped, and pixels are normalised per
+resized to 256 with bicubic filtering (long side ``round(long * 256 / short)``), the centre
+224 x 224 is cropped (offsets rounded down), and pixels are normalised per
 channel as ``(x / 255 - mean) / std`` with ``mean = std = 0.5`` (that is, scaled to [-1, 1], what
 EfficientNet-Lite was trained with; pass ImageNet's mean/std for other networks).
 
@@ -97,12 +97,12 @@ def preprocess_image(
 
     w, h = image.size
     if w <= h:
-        new_w, new_h = resize, int(h * resize / w)
+        new_w, new_h = resize, max(resize, round(h * resize / w))
     else:
-        new_w, new_h = int(w * resize / h), resize
+        new_w, new_h = max(resize, round(w * resize / h)), resize
     image = image.resize((new_w, new_h), Image.BICUBIC)
-    top = int(round((new_h - crop_size) / 2.0))
-    left = int(round((new_w - crop_size) / 2.0))
+    top = (new_h - crop_size) // 2
+    left = (new_w - crop_size) // 2
     image = image.crop((left, top, left + crop_size, top + crop_size))
     arr = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
     arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
@@ -211,7 +211,7 @@ class ImageEncoder:
 
     def _settings(self) -> dict:
         return {"backend": self.backend, "resize": self.resize, "crop": self.crop_size,
-                "mean": self.mean, "std": self.std}
+                "mean": self.mean, "std": self.std, "preprocess": "round-resize/floor-crop"}
 
     @staticmethod
     def _input_digest(image: ImageInput) -> str:

@@ -48,11 +48,15 @@ class Recommender(nn.Module):
         num_users (int): :math:`U`.
         num_items (int): :math:`I`.
         uses_negatives (bool): whether :meth:`loss` reads ``neg_items`` (BM3 does not).
+        trainer_defaults (dict): trainer settings of the model's reference configuration that
+            differ from :class:`~lirdrec.train.Trainer`'s defaults (LIRDRec: ``lr=1e-4``);
+            the config resolver applies them below any user setting.
     """
 
     num_users: int
     num_items: int
     uses_negatives: bool = True
+    trainer_defaults: dict[str, Any] = {}
 
     def __init__(self, num_users: int, num_items: int) -> None:
         super().__init__()

@@ -90,6 +90,8 @@ class BM3(Recommender):
     """
 
     uses_negatives = False
+    #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
+    feature_branch = ("projections",)
 
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, num_layers: int = 1, dropout: float = 0.3,

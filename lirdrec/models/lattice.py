@@ -158,6 +158,9 @@ class LATTICE(Recommender):
         - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
     """
 
+    #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
+    feature_branch = ("projections",)
+
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, feat_embed_dim: int = 64, n_ui_layers: int = 2,
                  n_mm_layers: int = 1, knn_k: int = 10, lambda_coeff: float = 0.9,

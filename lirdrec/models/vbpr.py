@@ -60,6 +60,9 @@ class VBPR(Recommender):
         - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
     """
 
+    #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
+    feature_branch = ("item_linear",)
+
     def __init__(self, num_users: int, num_items: int, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, reg_weight: float = 1e-3) -> None:
         super().__init__(num_users, num_items)
