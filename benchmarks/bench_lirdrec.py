@@ -1,6 +1,6 @@
 """Speed and memory of LIRDRec training and evaluation (issue 4, "Speed").
 
-Prints, per case and precision: seconds per training epoch (full forward + backward + Adam step
+Prints, per case and precision: wall seconds (and process CPU seconds) per training epoch (full forward + backward + Adam step
 per batch of 2048, exactly the trainer's loop without evaluation), seconds for one valid + test
 evaluation (one eval-mode forward shared by both splits, full ranking) and the process's peak RSS.
 Every case runs in its own subprocess so that peak RSS is its own.
@@ -93,11 +93,11 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, seed: int = 
     sampler = BPRSampler(ds, torch.Generator().manual_seed(seed))
     batch = 2048
     n_batches = -(-len(sampler) // batch)
-    epoch_times = []
+    epoch_times, epoch_cpu = [], []
     for epoch in range(1, epochs + 1):
         model.on_epoch_start(epoch)
         model.train()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         users, pos, neg = sampler.epoch()
         limit = n_batches if steps is None else min(steps, n_batches)
         losses = []
@@ -110,6 +110,7 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, seed: int = 
             losses.append(float(loss.detach()))
         elapsed = time.perf_counter() - t
         epoch_times.append(elapsed * n_batches / limit)
+        epoch_cpu.append((time.process_time() - c) * n_batches / limit)
     eval_times = []
     for _ in range(2):
         t = time.perf_counter()
@@ -125,6 +126,7 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, seed: int = 
         "train": len(ds.train), "features": {m: int(x.shape[1]) for m, x in ds.features.items()},
         "build_s": round(build_s, 2), "epoch_s": round(float(np.median(measured)), 3),
         "epoch_s_all": [round(x, 3) for x in epoch_times],
+        "epoch_cpu_s": round(float(np.median(epoch_cpu[1:] or epoch_cpu)), 3),
         "extrapolated_from_steps": steps if steps is not None and steps < n_batches else None,
         "eval_s": round(min(eval_times), 3), "peak_rss_gib": round(peak_rss_gib(), 3),
         "last_loss": round(losses[-1], 5), "valid_recall20": round(valid["Recall@20"], 5),
@@ -138,15 +140,21 @@ def main() -> None:
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--epochs", type=int, default=3, help="epochs timed (the first is warm-up)")
     p.add_argument("--steps", type=int, default=None, help="batches per epoch (extrapolated)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.case:
         print(json.dumps(run_case(args.case, args.dtype, args.epochs, args.steps)))
         return
     plan = [("shape", "fp32", 3, None), ("shape", "bf16", 3, None), ("tiktok", "fp32", 3, None),
             ("tiktok", "bf16", 3, None), ("100k", "fp32", 2, 4), ("100k", "bf16", 2, 4)]
-    print(f"{'case':7} {'dtype':5} {'items':>7} {'epoch s':>8} {'eval s':>7} {'RSS GiB':>8}  note")
+    print(f"{'case':7} {'dtype':5} {'items':>7} {'epoch s':>8} {'CPU s':>7} {'eval s':>7} "
+          f"{'RSS GiB':>8}  note")
     for case, dtype, epochs, steps in plan:
         cmd = [sys.executable, __file__, "--case", case, "--dtype", dtype, "--epochs", str(epochs)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         if steps:
             cmd += ["--steps", str(steps)]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -157,7 +165,8 @@ def main() -> None:
         note = (f"extrapolated from {r['extrapolated_from_steps']} steps"
                 if r["extrapolated_from_steps"] else "")
         note += f" load {r['load_avg']:.1f}"
-        print(f"{case:7} {dtype:5} {r['items']:>7} {r['epoch_s']:>8.3f} {r['eval_s']:>7.3f} "
+        print(f"{case:7} {dtype:5} {r['items']:>7} {r['epoch_s']:>8.3f} {r['epoch_cpu_s']:>7.2f} "
+              f"{r['eval_s']:>7.3f} "
               f"{r['peak_rss_gib']:>8.3f}  {note}", flush=True)
 
 

@@ -7,6 +7,8 @@ against a slow dense formula written here.
 
 from __future__ import annotations
 
+import math
+
 
 import numpy as np
 import pytest
@@ -392,3 +394,20 @@ def test_bm3_target_dropout_uses_own_generator(ds):
     before = torch.get_rng_state()
     model.loss(*train_batch(ds))
     assert torch.equal(before, torch.get_rng_state())  # global RNG untouched
+
+
+# ---------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("name", MODELS)
+def test_default_and_grid_configs_resolve(name):
+    from pathlib import Path
+
+    from lirdrec.cli.config import read_yaml, resolve
+
+    root = Path(__file__).resolve().parents[1] / "datasets" / "configs"
+    cfg = resolve(None, [read_yaml(root / f"{name}.yaml")])
+    assert cfg.model == name and cfg.trainer_kwargs["lr"] == 1e-3 and cfg.trainer_kwargs["seed"] == 999
+    grid = read_yaml(root / f"{name}_grid.yaml")
+    sizes = {"vbpr": 7, "lattice": 16, "bm3": 8, "freedom": 8}  # MMRec's reference grids
+    assert math.prod(len(v) for v in grid.values()) == sizes[name]
+    point = {k: v[0] for k, v in grid.items()}
+    resolve(name, [read_yaml(root / f"{name}.yaml"), point])  # every grid key is a valid key

@@ -100,29 +100,40 @@ def test_reindex_is_numeric_for_integer_ids_and_lexicographic_otherwise():
     codes, vocab = reindex(np.array(["10", "2", "33", "2"]))
     assert vocab.tolist() == ["2", "10", "33"] and codes.tolist() == [1, 0, 2, 0]
     codes, vocab = reindex(np.array(["b", "a10", "a2"]))
-    assert vocab.tolist() == ["a10", "a2", "b"] and codes.tolist() == [2, 1, 0]
+    assert vocab.tolist() == ["a10", "a2", "b"] and codes.tolist() == [2, 0, 1]
 
 
 def test_id_maps_round_trip(tmp_path):
-    src = _write(tmp_path / "ratings.csv",
-                 "user,item,rating,ts\n"
-                 + "".join(f"U{u},{i},{1 + (u + i) % 5},{1000 + 7 * u + i}\n"
-                           for u in (3, 1, 2) for i in (10, 2, 7, 99)))
-    table = read_interactions(src, user_col="user", item_col="item", rating_col="rating",
-                              time_col="ts")
+    src = _write(
+        tmp_path / "ratings.csv",
+        "user,item,rating,ts\n"
+        + "".join(
+            f"U{u},{i},{1 + (u + i) % 5},{1000 + 7 * u + i}\n"
+            for u in (3, 1, 2)
+            for i in (10, 2, 7, 99)
+        ),
+    )
+    table = read_interactions(
+        src, user_col="user", item_col="item", rating_col="rating", time_col="ts"
+    )
     built = build_interactions(table, np.random.default_rng(0))
-    out = write_dataset(tmp_path / "out", "toy", built,
-                        {"text": np.arange(8, dtype=np.float32).reshape(4, 2)})
+    out = write_dataset(
+        tmp_path / "out", "toy", built, {"text": np.arange(8, dtype=np.float32).reshape(4, 2)}
+    )
     inter = read_inter(out / "toy.inter")
     assert list(inter.columns) == ["userID", "itemID", "rating", "timestamp", "x_label"]
     user_ids = read_id_mapping(out / "u_id_mapping.csv")
     item_ids = read_id_mapping(out / "i_id_mapping.csv")
     assert user_ids.tolist() == ["U1", "U2", "U3"]
     assert item_ids.tolist() == ["2", "7", "10", "99"]  # numeric order: "2" < "10"
-    back = pd.DataFrame({"user": user_ids[inter["userID"].to_numpy(int)],
-                         "item": item_ids[inter["itemID"].to_numpy(int)],
-                         "rating": inter["rating"].to_numpy(int),
-                         "ts": inter["timestamp"].to_numpy(int)})
+    back = pd.DataFrame(
+        {
+            "user": user_ids[inter["userID"].to_numpy(int)],
+            "item": item_ids[inter["itemID"].to_numpy(int)],
+            "rating": inter["rating"].to_numpy(int),
+            "ts": inter["timestamp"].to_numpy(int),
+        }
+    )
     orig = pd.read_csv(src, dtype={"user": str, "item": str})
     key = ["user", "item"]
     merged = back.merge(orig, on=key, suffixes=("", "_orig"))
@@ -139,13 +150,15 @@ def test_read_id_mapping_names_the_bad_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------- bad rows
-BAD = ("user,item,ts\n"       # line 1
-       "1,10,100\n"           # line 2
-       "2,,101\n"             # line 3: missing item
-       "3,30,102\n"           # line 4
-       "4,40,yesterday-ish\n"  # line 5: unparsable timestamp
-       ",50,104\n"            # line 6: missing user
-       "5,50,2021-03-04\n")   # line 7: a date is fine
+BAD = (
+    "user,item,ts\n"  # line 1
+    "1,10,100\n"  # line 2
+    "2,,101\n"  # line 3: missing item
+    "3,30,102\n"  # line 4
+    "4,40,yesterday-ish\n"  # line 5: unparsable timestamp
+    ",50,104\n"  # line 6: missing user
+    "5,50,2021-03-04\n"
+)  # line 7: a date is fine
 
 
 def test_bad_rows_are_dropped_with_lines_and_a_count(tmp_path):
@@ -164,13 +177,17 @@ def test_bad_rows_are_dropped_with_lines_and_a_count(tmp_path):
 
 def test_bad_rows_are_fatal_by_flag(tmp_path):
     path = _write(tmp_path / "inter.csv", BAD)
-    with pytest.raises(IdError, match=r"inter\.csv, line 3, column item: expected a non-empty id"):
-        read_interactions(path, user_col="user", item_col="item", time_col="ts",
-                          on_bad_rows="error")
+    with pytest.raises(
+        IdError, match=r"inter\.csv, line 3 \(empty\), column item: expected a non-empty id"
+    ):
+        read_interactions(
+            path, user_col="user", item_col="item", time_col="ts", on_bad_rows="error"
+        )
     path2 = _write(tmp_path / "inter2.csv", "user,item,ts\n1,10,100\n4,40,soon\n")
     with pytest.raises(DataError, match=r"inter2\.csv, line 3 \('soon'\), column ts"):
-        read_interactions(path2, user_col="user", item_col="item", time_col="ts",
-                          on_bad_rows="error")
+        read_interactions(
+            path2, user_col="user", item_col="item", time_col="ts", on_bad_rows="error"
+        )
 
 
 def test_missing_column_and_blank_line(tmp_path):
@@ -184,8 +201,9 @@ def test_missing_column_and_blank_line(tmp_path):
 
 def test_no_header_positions_and_duplicates(tmp_path):
     path = _write(tmp_path / "u.data", "1\t5\t3\t20\n1\t5\t4\t10\n2\t6\t5\t30\n")
-    table = read_interactions(path, user_col=0, item_col=1, rating_col=2, time_col=3,
-                              header=False, sep="\t")
+    table = read_interactions(
+        path, user_col=0, item_col=1, rating_col=2, time_col=3, header=False, sep="\t"
+    )
     assert table.lines.tolist() == [1, 2, 3]
     with pytest.warns(DataWarning, match="1 repeated"):
         dedup = drop_duplicate_pairs(table)
@@ -194,10 +212,13 @@ def test_no_header_positions_and_duplicates(tmp_path):
 
 def test_rating_threshold_and_kcore_in_the_pipeline(tmp_path):
     rows = [(u, i, 5 if (u + i) % 3 else 1) for u in range(6) for i in range(6)]
-    path = _write(tmp_path / "r.csv", "user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
+    path = _write(
+        tmp_path / "r.csv", "user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows)
+    )
     table = read_interactions(path, rating_col="rating")
-    built = build_interactions(table, np.random.default_rng(0), rating_threshold=4,
-                               user_k=4, item_k=4)
+    built = build_interactions(
+        table, np.random.default_rng(0), rating_threshold=4, user_k=4, item_k=4
+    )
     # (u + i) % 3 != 0 keeps 24 of 36; every user and item keeps 4 -> the (4, 4)-core is all 24
     assert built.stats["after_threshold"] == 24 and built.stats["after_kcore"] == 24
     assert built.num_users == 6 and built.num_items == 6
@@ -205,10 +226,13 @@ def test_rating_threshold_and_kcore_in_the_pipeline(tmp_path):
 
 
 def test_read_items_flags_and_lists(tmp_path):
-    path = _write(tmp_path / "items.csv",
-                  "id,title,Action,Drama,cast\n1,Heat,1,1,Al Pacino|Robert De Niro\n2,Up,0,0,\n")
-    items = read_items(path, id_col="id", flag_groups={"genres": ["Action", "Drama"]},
-                       list_columns={"cast": "|"})
+    path = _write(
+        tmp_path / "items.csv",
+        "id,title,Action,Drama,cast\n1,Heat,1,1,Al Pacino|Robert De Niro\n2,Up,0,0,\n",
+    )
+    items = read_items(
+        path, id_col="id", flag_groups={"genres": ["Action", "Drama"]}, list_columns={"cast": "|"}
+    )
     assert items["1"]["genres"] == "Action, Drama"
     assert items["1"]["cast"] == "Al Pacino, Robert De Niro"
     assert items["2"]["genres"] == "" and items["2"]["cast"] == ""

@@ -28,38 +28,59 @@ __all__ = ["add_parser", "run", "recipe_from_args"]
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``prepare`` on the ``lirdrec`` sub-command parser."""
     p = subparsers.add_parser(
-        "prepare", help="build an MMRec-format dataset (and features) from raw files",
-        description=__doc__.split("\n\n")[0])
+        "prepare",
+        help="build an MMRec-format dataset (and features) from raw files",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("recipe", nargs="?", help="recipe YAML (e.g. datasets/ml100k/recipe.yaml)")
     p.add_argument("--out", help="output folder (default runs/data/<name>)")
     p.add_argument("--raw-dir", help="folder the recipe's relative paths start from")
-    p.add_argument("--cache-dir", default=".lirdrec_cache",
-                   help="encoder cache (default .lirdrec_cache; 'none' disables)")
+    p.add_argument(
+        "--cache-dir",
+        default=".lirdrec_cache",
+        help="encoder cache (default .lirdrec_cache; 'none' disables)",
+    )
     p.add_argument("--modalities", help="comma-separated subset of the recipe's modalities")
-    p.add_argument("--image-text", choices=["mllm"],
-                   help="add the mllm_text modality: images -> captions -> embeddings, "
-                        "plus captions.tsv")
-    p.add_argument("--captioner", help="'labels' (offline stand-in, default) or a Hugging Face "
-                                       "image-to-text model name/path")
-    p.add_argument("--llm", action="store_true",
-                   help="add the llm modality: the text modality's texts through the LLM embedder")
+    p.add_argument(
+        "--image-text",
+        choices=["mllm"],
+        help="add the mllm_text modality: images -> captions -> embeddings, plus captions.tsv",
+    )
+    p.add_argument(
+        "--captioner",
+        help="'labels' (offline stand-in, default) or a Hugging Face image-to-text model name/path",
+    )
+    p.add_argument(
+        "--llm",
+        action="store_true",
+        help="add the llm modality: the text modality's texts through the LLM embedder",
+    )
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--seed", type=int, help="split seed")
-    p.add_argument("--write-masks", action="store_true",
-                   help="also write <modality>_mask.npy (1 = image present)")
+    p.add_argument(
+        "--write-masks",
+        action="store_true",
+        help="also write <modality>_mask.npy (1 = image present)",
+    )
     g = p.add_argument_group("without a recipe (or overriding it)")
     g.add_argument("--name", help="dataset name (the .inter stem)")
     g.add_argument("--interactions", help="interactions CSV/TSV/Parquet")
     g.add_argument("--sep", help="field separator (default: tab for .tsv, comma otherwise)")
-    g.add_argument("--no-header", action="store_true", help="the table has no header line; "
-                   "columns are then named 0, 1, 2, ...")
+    g.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the table has no header line; columns are then named 0, 1, 2, ...",
+    )
     g.add_argument("--user-col")
     g.add_argument("--item-col")
     g.add_argument("--rating-col")
     g.add_argument("--time-col")
     g.add_argument("--timestamp-format", help="strftime format, 'unix', or omit for automatic")
-    g.add_argument("--on-bad-rows", choices=["drop", "error"],
-                   help="bad rows (missing ids, unparsable values): drop with a warning or fail")
+    g.add_argument(
+        "--on-bad-rows",
+        choices=["drop", "error"],
+        help="bad rows (missing ids, unparsable values): drop with a warning or fail",
+    )
     g.add_argument("--rating-threshold", type=float, help="keep rating >= this")
     g.add_argument("--user-k", type=int, help="k-core: minimum interactions per user")
     g.add_argument("--item-k", type=int, help="k-core: minimum interactions per item")
@@ -101,7 +122,14 @@ def recipe_from_args(args: argparse.Namespace):
     _set(inter, "sep", args.sep)
     if args.no_header:
         inter["header"] = False
-    for key in ("user_col", "item_col", "rating_col", "time_col", "timestamp_format", "on_bad_rows"):
+    for key in (
+        "user_col",
+        "item_col",
+        "rating_col",
+        "time_col",
+        "timestamp_format",
+        "on_bad_rows",
+    ):
         _set(inter, key, getattr(args, key))
     if inter:
         data["interactions"] = inter
@@ -127,8 +155,14 @@ def recipe_from_args(args: argparse.Namespace):
         data["images"] = images
     mods = dict(data.get("modalities") or {})
     if args.text_fields or args.text_template:
-        mods["text"] = {"encoder": "text", **({"template": args.text_template} if args.text_template
-                                              else {"fields": args.text_fields})}
+        mods["text"] = {
+            "encoder": "text",
+            **(
+                {"template": args.text_template}
+                if args.text_template
+                else {"fields": args.text_fields}
+            ),
+        }
     if args.images and "image" not in mods:
         mods["image"] = {"encoder": "image"}
     if args.image_text == "mllm":
@@ -141,9 +175,13 @@ def recipe_from_args(args: argparse.Namespace):
         if "llm" not in mods:
             text = mods.get("text")
             if text is None:
-                raise ConfigError("prepare: --llm embeds the text modality's texts; define text first")
-            mods["llm"] = {"encoder": "llm",
-                           **{k: v for k, v in text.items() if k in ("template", "fields", "sep")}}
+                raise ConfigError(
+                    "prepare: --llm embeds the text modality's texts; define text first"
+                )
+            mods["llm"] = {
+                "encoder": "llm",
+                **{k: v for k, v in text.items() if k in ("template", "fields", "sep")},
+            }
     data["modalities"] = mods
     if args.write_masks:
         data["write_masks"] = True
@@ -173,8 +211,10 @@ def run(args: argparse.Namespace) -> int:
     prepare_dataset(recipe, out, cache_dir=cache, modalities=modalities, device=args.device)
     ds = load_dataset(out)
     s = ds.summary()
-    print(f"prepared {s['name']} in {out}: {s['users']} users, {s['items']} items, "
-          f"train/valid/test {s['train']}/{s['valid']}/{s['test']}")
+    print(
+        f"prepared {s['name']} in {out}: {s['users']} users, {s['items']} items, "
+        f"train/valid/test {s['train']}/{s['valid']}/{s['test']}"
+    )
     for m, shape in s["features"].items():
         print(f"  {m}_feat.npy: {shape[0]} x {shape[1]}")
     if (out / "captions.tsv").is_file():

@@ -133,7 +133,7 @@ def _read_table(path: Path, sep: str | None, header: bool) -> tuple[pd.DataFrame
 
 
 def _column(df: pd.DataFrame, name: str | int | None, path: Path, role: str) -> pd.Series | None:
-    """The column called ``name`` (or at position ``name`` when it is an int), else a SchemaError."""
+    """The column called ``name`` (or at position ``name`` if an int), else a SchemaError."""
     if name is None:
         return None
     key = str(name)
@@ -149,6 +149,11 @@ def _column(df: pd.DataFrame, name: str | int | None, path: Path, role: str) -> 
     )
 
 
+def _unix_seconds(dates: pd.Series) -> np.ndarray:
+    """Whole seconds since 1970-01-01 UTC, whatever the datetime resolution."""
+    return ((dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "s")).to_numpy(dtype=np.int64)
+
+
 def _parse_timestamps(values: pd.Series, fmt: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Unix seconds (int64) and a validity mask; numbers are seconds, other text is a date."""
     text = values.astype("string")
@@ -156,7 +161,7 @@ def _parse_timestamps(values: pd.Series, fmt: str | None) -> tuple[np.ndarray, n
         parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
         ok = parsed.notna().to_numpy()
         secs = np.zeros(len(text), dtype=np.int64)
-        secs[ok] = parsed[ok].astype("int64").to_numpy() // 10**9
+        secs[ok] = _unix_seconds(parsed[ok])
         return secs, ok
     num = pd.to_numeric(text, errors="coerce")
     ok = num.notna().to_numpy() & np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
@@ -168,7 +173,7 @@ def _parse_timestamps(values: pd.Series, fmt: str | None) -> tuple[np.ndarray, n
             parsed = pd.to_datetime(text[rest], errors="coerce", utc=True, format="mixed")
             good = parsed.notna().to_numpy()
             idx = np.flatnonzero(rest)[good]
-            secs[idx] = parsed[good].astype("int64").to_numpy() // 10**9
+            secs[idx] = _unix_seconds(parsed[good])
             ok[idx] = True
     return secs, ok
 
@@ -206,7 +211,9 @@ def read_interactions(
         DataError: ``on_bad_rows="error"`` and a rating or timestamp cannot be parsed.
     """
     if on_bad_rows not in ("drop", "error"):
-        raise ConfigError(f"read_interactions: on_bad_rows must be 'drop' or 'error', got {on_bad_rows!r}")
+        raise ConfigError(
+            f"read_interactions: on_bad_rows must be 'drop' or 'error', got {on_bad_rows!r}"
+        )
     path = Path(path)
     df, first_line = _read_table(path, sep, header)
     n = len(df)
@@ -237,24 +244,35 @@ def read_interactions(
         timestamp, ok = _parse_timestamps(times, timestamp_format)
         if (~ok).any():
             expected = {None: "unix seconds or a date", "unix": "unix seconds"}.get(
-                timestamp_format, f"a date as {timestamp_format!r}")
+                timestamp_format, f"a date as {timestamp_format!r}"
+            )
             problems.append((DataError, str(time_col), ~ok, expected, times))
 
     bad_any = np.zeros(n, dtype=bool)
+    problems.sort(key=lambda p: int(np.flatnonzero(p[2])[0]))  # earliest bad line first
     for cls, column, bad, expected, values in problems:
         rows = np.flatnonzero(bad)
-        shown = [("empty" if pd.isna(v) or str(v).strip() == "" else repr(str(v)))
-                 for v in values.iloc[rows[:5]]]
+        shown = [
+            ("empty" if pd.isna(v) or str(v).strip() == "" else repr(str(v)))
+            for v in values.iloc[rows[:5]]
+        ]
         unit = "row" if path.suffix.lower() in (".parquet", ".pq") else "line"
         where = format_lines(lines[rows].tolist(), shown)
         if unit == "row":
             where = where.replace("line", "row")
         if on_bad_rows == "error":
-            raise cls(path, line=where, column=column, expected=expected,
-                      found=f"{len(rows)} bad row(s)",
-                      hint="pass on_bad_rows='drop' (--on-bad-rows drop) to drop them")
-        msg = (f"{path.name}: dropped {len(rows)} row(s) whose column {column} is not "
-               f"{expected}: {where}")
+            raise cls(
+                path,
+                line=where,
+                column=column,
+                expected=expected,
+                found=f"{len(rows)} bad row(s)",
+                hint="pass on_bad_rows='drop' (--on-bad-rows drop) to drop them",
+            )
+        msg = (
+            f"{path.name}: dropped {len(rows)} row(s) whose column {column} is not "
+            f"{expected}: {where}"
+        )
         logger.warning(msg)
         warnings.warn(msg, DataWarning, stacklevel=2)
         bad_any |= bad
@@ -269,7 +287,9 @@ def read_interactions(
         path=path,
         num_bad=int(bad_any.sum()),
     )
-    logger.info("read %d interactions from %s (%d bad rows dropped)", len(table), path, table.num_bad)
+    logger.info(
+        "read %d interactions from %s (%d bad rows dropped)", len(table), path, table.num_bad
+    )
     return table
 
 
@@ -305,12 +325,22 @@ def read_items(
     lines = np.arange(first_line, first_line + len(df))
     empty = (ids.isna() | (ids == "")).to_numpy(dtype=bool)
     if empty.any():
-        raise IdError(path, line=format_lines(lines[empty].tolist()), column=id_col,
-                      expected="a non-empty item id", found="empty")
+        raise IdError(
+            path,
+            line=format_lines(lines[empty].tolist()),
+            column=id_col,
+            expected="a non-empty item id",
+            found="empty",
+        )
     dup = ids.duplicated(keep="first").to_numpy()
     if dup.any():
-        raise IdError(path, line=format_lines(lines[dup].tolist(), ids[dup].tolist()),
-                      column=id_col, expected="each item once", found="a repeated id")
+        raise IdError(
+            path,
+            line=format_lines(lines[dup].tolist(), ids[dup].tolist()),
+            column=id_col,
+            expected="each item once",
+            found="a repeated id",
+        )
     table = df.fillna("")
     for name, columns in (flag_groups or {}).items():
         for c in columns:
@@ -319,8 +349,10 @@ def read_items(
         table[name] = [", ".join(c for c, on in zip(columns, row) if on) for row in flags]
     for column, sep_ in (list_columns or {}).items():
         _column(df, column, path, "list")
-        table[column] = [", ".join(p.strip() for p in v.split(sep_) if p.strip())
-                         for v in table[column].astype(str)]
+        table[column] = [
+            ", ".join(p.strip() for p in v.split(sep_) if p.strip())
+            for v in table[column].astype(str)
+        ]
     records = table.astype(str).to_dict(orient="records")
     return {_normalise_ids(np.array([k]))[0]: rec for k, rec in zip(ids.tolist(), records)}
 
@@ -383,8 +415,9 @@ def kcore(users: np.ndarray, items: np.ndarray, user_k: int = 1, item_k: int = 1
         if new_keep.sum() == keep.sum():
             break
         keep = new_keep
-    logger.debug("k-core (%d, %d): %d rounds, %d of %d kept", user_k, item_k, rounds,
-                 keep.sum(), len(keep))
+    logger.debug(
+        "k-core (%d, %d): %d rounds, %d of %d kept", user_k, item_k, rounds, keep.sum(), len(keep)
+    )
     return keep
 
 
@@ -463,7 +496,9 @@ def split_interactions(
     n = len(users)
     if method not in ("random", "temporal", "leave_last"):
         raise ConfigError(
-            f"split_interactions: method must be 'random', 'temporal' or 'leave_last', got {method!r}")
+            "split_interactions: method must be 'random', 'temporal' or 'leave_last', "
+            f"got {method!r}"
+        )
     if not 0.0 < holdout < 1.0:
         raise ConfigError(f"split_interactions: holdout must be in (0, 1), got {holdout}")
     if method == "random":
@@ -570,18 +605,35 @@ def build_interactions(
     table = table.take(keep)
     stats["after_kcore"] = len(table)
     if len(table) == 0:
-        raise DataError(table.path, expected="interactions left after filtering",
-                        found="none", hint=f"lower rating_threshold or user_k={user_k}, item_k={item_k}")
+        raise DataError(
+            table.path,
+            expected="interactions left after filtering",
+            found="none",
+            hint=f"lower rating_threshold or user_k={user_k}, item_k={item_k}",
+        )
     users, user_ids = reindex(table.users)
     items, item_ids = reindex(table.items)
-    x_label = split_interactions(users, rng, method=split, timestamp=table.timestamp, holdout=holdout)
+    x_label = split_interactions(
+        users, rng, method=split, timestamp=table.timestamp, holdout=holdout
+    )
     order = np.lexsort((table.lines, x_label, users))
     counts = np.bincount(x_label, minlength=3)
-    stats.update(users=len(user_ids), items=len(item_ids), train=int(counts[0]),
-                 valid=int(counts[1]), test=int(counts[2]))
+    stats.update(
+        users=len(user_ids),
+        items=len(item_ids),
+        train=int(counts[0]),
+        valid=int(counts[1]),
+        test=int(counts[2]),
+    )
     logger.info(
         "built %d users, %d items, %d interactions (train/valid/test %d/%d/%d)",
-        len(user_ids), len(item_ids), len(users), counts[0], counts[1], counts[2])
+        len(user_ids),
+        len(item_ids),
+        len(users),
+        counts[0],
+        counts[1],
+        counts[2],
+    )
     return BuiltInteractions(
         users=users[order],
         items=items[order],
@@ -610,13 +662,19 @@ def read_id_mapping(path: str | Path) -> np.ndarray:
     path = Path(path)
     df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     if df.shape[1] != 2:
-        raise SchemaError(path, line=1, expected="two tab-separated columns",
-                          found=f"{df.shape[1]} column(s)")
+        raise SchemaError(
+            path, line=1, expected="two tab-separated columns", found=f"{df.shape[1]} column(s)"
+        )
     new = pd.to_numeric(df.iloc[:, 1], errors="coerce").to_numpy()
     bad = np.flatnonzero(new != np.arange(len(df)))
     if len(bad):
-        raise IdError(path, line=int(bad[0]) + 2, column=df.columns[1],
-                      expected=f"{bad[0]} (ids 0..{len(df) - 1} in order)", found=str(df.iloc[bad[0], 1]))
+        raise IdError(
+            path,
+            line=int(bad[0]) + 2,
+            column=df.columns[1],
+            expected=f"{bad[0]} (ids 0..{len(df) - 1} in order)",
+            found=str(df.iloc[bad[0], 1]),
+        )
     return df.iloc[:, 0].to_numpy(dtype=str)
 
 
@@ -644,16 +702,28 @@ def write_dataset(
     for modality, arr in (features or {}).items():
         target = directory / f"{modality}_feat.npy"
         if arr.ndim != 2 or arr.shape[0] != built.num_items:
-            raise FeatureError(target, expected=f"shape ({built.num_items}, d)", found=f"{arr.shape}")
+            raise FeatureError(
+                target, expected=f"shape ({built.num_items}, d)", found=f"{arr.shape}"
+            )
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
-            raise FeatureError(target, line=f"row {int(np.flatnonzero(~finite)[0])}",
-                               expected="finite values", found="NaN/inf")
+            raise FeatureError(
+                target,
+                line=f"row {int(np.flatnonzero(~finite)[0])}",
+                expected="finite values",
+                found="NaN/inf",
+            )
     rating = built.rating
     if np.all(rating == np.round(rating)):
         rating = rating.astype(np.int64)
-    write_inter(directory / f"{name}.inter", built.users, built.items, built.x_label,
-                rating=rating, timestamp=built.timestamp)
+    write_inter(
+        directory / f"{name}.inter",
+        built.users,
+        built.items,
+        built.x_label,
+        rating=rating,
+        timestamp=built.timestamp,
+    )
     _write_mapping(directory / "u_id_mapping.csv", "user_id", "userID", built.user_ids)
     _write_mapping(directory / "i_id_mapping.csv", "item_id", "itemID", built.item_ids)
     for modality, arr in (features or {}).items():

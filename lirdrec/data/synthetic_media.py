@@ -143,7 +143,12 @@ def encode_synthetic_media(
     images = [draw_topic_image(int(t), num_topics, rng, image_size) for t in topics]
     texts = [topic_text(int(t), rng) for t in topics]
     logger.info("encoding %d synthetic items (pillow drawings + template texts)", len(topics))
-    image = ImageEncoder(image_backend, device=device, resize=image_resize, crop_size=image_crop,
-                         show_progress=show_progress).encode(images)
+    image = ImageEncoder(
+        image_backend,
+        device=device,
+        resize=image_resize,
+        crop_size=image_crop,
+        show_progress=show_progress,
+    ).encode(images)
     text = TextEncoder(text_model, device=device, show_progress=show_progress).encode(texts)
     return {"image": image.astype(np.float32), "text": text.astype(np.float32)}

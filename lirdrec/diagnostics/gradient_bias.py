@@ -67,6 +67,7 @@ __all__ = [
     "feature_branch_modules",
     "keep_only",
     "popularity_buckets",
+    "predicted_touch_fraction",
     "MODEL_ALIASES",
     "resolve_model_names",
     "run_gradient_bias",
@@ -79,6 +80,22 @@ GROUPS = ("item_id", "item_feature", "user", "other")
 
 #: Script names that are a registered model with fixed arguments.
 MODEL_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {"lirdrec-id": ("lirdrec", {"item_id": "add"})}
+
+#: What the probe's two ablations mean for each script model (written into summary.md).
+PROBE_NOTES = {
+    "vbpr": "item = [e_i ‖ W x_i + b]: 'ID only' zeroes the feature half, 'feature only' the ID half.",
+    "lirdrec-id": "each channel is h_c(x_i) + e_i before normalisation: 'ID only' zeroes the encoder "
+                  "outputs, 'feature only' the ID table.",
+    "lattice": "features only build the learned item-item graph that propagates the ID embeddings: "
+               "'ID only' zeroes the projected features (the frozen raw-feature kNN graph stays); "
+               "'feature only' zeroes the ID table, which also removes what the graph propagates, "
+               "so what is left is user-graph propagation, not a feature model.",
+    "freedom": "features do not enter the scored item representation (they shape the frozen kNN graph "
+               "and an auxiliary BPR term): no ID/feature probe.",
+    "bm3": "features do not enter the scored item representation (they enter an alignment loss "
+           "only): no ID/feature probe.",
+    "lirdrec": "no item ID table: the full model is already feature-only.",
+}
 
 #: Threshold of the "converged" epoch in the summary (mean per-step relative update).
 CONVERGED_BELOW = 1e-3
@@ -221,6 +238,22 @@ def popularity_buckets(degree: np.ndarray, num_buckets: int = 5) -> tuple[np.nda
     return bucket, info
 
 
+def predicted_touch_fraction(degree: np.ndarray, num_pairs: int, batch_size: int) -> np.ndarray:
+    r"""Probability that item :math:`i` occurs in a BPR batch (``docs/gradient_bias.md``).
+
+    A triple holds :math:`i` as the positive with probability :math:`d_i/N` and as the uniform
+    negative with about :math:`1/I`; with :math:`\pi_i = d_i/N + 1/I` a batch of :math:`B` triples
+    touches the ID row with probability :math:`1-(1-\pi_i)^B`. (Models that propagate over a graph
+    or regularise every item touch every row every step; this is the direct-lookup prediction.)
+
+    >>> predicted_touch_fraction(np.array([0, 1, 3]), 4, 1).round(4).tolist()
+    [0.3333, 0.5833, 1.0]
+    """
+    degree = np.asarray(degree, dtype=np.float64)
+    pi = np.clip(degree / max(num_pairs, 1) + 1.0 / len(degree), 0.0, 1.0)
+    return 1.0 - (1.0 - pi) ** int(batch_size)
+
+
 # ----------------------------------------------------------------------------- the recorder
 class GradientBiasRecorder(Callback):
     r"""Trainer callback recording where the gradient goes (see the module docstring).
@@ -292,7 +325,8 @@ class GradientBiasRecorder(Callback):
         degree = ds.item_degree()
         self._bucket, self.bucket_info = popularity_buckets(degree, self.num_buckets)
         self._degree = degree
-        dev = next(model.parameters()).device
+        self._touch_pred = predicted_touch_fraction(degree, int(degree.sum()), trainer.batch_size)
+        dev = self._dev = next(model.parameters()).device
         self._feat_sq = torch.zeros(model.num_items, device=dev)
         self._feat_seen = False
         self._reset_items(dev)
@@ -311,6 +345,7 @@ class GradientBiasRecorder(Callback):
         self._id_sum = torch.zeros(i, device=dev, dtype=torch.float64)
         self._feat_sum = torch.zeros(i, device=dev, dtype=torch.float64)
         self._id_touch = torch.zeros(i, device=dev, dtype=torch.float64)
+        self._theta_grad_sum = torch.zeros((), dtype=torch.float64, device=dev)
         self._item_steps = 0
 
     def _snapshot(self, model) -> dict[str, Tensor]:
@@ -357,9 +392,9 @@ class GradientBiasRecorder(Callback):
             for g, ps in self.groups.items():
                 if not ps:
                     continue
-                sq = torch.zeros((), dtype=torch.float64)
-                row_count = torch.zeros((), dtype=torch.float64)
-                row_sum = torch.zeros((), dtype=torch.float64)
+                sq = torch.zeros((), dtype=torch.float64, device=self._dev)
+                row_count = torch.zeros((), dtype=torch.float64, device=self._dev)
+                row_sum = torch.zeros((), dtype=torch.float64, device=self._dev)
                 any_table = False
                 for p, is_table in zip(ps, self._tables[g]):
                     if p.grad is None:
@@ -376,13 +411,14 @@ class GradientBiasRecorder(Callback):
                         sq = sq + grad.float().pow(2).sum().double()
                 any_table = any_table or any(self._tables[g])
                 norm = sq.sqrt()
+                if g == "item_feature":
+                    self._theta_grad_sum += norm
                 vals += [norm, norm / math.sqrt(max(self._numel[g], 1))]
                 keys += [(g, "grad_norm"), (g, "grad_rms")]
                 if any_table:
-                    vals += [row_count, torch.where(row_count > 0, row_sum / row_count.clamp(min=1),
-                                                    torch.zeros((), dtype=torch.float64))]
+                    vals += [row_count, row_sum / row_count.clamp(min=1)]  # 0 when no row
                     keys += [(g, "rows_nonzero"), (g, "row_norm_mean")]
-                theta_sq = torch.zeros((), dtype=torch.float64)
+                theta_sq = torch.zeros((), dtype=torch.float64, device=self._dev)
                 for p, buf in zip(ps, self._before[g]):
                     buf.copy_(p.detach())
                     theta_sq = theta_sq + p.detach().float().pow(2).sum().double()
@@ -413,14 +449,13 @@ class GradientBiasRecorder(Callback):
             for g, ps in self.groups.items():
                 if not ps:
                     continue
-                sq = torch.zeros((), dtype=torch.float64)
+                sq = torch.zeros((), dtype=torch.float64, device=self._dev)
                 for p, buf in zip(ps, self._before[g]):
                     buf.sub_(p.detach())  # -(delta theta), in place: no allocation
                     sq = sq + buf.float().pow(2).sum().double()
                 upd = sq.sqrt()
                 theta = self._theta_norm[g]
-                vals += [upd, torch.where(theta > 0, upd / theta.clamp(min=1e-30),
-                                          torch.full((), float("nan"), dtype=torch.float64))]
+                vals += [upd, upd / theta]  # NaN for an all-zero group
                 keys += [(g, "update_norm"), (g, "relative_update")]
         numbers = torch.stack([v.double().cpu() for v in vals]).tolist() if vals else []
         epoch = self._epoch
@@ -457,7 +492,9 @@ class GradientBiasRecorder(Callback):
         n = max(self._item_steps, 1)
         per_item = {"id_grad": (self._id_sum / n).cpu().numpy(),
                     "feature_grad": (self._feat_sum / n).cpu().numpy(),
-                    "id_touched": (self._id_touch / n).cpu().numpy()}
+                    "id_touched": (self._id_touch / n).cpu().numpy(),
+                    "id_touched_predicted": self._touch_pred}
+        theta_grad = float(self._theta_grad_sum) / n if self.groups["item_feature"] else float("nan")
         has_id, has_feat = bool(self._item_tables), self._feat_seen
         k = len(self.bucket_info) + 1
         counts = np.bincount(self._bucket, minlength=k).astype(np.float64)
@@ -469,25 +506,32 @@ class GradientBiasRecorder(Callback):
             row["id_grad"] = sums["id_grad"][b] / c if has_id else np.nan
             row["feature_grad"] = sums["feature_grad"][b] / c if has_feat else np.nan
             row["id_touched"] = sums["id_touched"][b] / c if has_id else np.nan
+            row["id_touched_predicted"] = sums["id_touched_predicted"][b] / c
             row["feature_id_ratio"] = (row["feature_grad"] / row["id_grad"]
                                        if has_id and has_feat and row["id_grad"] > 0 else np.nan)
+            row["theta_grad"] = theta_grad
+            row["theta_row_ratio"] = (theta_grad / row["id_grad"]
+                                      if has_id and row["id_grad"] > 0 else np.nan)
             self.item_rows.append(row)
-        self.item_epoch = {**per_item, "degree": self._degree}
+        self.item_epoch = {**per_item, "degree": self._degree, "theta_grad": np.array(theta_grad)}
         self._reset_items(self._id_sum.device)
 
     def _probe(self, trainer, model, epoch: int, metrics: dict[str, float]) -> None:
         row: dict[str, Any] = {"model": self.model_name, "epoch": epoch,
                                "full": float(metrics.get("Recall@20", float("nan")))}
-        kw = dict(ks=(20,), batch_size=getattr(trainer, "eval_batch_size", 4096))
+        k = min(20, self._ds.num_items)  # Recall@20 unless the catalogue is tiny
+        kw = dict(ks=(k,), batch_size=getattr(trainer, "eval_batch_size", 4096))
         with keep_only(model, "id") as touched_id:
-            rec = evaluate(model, self._ds, "valid", **kw)["Recall@20"]
+            rec = evaluate(model, self._ds, "valid", **kw)[f"Recall@{k}"]
         self.feature_in_forward = bool(touched_id)
-        row["id_only"] = rec if touched_id else float("nan")
+        has_id = bool(self._item_tables)
+        # "ID only" needs an ID part and a feature part to remove; "feature only" the reverse
+        row["id_only"] = rec if touched_id and has_id else float("nan")
         with keep_only(model, "feature") as touched_feat:
-            rec = evaluate(model, self._ds, "valid", **kw)["Recall@20"]
-        row["feature_only"] = rec if touched_feat else float("nan")
+            rec = evaluate(model, self._ds, "valid", **kw)[f"Recall@{k}"]
+        row["feature_only"] = rec if touched_feat and touched_id else float("nan")
         row["feature_in_forward"] = bool(touched_id)
-        row["has_item_id"] = bool(touched_feat)
+        row["has_item_id"] = has_id
         self.probe_rows.append(row)
         logger.debug("probe epoch %d: full %.4f, id_only %.4f, feature_only %.4f", epoch,
                      row["full"], row["id_only"], row["feature_only"])
@@ -543,7 +587,8 @@ def write_outputs(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | 
              "probe": out / "probe.csv"}
     _write_csv(paths["grad_bias"], ["model", "step", "epoch", "group", "quantity", "value"], rows)
     item_cols = ["model", "epoch", "bucket", "label", "degree_min", "degree_max", "items",
-                 "id_grad", "feature_grad", "feature_id_ratio", "id_touched"]
+                 "id_grad", "feature_grad", "feature_id_ratio", "id_touched", "id_touched_predicted",
+                 "theta_grad", "theta_row_ratio"]
     _write_csv(paths["items"], item_cols,
                [[r[c] for c in item_cols] for rec in recorders.values() for r in rec.item_rows])
     probe_cols = ["model", "epoch", "full", "id_only", "feature_only", "feature_in_forward", "has_item_id"]
@@ -625,11 +670,11 @@ def verdict(stats: Mapping[str, Any]) -> tuple[str, str]:
     has = stats["has"]
     if not (has["item_id"] and has["item_feature"]):
         part = "item ID table" if not has["item_id"] else "trainable feature parameters"
-        return "not applicable", f"the model has no {part}, so there is no ID/feature split to compare."
+        return "not applicable", f"the model has no {part}, so there is no ID/feature split to compare"
     r = stats["mean_ratio_norm"]
     if not math.isfinite(r) or r == 0:
         return ("not applicable", "the feature parameters received no gradient at all (they do not enter "
-                "the training loss under this configuration).")
+                "the training loss under this configuration)")
     bias = r > 1.0
     cf, ci = stats["converged"].get("item_feature"), stats["converged"].get("item_id")
     dm = stats["rel_dist_mid"]
@@ -689,18 +734,27 @@ def write_summary(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | 
         rec = recorders[name]
         lines += [f"## {name}", "", f"Verdict: **{verdicts[name][0]}** — {verdicts[name][1]}.", ""]
         p = s["probe"]
-        if p is not None and not p["feature_in_forward"] and s["has"]["item_feature"]:
-            lines += ["The feature branch does not enter the scored item representation (features act "
-                      "through a graph built from them or an auxiliary loss), so the ID-only probe "
-                      "is not defined.", ""]
-        if s["tail_head"]:
-            t, h = s["tail_head"]
-            lines += [f"Last epoch, per-step gradient norm reaching an item (tail {t['label']} degree "
-                      f"{t['degree_min']}–{t['degree_max']} vs head {h['label']} degree "
-                      f"{h['degree_min']}–{h['degree_max']}): ID row {_fmt(t['id_grad'])} vs "
-                      f"{_fmt(h['id_grad'])}; feature output {_fmt(t['feature_grad'])} vs "
-                      f"{_fmt(h['feature_grad'])}; ID row touched in {_fmt(100 * t['id_touched'], 3)}% vs "
-                      f"{_fmt(100 * h['id_touched'], 3)}% of steps.", ""]
+        if name in PROBE_NOTES:
+            lines += [f"Probe: {PROBE_NOTES[name]}", ""]
+        elif p is not None and not p["feature_in_forward"]:
+            lines += ["Probe: the feature branch does not enter the scored item representation, so "
+                      "the ID-only / feature-only probe is not defined.", ""]
+        last = max((r["epoch"] for r in rec.item_rows), default=None)
+        brows = [r for r in rec.item_rows if r["epoch"] == last]
+        if brows:
+            lines += [f"Per item, by training-degree bucket (epoch {last}; per-step means): gradient norm "
+                      "reaching the ID row and the feature output, fraction of steps the ID row got a "
+                      "gradient (measured, and predicted for direct lookup: 1 − (1 − π)^B, "
+                      "π = degree/N + 1/I), and ‖∇θ_feature‖ / ‖∇e_i‖ (the per-item bias of the "
+                      "derivation).", "",
+                      "| bucket | degree | items | ID row grad | feature output grad | ID touched | "
+                      "predicted | ‖∇θ‖/‖∇e_i‖ |", "|---|---|---|---|---|---|---|---|"]
+            for r in brows:
+                lines.append(f"| {r['label']} | {r['degree_min']}–{r['degree_max']} | {r['items']} | "
+                             f"{_fmt(r['id_grad'])} | {_fmt(r['feature_grad'])} | "
+                             f"{_fmt(100 * r['id_touched'], 3)}% | "
+                             f"{_fmt(100 * r['id_touched_predicted'], 3)}% | {_fmt(r['theta_row_ratio'])} |")
+            lines.append("")
         groups = [g for g in GROUPS if s["has"][g]]
         probes = {r["epoch"]: r for r in rec.probe_rows}
         head = ("| epoch | feature/ID grad norm | feature/ID grad RMS | "

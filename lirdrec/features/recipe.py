@@ -64,7 +64,9 @@ def _from_dict(cls, data: Mapping[str, Any] | None, where: str):
     valid = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - valid)
     if unknown:
-        raise ConfigError(f"recipe: unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
+        raise ConfigError(
+            f"recipe: unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}"
+        )
     try:
         return cls(**data)
     except TypeError as exc:
@@ -163,8 +165,9 @@ class Recipe:
         mods = dict(data.get("modalities") or {})
         for m, spec in mods.items():
             if not isinstance(spec, Mapping) or spec.get("encoder") not in ENCODERS:
-                raise ConfigError(f"recipe: modality {m!r} needs encoder: one of {list(ENCODERS)}, "
-                                  f"got {spec!r}")
+                raise ConfigError(
+                    f"recipe: modality {m!r} needs encoder: one of {list(ENCODERS)}, got {spec!r}"
+                )
         return cls(
             name=str(data["name"]),
             raw_dir=str(data.get("raw_dir", ".")),
@@ -200,23 +203,42 @@ def _image_paths(recipe: Recipe, base: Path, item_ids: np.ndarray) -> list[Path 
         if not spec.id_col or not spec.file_col:
             raise ConfigError("recipe: images.table needs id_col and file_col")
         rows = read_items(table_path, id_col=spec.id_col)
-        return [(_resolve(folder, rows[i][spec.file_col]) if i in rows and rows[i][spec.file_col]
-                 else None) for i in item_ids]
+        return [
+            (
+                _resolve(folder, rows[i][spec.file_col])
+                if i in rows and rows[i][spec.file_col]
+                else None
+            )
+            for i in item_ids
+        ]
     return [folder / spec.pattern.format(id=i) for i in item_ids]
 
 
 def _texts(records: list[dict], spec: dict, modality: str) -> list[str]:
     from lirdrec.features.text import join_fields
 
-    template, fields_, sep = spec.pop("template", None), spec.pop("fields", None), spec.pop("sep", " ")
+    template, fields_, sep = (
+        spec.pop("template", None),
+        spec.pop("fields", None),
+        spec.pop("sep", " "),
+    )
     if (template is None) == (fields_ is None):
-        raise ConfigError(f"recipe: modality {modality!r} needs exactly one of 'template' or 'fields'")
+        raise ConfigError(
+            f"recipe: modality {modality!r} needs exactly one of 'template' or 'fields'"
+        )
     return join_fields(records, fields_, sep=sep, template=template)
 
 
 def _write_captions(path: Path, item_ids, titles, labels, captions) -> None:
-    df = pd.DataFrame({"itemID": np.arange(len(item_ids)), "item_id": item_ids, "title": titles,
-                       "labels": ["; ".join(x) for x in labels], "caption": captions})
+    df = pd.DataFrame(
+        {
+            "itemID": np.arange(len(item_ids)),
+            "item_id": item_ids,
+            "title": titles,
+            "labels": ["; ".join(x) for x in labels],
+            "caption": captions,
+        }
+    )
     with atomic_write(path, "w") as fh:
         df.to_csv(fh, sep="\t", index=False)
 
@@ -255,26 +277,50 @@ def prepare_dataset(
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
     inter = recipe.interactions
     table = read_interactions(
-        _resolve(base, inter.path), user_col=inter.user_col, item_col=inter.item_col,
-        rating_col=inter.rating_col, time_col=inter.time_col, sep=inter.sep, header=inter.header,
-        timestamp_format=inter.timestamp_format, on_bad_rows=inter.on_bad_rows)
+        _resolve(base, inter.path),
+        user_col=inter.user_col,
+        item_col=inter.item_col,
+        rating_col=inter.rating_col,
+        time_col=inter.time_col,
+        sep=inter.sep,
+        header=inter.header,
+        timestamp_format=inter.timestamp_format,
+        on_bad_rows=inter.on_bad_rows,
+    )
     built: BuiltInteractions = build_interactions(
-        table, np.random.default_rng(recipe.split.seed),
-        rating_threshold=recipe.filter.rating_threshold, user_k=recipe.filter.user_k,
-        item_k=recipe.filter.item_k, split=recipe.split.method, holdout=recipe.split.holdout)
+        table,
+        np.random.default_rng(recipe.split.seed),
+        rating_threshold=recipe.filter.rating_threshold,
+        user_k=recipe.filter.user_k,
+        item_k=recipe.filter.item_k,
+        split=recipe.split.method,
+        holdout=recipe.split.holdout,
+    )
     item_ids = built.item_ids
-    summary: dict[str, Any] = {"recipe": recipe.to_dict(), "stats": dict(built.stats), "modalities": {}}
+    summary: dict[str, Any] = {
+        "recipe": recipe.to_dict(),
+        "stats": dict(built.stats),
+        "modalities": {},
+    }
 
     records: list[dict] = [{} for _ in item_ids]
     titles = [str(i) for i in item_ids]
     if recipe.items is not None:
         it = recipe.items
-        table_items = read_items(_resolve(base, it.path), id_col=it.id_col, sep=it.sep,
-                                 flag_groups=it.flag_groups, list_columns=it.list_columns)
+        table_items = read_items(
+            _resolve(base, it.path),
+            id_col=it.id_col,
+            sep=it.sep,
+            flag_groups=it.flag_groups,
+            list_columns=it.list_columns,
+        )
         records = [table_items.get(i, {}) for i in item_ids]
         n_missing = sum(1 for r in records if not r)
         if n_missing:
-            msg = f"{n_missing} of {len(item_ids)} items have no row in {it.path}; their texts are empty"
+            msg = (
+                f"{n_missing} of {len(item_ids)} items have no row in {it.path}; "
+                "their texts are empty"
+            )
             logger.warning(msg)
             warnings.warn(msg, DataWarning, stacklevel=2)
         summary["stats"]["items_without_metadata"] = n_missing
@@ -285,7 +331,9 @@ def prepare_dataset(
     wanted = list(recipe.modalities) if modalities is None else list(modalities)
     unknown = [m for m in wanted if m not in recipe.modalities]
     if unknown:
-        raise ConfigError(f"prepare: unknown modality {unknown}; the recipe has {list(recipe.modalities)}")
+        raise ConfigError(
+            f"prepare: unknown modality {unknown}; the recipe has {list(recipe.modalities)}"
+        )
     common = {"device": device, "show_progress": show_progress}
     features: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
@@ -303,11 +351,18 @@ def prepare_dataset(
             if recipe.images is None:
                 raise ConfigError(f"recipe: modality {modality!r} needs an 'images' section")
             enc = ImageEncoder(**spec, **common, cache=cache)
-            feats, present = enc.encode_with_mask(paths, [f"{i} ({t})" for i, t in zip(item_ids, titles)])
+            feats, present = enc.encode_with_mask(
+                paths, [f"{i} ({t})" for i, t in zip(item_ids, titles)]
+            )
             features[modality], masks[modality] = feats, present
             info["missing_images"] = int((~present).sum())
-            logger.info("%s: %d of %d items have no readable image (filled: %s)", modality,
-                        (~present).sum(), len(present), enc.fill)
+            logger.info(
+                "%s: %d of %d items have no readable image (filled: %s)",
+                modality,
+                (~present).sum(),
+                len(present),
+                enc.fill,
+            )
         else:  # mllm: image -> caption -> embedding
             if recipe.images is None:
                 raise ConfigError(f"recipe: modality {modality!r} needs an 'images' section")
@@ -328,12 +383,15 @@ def prepare_dataset(
             elif embed == "llm":
                 vecs = LLMEmbedder(**embed_kw, **common, cache=cache).encode(captions)
             else:
-                raise ConfigError(f"recipe: modality {modality!r}: embed must be 'text' or 'llm', "
-                                  f"got {embed!r}")
+                raise ConfigError(
+                    f"recipe: modality {modality!r}: embed must be 'text' or 'llm', got {embed!r}"
+                )
             features[modality] = fill_missing(vecs, has, "mean").astype(np.float32)
             masks[modality] = has
             _write_captions(out_dir / "captions.tsv", item_ids, titles, labels, captions)
-            info.update(captioner=repr(captioner), embed=embed, items_without_caption=int((~has).sum()))
+            info.update(
+                captioner=repr(captioner), embed=embed, items_without_caption=int((~has).sum())
+            )
         info["shape"] = list(features[modality].shape)
         info["seconds"] = round(time.perf_counter() - t0, 1)
         summary["modalities"][modality] = info
@@ -357,5 +415,8 @@ def check_paths(recipe: Recipe) -> None:
     base = Path(recipe.raw_dir)
     for what, spec in (("interactions", recipe.interactions), ("items", recipe.items)):
         if spec is not None and not _resolve(base, spec.path).is_file():
-            raise SchemaError(_resolve(base, spec.path), message=f"{what} table not found",
-                              hint="run from the repository root or pass --raw-dir")
+            raise SchemaError(
+                _resolve(base, spec.path),
+                message=f"{what} table not found",
+                hint="run from the repository root or pass --raw-dir",
+            )

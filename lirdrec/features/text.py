@@ -84,8 +84,9 @@ def join_fields(
     known = set().union(*(rec.keys() for rec in records)) if records else set(names)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"join_fields: template field(s) {unknown} are in no record "
-                          f"(fields: {sorted(known)})")
+        raise ConfigError(
+            f"join_fields: template field(s) {unknown} are in no record (fields: {sorted(known)})"
+        )
     for rec in records:
         values = {n: clean(rec.get(n)) for n in names}
         parts = []
@@ -147,8 +148,10 @@ class TextEncoder:
         self._model = None
 
     def __repr__(self) -> str:
-        return (f"TextEncoder({self.model_name_or_path!r}, batch_size={self.batch_size}, "
-                f"normalize={self.normalize})")
+        return (
+            f"TextEncoder({self.model_name_or_path!r}, batch_size={self.batch_size}, "
+            f"normalize={self.normalize})"
+        )
 
     @property
     def model(self):
@@ -164,8 +167,10 @@ class TextEncoder:
     @property
     def dim(self) -> int:
         """Embedding size :math:`d`."""
-        get = getattr(self.model, "get_embedding_dimension", None) or \
-            self.model.get_sentence_embedding_dimension
+        get = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         return int(get())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -173,7 +178,9 @@ class TextEncoder:
         texts = [str(t) for t in texts]
         settings = {"normalize": self.normalize}
         if self.cache is not None:
-            key = self.cache.key("text", resolve_text_model(self.model_name_or_path), settings, texts)
+            key = self.cache.key(
+                "text", resolve_text_model(self.model_name_or_path), settings, texts
+            )
             return self.cache.cached_array("text", key, lambda: self._encode(texts))
         return self._encode(texts)
 

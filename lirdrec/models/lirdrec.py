@@ -11,7 +11,6 @@ import contextlib
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lirdrec.features.transform import TRANSFORMS, shared_channel_input
@@ -29,8 +28,10 @@ SHARED = "shared"
 FUSIONS = ("pwc", "attention", "mean", "concat")
 ITEM_IDS = ("off", "add")
 AUTOCAST_DTYPES = (None, "bfloat16")
-#: Floats per row chunk of the kNN similarity (``chunk * I``): 4 Mi floats = 16 MiB.
-_KNN_CHUNK_FLOATS = 1 << 22
+#: Floats per row chunk of the kNN similarity (``chunk * I``): 1 Mi floats = 4 MiB, but at least
+#: ``_KNN_MIN_ROWS`` rows (each chunk reads every feature row once: fewer rows cost time).
+_KNN_CHUNK_FLOATS = 1 << 20
+_KNN_MIN_ROWS = 128
 
 
 def knn_modality_weights(
@@ -80,13 +81,13 @@ def build_item_graph(
         knn_k (int): :math:`k`. (default: ``10``)
         mm_image_weight (float): :math:`w`. (default: ``0.1``)
         image_modality (str): modality of the image slot. (default: ``"image"``)
-        chunk_size (int | None): rows per similarity chunk; ``None`` keeps a chunk at 16 MiB.
+        chunk_size (int | None): rows per similarity chunk; ``None``: 4 MiB, at least 128 rows.
 
     Returns:
         Sparse CSR :math:`(I, I)`.
     """
     num_items = next(iter(features.values())).shape[0]
-    chunk = chunk_size or max(1, _KNN_CHUNK_FLOATS // num_items)
+    chunk = chunk_size or max(_KNN_MIN_ROWS, _KNN_CHUNK_FLOATS // num_items)
     weights = knn_modality_weights(list(features), mm_image_weight, image_modality)
     graphs = [build_knn_graph(features[m], k=knn_k, chunk_size=chunk) for m in weights]
     return combine_graphs(graphs, list(weights.values()))
@@ -103,7 +104,9 @@ class FeatureEncoder(nn.Sequential):
     def __init__(self, in_dim: int, embedding_dim: int, hidden_mult: int = 4) -> None:
         super().__init__(
             nn.Linear(in_dim, hidden_mult * embedding_dim),
-            nn.LeakyReLU(),
+            # in place: autograd keeps one (I, 4d) tensor instead of two (backward reads the sign
+            # of the output, valid for a positive slope)
+            nn.LeakyReLU(inplace=True),
             nn.Linear(hidden_mult * embedding_dim, embedding_dim, bias=False),
         )
 
@@ -116,7 +119,7 @@ class _RowNormalize(torch.autograd.Function):
     r""":math:`\mathbf{y} = \mathbf{x} / \max(\lVert\mathbf{x}\rVert_2, \epsilon)` along the last
     axis, with a three-pass backward :math:`\mathbf{g}_x = (\mathbf{g} - \mathbf{y}\,\langle
     \mathbf{g}, \mathbf{y}\rangle) / \max(\lVert\mathbf{x}\rVert, \epsilon)` (the projection term
-    only where the norm exceeds :math:`\epsilon`): the same values as :func:`F.normalize`, whose
+    only where the norm exceeds :math:`\epsilon`): the same values as :func:`torch.nn.functional.normalize`, whose
     autograd graph makes about twice as many passes over :math:`(U + I) \times C d` floats.
     """
 
@@ -137,7 +140,7 @@ class _RowNormalize(torch.autograd.Function):
 
 
 def row_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
-    """L2-normalise ``x`` along its last axis (``F.normalize(x, dim=-1)``), fast backward."""
+    """L2-normalise ``x`` along its last axis (``torch.nn.functional.normalize(x, dim=-1)``), fast backward."""
     return _RowNormalize.apply(x, eps)
 
 
@@ -147,7 +150,8 @@ class LIRDRec(Recommender):
     Effective Recommendation" (Zhou et al., arXiv:2505.04960).
 
     Items have no ID embedding; each channel :math:`c \in M \cup \{s\}` encodes the item features
-    (:class:`FeatureEncoder`), users have one ID table per channel:
+    (:class:`FeatureEncoder`), users have one ID table :math:`\mathbf{P}_c` per channel (stored
+    together as ``user_emb`` of shape :math:`(U, C, d)`, Xavier-normal per channel):
 
     .. math::
         \mathbf{h}_c = \mathbf{W}_{2c}\,\mathrm{LeakyReLU}(\mathbf{W}_{1c}\mathbf{X}_c
@@ -274,8 +278,9 @@ class LIRDRec(Recommender):
         check_param(name, "autocast_dtype", autocast_dtype, autocast_dtype in AUTOCAST_DTYPES,
                     "None or 'bfloat16'")
         if item_graph is not None:
-            check_param(name, "item_graph", tuple(item_graph.shape),
-                        tuple(item_graph.shape) == (self.num_items, self.num_items),
+            check_param(name, "item_graph", getattr(item_graph, "shape", item_graph),
+                        isinstance(item_graph, Tensor)
+                        and tuple(item_graph.shape) == (self.num_items, self.num_items),
                         f"a sparse tensor of shape ({self.num_items}, {self.num_items}) or None")
 
         self.embedding_dim = int(embedding_dim)
@@ -390,9 +395,9 @@ class LIRDRec(Recommender):
         x = torch.cat([self.user_emb, self.item_channels()])  # (U+I, C, d)
         x = row_normalize(x).view(x.shape[0], -1)  # E^(0): per-channel L2, (U+I, C d)
         out = x
-        for _ in range(self.n_ui_layers):
+        for layer in range(self.n_ui_layers):
             x = spmm(self.adj, x)  # adj is symmetric: its own transpose in backward
-            out = out + x
+            out = out + x if layer == 0 else out.add_(x)  # one accumulator, no extra copy
         return out
 
     def forward(self) -> tuple[Tensor, Tensor]:
