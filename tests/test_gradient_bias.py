@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from lirdrec.diagnostics.gradient_bias import (
     popularity_buckets,
     resolve_model_names,
     run_gradient_bias,
+    summarize,
 )
 from lirdrec.errors import ConfigError
 from lirdrec.models import registry
@@ -236,6 +238,10 @@ def test_script_writes_outputs(tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "## Verdict" in summary and "## lirdrec-id" in summary and "In plain words" in summary
     assert "| lirdrec | not applicable |" in summary
+    meta = json.loads((out / "runs.json").read_text())
+    assert set(meta["models"]) == {"vbpr", "lirdrec-id", "lirdrec"} and meta["epochs"] == 2
+    summarize(out, figures=False)  # the summary is a function of the files alone
+    assert (out / "summary.md").read_text() == summary
 
     rc = main(["gradient-bias", "--models", "vbpr,nosuchmodel", "--data", str(data), "--epochs", "1",
                "--out", str(out)])

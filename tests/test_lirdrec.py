@@ -240,7 +240,7 @@ def test_gradients_reach_every_parameter_and_no_item_parameter():
             assert p.grad is not None and float(p.grad.abs().sum()) > 0, (kw, name)
             assert num_items not in p.shape, name
         groups = model.parameter_groups()
-        assert sorted(map(id, sum(groups.values(), []))) == sorted(map(id, model.parameters()))
+        assert sorted(id(p) for g in groups.values() for p in g) == sorted(map(id, model.parameters()))
         assert groups["item_id"] == []
         assert len(groups["item_feature"]) == 3 * len(model.channels)
     with_id = build(num_users, num_items, feats, users, items, item_id="add")

@@ -201,6 +201,8 @@ def read_interactions(
         timestamp_format: ``None`` (numbers are unix seconds, other text parsed as a date),
             ``"unix"`` (numbers only) or a ``strftime`` format such as ``"%Y-%m-%d"``.
         on_bad_rows: ``"drop"`` (warn with the lines and a count) or ``"error"`` (raise).
+            Line numbers count one row per line (blank lines are kept as bad rows so the
+            numbering stays exact; a quoted field spanning lines would shift it).
 
     Returns:
         The good rows as an :class:`InteractionTable`.

@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
 import math
 import tempfile
@@ -71,6 +72,8 @@ __all__ = [
     "MODEL_ALIASES",
     "resolve_model_names",
     "run_gradient_bias",
+    "load_recorded",
+    "summarize",
     "write_outputs",
     "write_summary",
 ]
@@ -96,6 +99,9 @@ PROBE_NOTES = {
            "only): no ID/feature probe.",
     "lirdrec": "no item ID table: the full model is already feature-only.",
 }
+
+#: Script models whose item is literally "ID embedding + feature encoder output".
+DIRECT_MODELS = ("vbpr", "lirdrec-id")
 
 #: Threshold of the "converged" epoch in the summary (mean per-step relative update).
 CONVERGED_BELOW = 1e-3
@@ -239,19 +245,29 @@ def popularity_buckets(degree: np.ndarray, num_buckets: int = 5) -> tuple[np.nda
 
 
 def predicted_touch_fraction(degree: np.ndarray, num_pairs: int, batch_size: int) -> np.ndarray:
-    r"""Probability that item :math:`i` occurs in a BPR batch (``docs/gradient_bias.md``).
+    r"""Expected fraction of an epoch's steps whose batch contains item :math:`i` (``docs/gradient_bias.md``).
 
-    A triple holds :math:`i` as the positive with probability :math:`d_i/N` and as the uniform
-    negative with about :math:`1/I`; with :math:`\pi_i = d_i/N + 1/I` a batch of :math:`B` triples
-    touches the ID row with probability :math:`1-(1-\pi_i)^B`. (Models that propagate over a graph
-    or regularise every item touch every row every step; this is the direct-lookup prediction.)
+    A triple holds :math:`i` as the positive with probability :math:`d_i/N` and as the negative
+    with :math:`1/I_+` (:class:`~lirdrec.train.sampler.BPRSampler` draws negatives uniformly from
+    the :math:`I_+` items seen in training). With :math:`\pi_i = d_i/N + [d_i>0]/I_+`, a batch of
+    :math:`b` triples touches the ID row with probability :math:`1-(1-\pi_i)^b`; the result is
+    averaged over the epoch's :math:`\lfloor N/B\rfloor` full batches and its last partial one.
+    This is the prediction for a direct lookup (VBPR, MF); models that propagate over a graph or
+    regularise every item touch every row every step.
 
     >>> predicted_touch_fraction(np.array([0, 1, 3]), 4, 1).round(4).tolist()
-    [0.3333, 0.5833, 1.0]
+    [0.0, 0.75, 1.0]
+    >>> predicted_touch_fraction(np.array([0, 1, 3]), 4, 3).round(4).tolist()  # (1 - 0.25**3 + 0.75) / 2
+    [0.0, 0.8672, 1.0]
     """
     degree = np.asarray(degree, dtype=np.float64)
-    pi = np.clip(degree / max(num_pairs, 1) + 1.0 / len(degree), 0.0, 1.0)
-    return 1.0 - (1.0 - pi) ** int(batch_size)
+    seen = degree > 0
+    pi = np.clip(degree / max(num_pairs, 1) + seen / max(int(seen.sum()), 1), 0.0, 1.0)
+    full, last = divmod(int(num_pairs), int(batch_size))
+    sizes = [int(batch_size)] * full + ([last] if last else [])
+    if not sizes:
+        return np.zeros_like(pi)
+    return np.mean([1.0 - (1.0 - pi) ** b for b in sizes], axis=0)
 
 
 # ----------------------------------------------------------------------------- the recorder
@@ -325,7 +341,7 @@ class GradientBiasRecorder(Callback):
         degree = ds.item_degree()
         self._bucket, self.bucket_info = popularity_buckets(degree, self.num_buckets)
         self._degree = degree
-        self._touch_pred = predicted_touch_fraction(degree, int(degree.sum()), trainer.batch_size)
+        self._touch_pred = predicted_touch_fraction(degree, len(ds.train), trainer.batch_size)
         dev = self._dev = next(model.parameters()).device
         self._feat_sq = torch.zeros(model.num_items, device=dev)
         self._feat_seen = False
@@ -334,7 +350,6 @@ class GradientBiasRecorder(Callback):
             self._handles.append(mod.register_forward_hook(self._forward_hook))
         self._snapshots: list[Any] = []
         self._prev_delta: dict[str, Tensor] | None = None
-        self._tmp = None
         if self.snapshot_dir is not None:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self._prev = self._snapshot(model)
@@ -612,7 +627,7 @@ def model_statistics(rec: GradientBiasRecorder, threshold: float = CONVERGED_BEL
     mean over the epoch's recorded steps of feature/ID gradient norm and RMS; ``rel_update[g]``:
     mean per-step relative update), ``converged[g]`` (first epoch whose mean per-step relative
     update is below ``threshold``, or ``None``), ``mean_ratio_norm``, ``mean_ratio_rms`` (over all
-    recorded steps), ``probe`` (last epoch's row), ``tail_head`` (last epoch's tail and head
+    recorded steps), ``late_ratio_norm`` (over the second half of the epochs), ``probe`` (last epoch's row), ``tail_head`` (last epoch's tail and head
     bucket rows), ``rel_dist_mid`` (each group's relative distance to the final value at the
     middle epoch).
     """
@@ -643,6 +658,11 @@ def model_statistics(rec: GradientBiasRecorder, threshold: float = CONVERGED_BEL
                         for g in GROUPS if has[g]}
     out["mean_ratio_norm"] = float(ratio_norm.mean()) if ratio_norm is not None else float("nan")
     out["mean_ratio_rms"] = float(ratio_rms.mean()) if ratio_rms is not None else float("nan")
+    late = out["epochs"][len(out["epochs"]) // 2:]
+    in_late = wide.index.get_level_values("epoch").isin(late)
+    out["late_epochs"] = (late[0], late[-1]) if late else None
+    out["late_ratio_norm"] = (float(ratio_norm[in_late].mean()) if ratio_norm is not None
+                              else float("nan"))
     out["probe"] = rec.probe_rows[-1] if rec.probe_rows else None
     out["best_probe"] = ({k: max((r[k] for r in rec.probe_rows), default=float("nan"))
                           for k in ("full", "id_only", "feature_only")} if rec.probe_rows else None)
@@ -661,36 +681,52 @@ def model_statistics(rec: GradientBiasRecorder, threshold: float = CONVERGED_BEL
 def verdict(stats: Mapping[str, Any]) -> tuple[str, str]:
     """``(short verdict, explanation)`` for one model from :func:`model_statistics`.
 
-    The claim is supported when the feature parameters get the larger gradient norm on average
-    (ratio > 1) AND the ID table keeps moving longer than the feature parameters (its mean per-step
-    relative update falls below the threshold later, or never, while the feature group's does,
-    or its relative distance to the final value at mid-training is larger). One of the two is
-    "partly"; a model without both an ID table and trained feature parameters is "not applicable".
+    Three checks, one per part of the claim:
+
+    - *signal*: the feature parameters get the larger gradient norm in the second half of training
+      (mean feature/ID ratio > 1; the start is excluded because a fresh ID table has tiny
+      gradients in some models);
+    - *convergence*: the ID table keeps moving longer: its mean per-step relative update falls
+      below the threshold later (or never) than the feature group's, or its relative distance to
+      the final value at mid-training is larger;
+    - *under-trained IDs* (when the probe is defined): at their best epochs, the ID part alone
+      ranks worse than the feature part alone.
+
+    "agrees" when every applicable check holds, "does not agree" when none does, otherwise
+    "partly agrees"; "not applicable" without both an ID table and feature parameters that get
+    gradient.
     """
     has = stats["has"]
     if not (has["item_id"] and has["item_feature"]):
         part = "item ID table" if not has["item_id"] else "trainable feature parameters"
         return "not applicable", f"the model has no {part}, so there is no ID/feature split to compare"
-    r = stats["mean_ratio_norm"]
+    r, late = stats["mean_ratio_norm"], stats["late_ratio_norm"]
     if not math.isfinite(r) or r == 0:
         return ("not applicable", "the feature parameters received no gradient at all (they do not enter "
                 "the training loss under this configuration)")
-    bias = r > 1.0
+    checks: list[tuple[str, bool]] = []
+    le = stats["late_epochs"]
+    checks.append((f"signal: feature/ID gradient-norm ratio {_fmt(late)} in epochs {le[0]}–{le[1]} "
+                   f"({_fmt(r)} over all steps, {_fmt(stats['mean_ratio_rms'])} per element)", late > 1.0))
     cf, ci = stats["converged"].get("item_feature"), stats["converged"].get("item_id")
     dm = stats["rel_dist_mid"]
     later = ((cf is not None and (ci is None or ci > cf))
              or (dm.get("item_id", 0.0) > dm.get("item_feature", 0.0)))
-    words = [f"feature/ID gradient-norm ratio {_fmt(r)} (RMS per element {_fmt(stats['mean_ratio_rms'])})"]
-    words.append(f"relative update < {CONVERGED_BELOW:g} at epoch: feature {cf or 'never'}, "
-                 f"ID {ci or 'never'}")
+    text = f"convergence: relative update < {CONVERGED_BELOW:g} at epoch feature {cf or 'never'}, ID {ci or 'never'}"
     if dm:
-        words.append(f"relative distance to final at epoch {stats['mid_epoch']}: feature "
-                     f"{_fmt(dm.get('item_feature', float('nan')))}, ID {_fmt(dm.get('item_id', float('nan')))}")
-    if bias and later:
-        return "agrees", "; ".join(words)
-    if bias or later:
-        return "partly agrees", "; ".join(words)
-    return "does not agree", "; ".join(words)
+        text += (f"; relative distance to final at epoch {stats['mid_epoch']}: feature "
+                 f"{_fmt(dm.get('item_feature', float('nan')))}, ID {_fmt(dm.get('item_id', float('nan')))}")
+    checks.append((text, later))
+    bp = stats["best_probe"] or {}
+    i_only, f_only = bp.get("id_only", float("nan")), bp.get("feature_only", float("nan"))
+    if math.isfinite(i_only) and math.isfinite(f_only):
+        checks.append((f"probe: best valid Recall@20 ID part only {_fmt(i_only, 4)} vs feature part only "
+                       f"{_fmt(f_only, 4)} (full {_fmt(bp.get('full', float('nan')), 4)})", i_only < f_only))
+    words = "; ".join(f"{t} [{'yes' if ok else 'no'}]" for t, ok in checks)
+    n_ok = sum(ok for _, ok in checks)
+    if n_ok == len(checks):
+        return "agrees", words
+    return ("does not agree" if n_ok == 0 else "partly agrees"), words
 
 
 def write_summary(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | Path,
@@ -705,13 +741,14 @@ def write_summary(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | 
               "Claim (spec section 1): with items learned as ID embedding + multimodal features under "
               "BPR, the feature parameters receive most of the gradient and converge, while item ID "
               "embeddings stay under-trained.", ""]
-    lines += ["| model | verdict | mean feature/ID grad-norm ratio | epoch rel. update < 1e-3 "
-              "(feature / ID) | valid Recall@20 best (full / ID only / feature only) |",
+    lines += ["| model | verdict | feature/ID grad-norm ratio (2nd half / all steps) | epoch rel. update "
+              "< 1e-3 (feature / ID) | valid Recall@20 best (full / ID only / feature only) |",
               "|---|---|---|---|---|"]
     for name, s in stats.items():
         conv = s["converged"]
         bp = s["best_probe"] or {}
-        lines.append(f"| {name} | {verdicts[name][0]} | {_fmt(s['mean_ratio_norm'])} | "
+        lines.append(f"| {name} | {verdicts[name][0]} | {_fmt(s['late_ratio_norm'])} / "
+                     f"{_fmt(s['mean_ratio_norm'])} | "
                      f"{conv.get('item_feature') or ('never' if 'item_feature' in conv else '–')} / "
                      f"{conv.get('item_id') or ('never' if 'item_id' in conv else '–')} | "
                      f"{_fmt(bp.get('full', float('nan')), 4)} / {_fmt(bp.get('id_only', float('nan')), 4)}"
@@ -729,6 +766,15 @@ def write_summary(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | 
     else:
         lines.append("In plain words: no model here has both an item ID table and trained feature "
                      "parameters, so the claim cannot be tested on these runs.")
+    direct = [n for n in stats if n in DIRECT_MODELS and verdicts[n][0] != "not applicable"]
+    for n in direct:
+        th = stats[n]["tail_head"]
+        rho = (f" Per item, the feature parameters' gradient is {_fmt(th[0]['theta_row_ratio'])}× the "
+               f"ID-row gradient of a tail item and {_fmt(th[1]['theta_row_ratio'])}× that of a head "
+               "item." if th else "")
+        lines.append("")
+        lines.append(f"{n} learns an item literally as ID embedding + feature encoder output: the "
+                     f"measurements {verdicts[n][0].replace('agrees', 'agree')} with the claim.{rho}")
     lines.append("")
     for name, s in stats.items():
         rec = recorders[name]
@@ -744,9 +790,9 @@ def write_summary(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | 
         if brows:
             lines += [f"Per item, by training-degree bucket (epoch {last}; per-step means): gradient norm "
                       "reaching the ID row and the feature output, fraction of steps the ID row got a "
-                      "gradient (measured, and predicted for direct lookup: 1 − (1 − π)^B, "
-                      "π = degree/N + 1/I), and ‖∇θ_feature‖ / ‖∇e_i‖ (the per-item bias of the "
-                      "derivation).", "",
+                      "gradient (measured, and predicted for direct lookup: 1 − (1 − π)^B averaged over the "
+                      "epoch's batches, π = degree/N + 1/I₊ with I₊ the items seen in training), and "
+                      "‖∇θ_feature‖ / ‖∇e_i‖ (the per-item bias of the derivation).", "",
                       "| bucket | degree | items | ID row grad | feature output grad | ID touched | "
                       "predicted | ‖∇θ‖/‖∇e_i‖ |", "|---|---|---|---|---|---|---|---|"]
             for r in brows:
@@ -775,6 +821,68 @@ def write_summary(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | 
     path = Path(out_dir) / "summary.md"
     with atomic_write(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
+    return path
+
+
+def load_recorded(out_dir: str | Path) -> dict[str, Any]:
+    """The recorders' data read back from the CSVs in ``out_dir`` (label -> record).
+
+    Each record has the attributes :func:`write_summary` reads (``step_rows``, ``epoch_rows``,
+    ``item_rows``, ``probe_rows``, ``groups``), so a summary can be rewritten without training.
+    """
+    import types
+
+    import pandas as pd
+
+    out = Path(out_dir)
+    gb = pd.read_csv(out / "grad_bias.csv")
+    items = pd.read_csv(out / "item_grad_by_popularity.csv")
+    probe = pd.read_csv(out / "probe.csv")
+    recs: dict[str, Any] = {}
+    for name in dict.fromkeys(gb["model"]):
+        d = gb[gb["model"] == name]
+        st, ep = d[d["step"].notna()], d[d["step"].isna()]
+        recs[name] = types.SimpleNamespace(
+            model_name=name,
+            step_rows=list(zip(st["step"].astype(int), st["epoch"].astype(int), st["group"],
+                               st["quantity"], st["value"].astype(float))),
+            epoch_rows=list(zip(ep["epoch"].astype(int), ep["group"], ep["quantity"],
+                                ep["value"].astype(float))),
+            item_rows=items[items["model"] == name].to_dict("records"),
+            probe_rows=probe[probe["model"] == name].to_dict("records"),
+            groups={g: [g] if (d["group"] == g).any() else [] for g in GROUPS})
+    return recs
+
+
+def summarize(out_dir: str | Path, figures: bool = True) -> Path:
+    """Write ``summary.md`` (and the figures) from the CSVs and ``runs.json`` in ``out_dir``."""
+    out = Path(out_dir)
+    recs = load_recorded(out)
+    meta = json.loads((out / "runs.json").read_text()) if (out / "runs.json").is_file() else {}
+    notes: list[str] = []
+    title = "Gradient-bias diagnostic"
+    if meta:
+        ds = meta["dataset"]
+        title += f": {ds['name']}"
+        notes += [f"Dataset `{ds['name']}`: {ds['users']} users, {ds['items']} items, {ds['train']} "
+                  f"training interactions, modalities {', '.join(ds['modalities'])}; {meta['epochs']} "
+                  f"epochs per model, seed {meta['seed']}, recorded every {meta['every']} step(s). "
+                  "Hyper-parameters: `datasets/configs/<model>.yaml` (lirdrec-id = lirdrec with "
+                  "item_id=add), early stopping off.", ""]
+    notes += ["Ratios are group gradient norms ‖∇θ_feature‖ / ‖∇E_item‖ per step, averaged over "
+              "steps; 'rel. update' is the optimiser's ‖Δθ‖/‖θ‖ per step, averaged over the epoch. "
+              "Probe: validation Recall@20 with the feature-branch output zeroed (ID only) or the "
+              "item ID table zeroed (feature only)."]
+    runs = meta.get("models", {})
+    if runs:
+        notes += ["", "Best validation epoch (Recall@20 valid / test): "
+                  + "; ".join(f"{n} {r['best_epoch']} ({_fmt(r['valid'], 4)} / {_fmt(r['test'], 4)})"
+                              for n, r in runs.items()) + "."]
+    path = write_summary(recs, out, title=title, notes=notes)
+    if figures:
+        from lirdrec.diagnostics.plots import plot_all
+
+        plot_all(out)
     return path
 
 
@@ -900,24 +1008,14 @@ def run_gradient_bias(
         if tmp is not None:
             tmp.cleanup()
     write_outputs(recorders, out)
-    notes = [f"Dataset `{ds.name}`: {ds.num_users} users, {ds.num_items} items, {len(ds.train)} training "
-             f"interactions, modalities {', '.join(ds.modalities)}; {epochs} epochs per model, seed {seed}, "
-             f"recorded every {every} step(s). Hyper-parameters: `datasets/configs/<model>.yaml` "
-             "(lirdrec-id = lirdrec with item_id=add), early stopping off.",
-             "",
-             "Ratios are group gradient norms ‖∇θ_feature‖ / ‖∇E_item‖ per step, averaged over the "
-             "epoch's steps; 'rel. update' is the optimiser's ‖Δθ‖/‖θ‖ per step, averaged over the "
-             "epoch. Probe: validation Recall@20 with the feature-branch output zeroed (ID only) or "
-             "the item ID table zeroed (feature only).",
-             "",
-             "Best validation epoch (Recall@20 valid / test): "
-             + "; ".join(f"{n} {r.best[0]} ({_fmt(r.best[1], 4)} / {_fmt(r.best[2], 4)})"
-                         for n, r in recorders.items()) + "."]
-    write_summary(recorders, out, title=f"Gradient-bias diagnostic: {ds.name}", notes=notes)
-    if figures:
-        from lirdrec.diagnostics.plots import plot_all
-
-        plot_all(out)
+    meta = {"dataset": {"name": ds.name, "users": ds.num_users, "items": ds.num_items,
+                        "train": len(ds.train), "modalities": ds.modalities},
+            "epochs": int(epochs), "seed": int(seed), "every": int(every),
+            "models": {n: {"best_epoch": r.best[0], "valid": r.best[1], "test": r.best[2],
+                           "config": r.config} for n, r in recorders.items()}}
+    with atomic_write(out / "runs.json", "w") as fh:
+        json.dump(meta, fh, indent=1, default=str)
+    summarize(out, figures=figures)
     return recorders
 
 

@@ -68,24 +68,56 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+def _steps_per_epoch(d) -> int:
+    n_ep = max(d["epoch"].nunique(), 1)
+    return max(1, round(d["step"].nunique() / n_ep))
+
+
+def _trace(ax, x, v, color: str, label: str, window: int) -> None:
+    """Raw per-step values (faint) and their rolling median over ``window`` steps (bold); a series
+    that is zero in most steps (e.g. LATTICE's once-per-epoch graph gradient) is drawn as dots."""
+    import pandas as pd
+
+    v = np.asarray(v, dtype=float)
+    pos = np.where(v > 0, v, np.nan)
+    if np.isfinite(pos).mean() < 0.5:
+        ax.plot(x, pos, ".", ms=3, color=color, label=f"{label} (steps with a gradient)")
+        return
+    ax.plot(x, pos, color=color, lw=0.6, alpha=0.3)
+    med = pd.Series(pos).rolling(window, center=True, min_periods=1).median().to_numpy()
+    ax.plot(x, med, color=color, lw=1.8, label=label)
+
+
+def _clip_log(ax, values, span: float = 1e-6) -> None:
+    """Keep the lowest ``span`` x max of a log axis (a vanishing series would squash the rest)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v):
+        ax.set_ylim(bottom=max(v.min() * 0.8, v.max() * span))
+
+
 def plot_grad_norms(steps, out: Path) -> Path:
     """Per-step gradient L2 norm of each parameter group (log scale), one panel per model."""
     models = list(dict.fromkeys(steps["model"]))
     plt, fig, panels = _grid(models)
     for name, (ax,) in zip(models, panels):
         d = steps[(steps["model"] == name) & (steps["quantity"] == "grad_norm")]
+        window = _steps_per_epoch(d)
         for g, color in GROUP_COLORS.items():
             s = d[d["group"] == g].sort_values("step")
             v = s["value"].to_numpy()
             if len(v) and (v > 0).any():
-                ax.plot(s["step"], np.where(v > 0, v, np.nan), color=color, lw=0.8, label=GROUP_LABELS[g])
+                _trace(ax, s["step"].to_numpy(), v, color, GROUP_LABELS[g], window)
         ax.set_yscale("log")
+        _clip_log(ax, d["value"])
         ax.set_xlabel("optimiser step")
         ax.set_ylabel("gradient L2 norm")
         ax.set_title(name)
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="best")
-    return _save(plt, fig, out, "Gradient norm per parameter group")
+    return _save(plt, fig, out, "Gradient norm per parameter group (faint: every step, the spikes are "
+                 "each epoch's small last batch; bold: rolling median over one epoch; axis clipped at "
+                 "1e-6 x max)")
 
 
 def plot_grad_ratio(steps, out: Path) -> Path:
@@ -100,12 +132,12 @@ def plot_grad_ratio(steps, out: Path) -> Path:
             _empty(ax, f"{name}:\nno item-ID table or no gradient\nto feature parameters")
             ax.set_title(name)
             continue
+        window = _steps_per_epoch(d)
         for q, color, label in (("grad_norm", "tab:purple", "‖g_feature‖ / ‖g_ID‖"),
                                 ("grad_rms", "tab:orange", "RMS_feature / RMS_ID (per element)")):
             den = w[("item_id", q)].where(w[("item_id", q)] > 0)
-            r = w[("item_feature", q)] / den
-            r = r.where(r > 0)
-            ax.plot(w.index, r, color=color, lw=0.8, label=label)
+            r = (w[("item_feature", q)] / den).to_numpy(float)
+            _trace(ax, w.index.to_numpy(), r, color, label, window)
         ax.axhline(1.0, color="black", lw=0.8, ls="--", label="ratio = 1")
         ax.set_yscale("log")
         ax.set_xlabel("optimiser step")
@@ -113,7 +145,8 @@ def plot_grad_ratio(steps, out: Path) -> Path:
         ax.set_title(name)
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="best")
-    return _save(plt, fig, out, "Gradient ratio: item feature parameters vs item ID table")
+    return _save(plt, fig, out, "Gradient ratio: item feature parameters vs item ID table "
+                 "(bold: rolling median over one epoch)")
 
 
 def plot_popularity(items, out: Path) -> Path:

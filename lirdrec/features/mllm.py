@@ -235,7 +235,9 @@ class HFCaptioner(Captioner):
                     "content": [{"type": "image"}, {"type": "text", "text": self.prompt}],
                 }
             ]
-            text = processor.apply_chat_template(messages, add_generation_prompt=True)
+            text = processor.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
             return processor(images=images, text=[text] * n, return_tensors="pt", padding=True)
         return processor(images=images, text=[self.prompt] * n, return_tensors="pt", padding=True)
 

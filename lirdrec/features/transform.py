@@ -25,7 +25,7 @@ The ablation ``"identity"`` keeps the raw features, :math:`\mathbf{X}_s = [\math
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

@@ -8,7 +8,8 @@ follows ``../shared/spec/LIRDRec.md`` sections 2-4 and 7; see :class:`LIRDRec`.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,7 @@ from lirdrec.models.registry import register
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
-__all__ = ["LIRDRec", "FeatureEncoder", "knn_modality_weights", "build_item_graph"]
+__all__ = ["FeatureEncoder", "LIRDRec", "build_item_graph", "knn_modality_weights"]
 
 SHARED = "shared"
 FUSIONS = ("pwc", "attention", "mean", "concat")
@@ -357,7 +358,7 @@ class LIRDRec(Recommender):
             self.fusion_module.reset_parameters()
 
     @classmethod
-    def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "LIRDRec":
+    def from_dataset(cls, ds: Dataset, **kwargs: Any) -> LIRDRec:
         """Build :math:`\\hat A` from the training split and the kNN graph from ``ds.features``.
 
         ``modalities`` (a list or comma-separated string) selects feature files; default all.

@@ -17,7 +17,7 @@ from scorers :math:`f_c(\mathbf{x}) = \mathbf{W}_{c2}\,\mathrm{LeakyReLU}(\mathb
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from lirdrec.models.base import check_param
 
-__all__ = ["ChannelAttention", "PWC", "pwc_schedule"]
+__all__ = ["PWC", "ChannelAttention", "pwc_schedule"]
 
 
 def pwc_schedule(w1: float, w2: float, epoch: int, decay_base: float) -> tuple[float, float]:
