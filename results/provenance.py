@@ -7,7 +7,8 @@
 ``lirdrec/models/*.py`` its modification time and SHA-256, so a later reader can tell whether
 the committed results are stale with respect to the models (compare the hashes with the files).
 ``end`` adds the finishing time and the wall time, and flags any model file that changed
-while the experiment ran.
+while the experiment ran. ``start`` on an experiment that started but never ended (it was
+interrupted; the runner resumes it) keeps the first record and appends the time to ``resumed``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def main(out_dir: Path, stage: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     record_file = out_dir / "provenance.json"
     now = datetime.now(timezone.utc)
-    if stage == "start":
+    if stage == "start" and record_file.is_file() and "finished" not in json.loads(record_file.read_text()):
+        record = json.loads(record_file.read_text())  # an interrupted experiment is resumed
+        record.setdefault("resumed", []).append(now.isoformat(timespec="seconds"))
+        record.setdefault("model_files_at_resume", []).append(model_files())
+    elif stage == "start":
         record = {"started": now.isoformat(timespec="seconds"), "git_commit": _git("rev-parse", "HEAD"),
                   "git_status_lirdrec": _git("status", "--short", "--", "lirdrec").splitlines(),
                   "model_files": model_files()}

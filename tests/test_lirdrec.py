@@ -272,8 +272,6 @@ def test_each_ablation_changes_the_forward():
     for kw in variants:
         model = build(num_users, num_items, feats, users, items, **kw)
         assert model.score(torch.arange(num_users)).shape == (num_users, num_items)
-        if kw.get("transform") == "identity":
-            assert torch.equal(model.input_shared, torch.cat([feats["image"], feats["text"]], 1))
         diff = float((model.score(torch.arange(num_users)) - ref_scores).abs().max().detach())
         assert diff > 1e-4, kw
     assert build(num_users, num_items, feats, users, items, transform="none").channels == ["image", "text"]
@@ -430,3 +428,28 @@ def test_resume_reaches_the_uninterrupted_run(tmp_path):
     best = full.best_epoch
     r = 9.0 * 0.9 ** (best * (best + 1) / 2)
     assert float(model_full.fusion_module.w1) == pytest.approx(r / (1 + r))
+
+
+@pytest.mark.parametrize("transform", ["dct", "identity"])
+def test_folded_shared_input_equals_cached(transform):
+    """Folding the (orthonormal) DCT into the first-layer weights changes no number beyond rounding."""
+    num_users, num_items, feats, users, items = random_problem(seed=8)
+    cached = build(num_users, num_items, feats, users, items, transform=transform,
+                   shared_input="cache")
+    folded = build(num_users, num_items, feats, users, items, transform=transform,
+                   shared_input="fold")
+    assert not hasattr(folded, "input_shared") and cached.shared_input == "cache"
+    expected = shared_channel_input(feats, transform)
+    torch.testing.assert_close(cached.input_shared, expected)
+    folded.load_state_dict(cached.state_dict())
+    torch.testing.assert_close(folded.item_channels(), cached.item_channels(), atol=1e-5, rtol=0)
+    u = torch.tensor([0, 1, 2])
+    for model in (cached, folded):
+        model.train()
+        model.zero_grad()
+        model.loss(u, torch.tensor([3, 4, 5]), torch.tensor([6, 7, 8])).backward()
+    torch.testing.assert_close(folded.encoders["shared"][0].weight.grad,
+                               cached.encoders["shared"][0].weight.grad, atol=1e-5, rtol=1e-4)
+    # auto: identity always folds (free); dct folds only when sum d_m^2 is small next to I * sum d_m
+    assert build(num_users, num_items, feats, users, items, transform="identity").shared_input == "fold"
+    assert build(num_users, num_items, feats, users, items).shared_input == "cache"  # 23 items

@@ -334,6 +334,7 @@ class GradientBiasRecorder(Callback):
         self._before = {g: [torch.empty_like(p, memory_format=torch.contiguous_format) for p in ps]
                         for g, ps in self.groups.items()}
         self._theta_norm: dict[str, Tensor] = {}
+        self._copied: dict[str, list[bool]] = {}
         self._recording = False
         self._step_values: list[Tensor] = []
         self._step_keys: list[tuple[str, str]] = []
@@ -398,11 +399,17 @@ class GradientBiasRecorder(Callback):
         self._recording = trainer.global_step % self.every == 0
 
     def on_after_backward(self, trainer, model, step: int) -> None:
-        """Gradient statistics of the step; parameters copied for the update norm."""
+        """Gradient statistics of the step; parameters copied for the update norm.
+
+        Parameters without a gradient are not copied: the optimiser skips them (Adam leaves a
+        parameter whose ``grad`` is ``None`` untouched), so their update is exactly zero.
+        """
         if step % self.every != 0:
             self._recording = (step + 1) % self.every == 0
             return
         vals, keys = [], []
+        norm = torch.linalg.vector_norm
+        item_rows: dict[int, Tensor] = {}  # id(param) -> (I,) row norms, reused per item
         with torch.no_grad():
             for g, ps in self.groups.items():
                 if not ps:
@@ -410,44 +417,43 @@ class GradientBiasRecorder(Callback):
                 sq = torch.zeros((), dtype=torch.float64, device=self._dev)
                 row_count = torch.zeros((), dtype=torch.float64, device=self._dev)
                 row_sum = torch.zeros((), dtype=torch.float64, device=self._dev)
-                any_table = False
-                for p, is_table in zip(ps, self._tables[g]):
-                    if p.grad is None:
-                        continue
+                theta_sq = torch.zeros((), dtype=torch.float64, device=self._dev)
+                copied = []
+                for p, is_table, buf in zip(ps, self._tables[g], self._before[g]):
+                    theta_sq = theta_sq + norm(p.detach()).double().square()
                     grad = p.grad
+                    copied.append(grad is not None)
+                    if grad is None:
+                        continue
+                    buf.copy_(p.detach())
                     if is_table:
-                        rows = grad.float().pow(2).sum(dim=1)  # (n_rows,)
-                        sq = sq + rows.sum().double()
-                        nz = rows > 0
-                        row_count = row_count + nz.sum().double()
-                        row_sum = row_sum + rows.sqrt().sum().double()
-                        any_table = True
+                        rows = norm(grad, dim=1)  # (n_rows,)
+                        if g == "item_id":
+                            item_rows[id(p)] = rows
+                        sq = sq + rows.double().square().sum()
+                        row_count = row_count + (rows > 0).sum()
+                        row_sum = row_sum + rows.sum().double()
                     else:
-                        sq = sq + grad.float().pow(2).sum().double()
-                any_table = any_table or any(self._tables[g])
-                norm = sq.sqrt()
+                        sq = sq + norm(grad).double().square()
+                self._copied[g] = copied
+                self._theta_norm[g] = theta_sq.sqrt()
+                gnorm = sq.sqrt()
                 if g == "item_feature":
-                    self._theta_grad_sum += norm
-                vals += [norm, norm / math.sqrt(max(self._numel[g], 1))]
+                    self._theta_grad_sum += gnorm
+                vals += [gnorm, gnorm / math.sqrt(max(self._numel[g], 1))]
                 keys += [(g, "grad_norm"), (g, "grad_rms")]
-                if any_table:
+                if any(self._tables[g]):
                     vals += [row_count, row_sum / row_count.clamp(min=1)]  # 0 when no row
                     keys += [(g, "rows_nonzero"), (g, "row_norm_mean")]
-                theta_sq = torch.zeros((), dtype=torch.float64, device=self._dev)
-                for p, buf in zip(ps, self._before[g]):
-                    buf.copy_(p.detach())
-                    theta_sq = theta_sq + p.detach().float().pow(2).sum().double()
-                self._theta_norm[g] = theta_sq.sqrt()
             if self.item_stats:
-                self._accumulate_items()
+                self._accumulate_items(item_rows)
         self._step_values, self._step_keys = vals, keys
 
-    def _accumulate_items(self) -> None:
-        dev = self._id_sum.device
-        id_sq = torch.zeros(self._num_items, device=dev)
+    def _accumulate_items(self, item_rows: dict[int, Tensor]) -> None:
+        id_sq = torch.zeros(self._num_items, device=self._dev)
         for p in self._item_tables:
-            if p.grad is not None:
-                id_sq += p.grad.detach().float().pow(2).sum(dim=1)
+            if id(p) in item_rows:
+                id_sq += item_rows[id(p)].square()
         self._id_sum += id_sq.sqrt().double()
         self._id_touch += (id_sq > 0).double()
         self._feat_sum += self._feat_sq.sqrt().double()
@@ -465,12 +471,12 @@ class GradientBiasRecorder(Callback):
                 if not ps:
                     continue
                 sq = torch.zeros((), dtype=torch.float64, device=self._dev)
-                for p, buf in zip(ps, self._before[g]):
-                    buf.sub_(p.detach())  # -(delta theta), in place: no allocation
-                    sq = sq + buf.float().pow(2).sum().double()
+                for p, buf, copied in zip(ps, self._before[g], self._copied[g]):
+                    if copied:
+                        buf.sub_(p.detach())  # -(delta theta), in place: no allocation
+                        sq = sq + torch.linalg.vector_norm(buf).double().square()
                 upd = sq.sqrt()
-                theta = self._theta_norm[g]
-                vals += [upd, upd / theta]  # NaN for an all-zero group
+                vals += [upd, upd / self._theta_norm[g]]  # NaN for an all-zero group
                 keys += [(g, "update_norm"), (g, "relative_update")]
         numbers = torch.stack([v.double().cpu() for v in vals]).tolist() if vals else []
         epoch = self._epoch

@@ -73,7 +73,7 @@ def _steps_per_epoch(d) -> int:
     return max(1, round(d["step"].nunique() / n_ep))
 
 
-def _trace(ax, x, v, color: str, label: str, window: int) -> None:
+def _trace(ax, x, v, color: str, label: str, window: int, ls: str = "-") -> None:
     """Raw per-step values (faint) and their rolling median over ``window`` steps (bold); a series
     that is zero in most steps (e.g. LATTICE's once-per-epoch graph gradient) is drawn as dots."""
     import pandas as pd
@@ -85,7 +85,7 @@ def _trace(ax, x, v, color: str, label: str, window: int) -> None:
         return
     ax.plot(x, pos, color=color, lw=0.6, alpha=0.3)
     med = pd.Series(pos).rolling(window, center=True, min_periods=1).median().to_numpy()
-    ax.plot(x, med, color=color, lw=1.8, label=label)
+    ax.plot(x, med, color=color, lw=1.8, ls=ls, label=label)
 
 
 def _clip_log(ax, values, span: float = 1e-6) -> None:
@@ -133,11 +133,11 @@ def plot_grad_ratio(steps, out: Path) -> Path:
             ax.set_title(name)
             continue
         window = _steps_per_epoch(d)
-        for q, color, label in (("grad_norm", "tab:purple", "‖g_feature‖ / ‖g_ID‖"),
-                                ("grad_rms", "tab:orange", "RMS_feature / RMS_ID (per element)")):
+        for q, color, label, ls in (("grad_norm", "tab:purple", "‖g_feature‖ / ‖g_ID‖", "-"),
+                                    ("grad_rms", "tab:orange", "RMS_feature / RMS_ID (per element)", "--")):
             den = w[("item_id", q)].where(w[("item_id", q)] > 0)
             r = (w[("item_feature", q)] / den).to_numpy(float)
-            _trace(ax, w.index.to_numpy(), r, color, label, window)
+            _trace(ax, w.index.to_numpy(), r, color, label, window, ls)
         ax.axhline(1.0, color="black", lw=0.8, ls="--", label="ratio = 1")
         ax.set_yscale("log")
         ax.set_xlabel("optimiser step")

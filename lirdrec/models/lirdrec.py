@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from lirdrec.features.transform import TRANSFORMS, shared_channel_input
+from lirdrec.features.transform import TRANSFORMS, dct, shared_channel_input
 from lirdrec.graphs import bipartite_adjacency, build_knn_graph, combine_graphs, spmm, transpose_csr
 from lirdrec.models.base import Recommender, bpr_loss, check_param
 from lirdrec.models.pwc import PWC, ChannelAttention
@@ -29,6 +29,7 @@ SHARED = "shared"
 FUSIONS = ("pwc", "attention", "mean", "concat")
 ITEM_IDS = ("off", "add")
 AUTOCAST_DTYPES = (None, "bfloat16")
+SHARED_INPUTS = ("auto", "cache", "fold")
 #: Floats per row chunk of the kNN similarity (``chunk * I``): 1 Mi floats = 4 MiB, but at least
 #: ``_KNN_MIN_ROWS`` rows (each chunk reads every feature row once: fewer rows cost time).
 _KNN_CHUNK_FLOATS = 1 << 20
@@ -157,7 +158,7 @@ class LIRDRec(Recommender):
     .. math::
         \mathbf{h}_c = \mathbf{W}_{2c}\,\mathrm{LeakyReLU}(\mathbf{W}_{1c}\mathbf{X}_c
         + \mathbf{b}_{1c}),\qquad
-        \mathbf{X}_s = [\mathrm{DCT}(\mathbf{X}_m)]_{m \in M}\ \text{(constant, cached)},
+        \mathbf{X}_s = [\mathrm{DCT}(\mathbf{X}_m)]_{m \in M}\ \text{(constant)},
 
     .. math::
         \mathbf{E}^{(0)} = \big[\,\mathrm{norm}([\mathbf{P}_c;\mathbf{h}_c])\,\big]_{c},\qquad
@@ -175,8 +176,9 @@ class LIRDRec(Recommender):
         + \lambda\big(\mathrm{mean}(\mathrm{User}^2) + \mathrm{mean}(\mathbf{Z}^2)\big),
 
     the regulariser over ALL users and items. Every step recomputes the full forward (as the
-    reference); constant inputs (features, DCT channel, graphs and the kNN transpose) are
-    computed once and kept as non-persistent buffers.
+    reference); constant inputs (features, the DCT channel or its orthonormal basis, graphs and
+    the kNN transpose) are computed once and kept as non-persistent buffers (they follow
+    ``.to()`` and stay out of checkpoints); PWC's schedule state is in the ``state_dict``.
 
     Generalisation (spec section 7): any :math:`|M| \ge 1` modalities, :math:`C = |M| + 1`
     channels (:math:`|M|` with ``transform="none"``); items that never occur in training have
@@ -214,6 +216,10 @@ class LIRDRec(Recommender):
         autocast_dtype (str | None): ``"bfloat16"`` runs the encoders under
             :func:`torch.autocast` with bfloat16 inputs cached; propagation, fusion and loss stay
             float32. (default: ``None``, float32 throughout)
+        shared_input (str): ``"cache"`` the constant :math:`\mathbf{X}_s` as a buffer, ``"fold"``
+            the (orthonormal) DCT into the shared encoder's first-layer weights instead (no
+            :math:`I \times \sum_m d_m` copy), ``"auto"`` chooses (:meth:`_resolve_shared_input`).
+            (default: ``"auto"``)
 
     Shapes:
         - **forward:** users :math:`(U, C d)`, items :math:`(I, C d)`
@@ -246,6 +252,7 @@ class LIRDRec(Recommender):
         item_id: str = "off",
         image_modality: str = "image",
         autocast_dtype: str | None = None,
+        shared_input: str = "auto",
     ) -> None:
         super().__init__(num_users, num_items)
         name = type(self).__name__
@@ -278,6 +285,8 @@ class LIRDRec(Recommender):
         check_param(name, "item_id", item_id, item_id in ITEM_IDS, f"one of {', '.join(ITEM_IDS)}")
         check_param(name, "autocast_dtype", autocast_dtype, autocast_dtype in AUTOCAST_DTYPES,
                     "None or 'bfloat16'")
+        check_param(name, "shared_input", shared_input, shared_input in SHARED_INPUTS,
+                    f"one of {', '.join(SHARED_INPUTS)}")
         if item_graph is not None:
             check_param(name, "item_graph", getattr(item_graph, "shape", item_graph),
                         isinstance(item_graph, Tensor)
@@ -303,14 +312,20 @@ class LIRDRec(Recommender):
         # ---- constant inputs (non-persistent buffers: follow .to(), stay out of checkpoints)
         input_dtype = torch.bfloat16 if autocast_dtype == "bfloat16" else torch.float32
         inputs = {m: torch.as_tensor(x).detach() for m, x in features.items()}
-        shared = shared_channel_input(inputs, transform)
-        if shared is not None:
-            inputs[SHARED] = shared
-        self._input_names = []
-        for c in self.channels:
-            buf = f"input_{c}"
-            self.register_buffer(buf, inputs[c].to(input_dtype).contiguous(), persistent=False)
-            self._input_names.append(buf)
+        for m in self.modalities:
+            self.register_buffer(f"input_{m}", inputs[m].to(input_dtype).contiguous(),
+                                 persistent=False)
+        self.in_dims = {m: int(inputs[m].shape[1]) for m in self.modalities}
+        if transform != "none":
+            self.in_dims[SHARED] = sum(self.in_dims.values())
+        self.shared_input = self._resolve_shared_input(shared_input)
+        if self.shared_input == "cache":
+            self.register_buffer("input_shared", shared_channel_input(inputs, transform).to(
+                input_dtype), persistent=False)
+        elif self.shared_input == "fold" and transform == "dct":
+            for m in self.modalities:  # DCT(x) = x @ B with B = DCT of the identity rows
+                basis = dct(torch.eye(self.in_dims[m]))
+                self.register_buffer(f"dct_basis_{m}", basis, persistent=False)
 
         if self.n_mm_layers > 0 and item_graph is None:
             item_graph = build_item_graph(
@@ -329,8 +344,7 @@ class LIRDRec(Recommender):
         # ---- parameters
         d = self.embedding_dim
         self.encoders = nn.ModuleDict(
-            {c: FeatureEncoder(getattr(self, b).shape[1], d)
-             for c, b in zip(self.channels, self._input_names)}
+            {c: FeatureEncoder(self.in_dims[c], d) for c in self.channels}
         )
         # P_c for every channel c in one tensor: user_emb[:, k] is the table of self.channels[k]
         self.user_emb = nn.Parameter(torch.empty(self.num_users, len(self.channels), d))
@@ -381,10 +395,41 @@ class LIRDRec(Recommender):
         device = self.adj.device.type
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
+    def _resolve_shared_input(self, mode: str) -> str:
+        r"""``"cache"`` keeps :math:`\mathbf{X}_s` as a buffer; ``"fold"`` multiplies the raw
+        features by :math:`B_m \mathbf{W}_{1s,m}^\top` instead (:math:`\mathrm{DCT}(\mathbf{X}_m)
+        = \mathbf{X}_m B_m`, :math:`B_m` orthonormal :math:`d_m \times d_m`): no
+        :math:`I \times \sum_m d_m` copy, at an extra :math:`2\sum_m d_m^2 \cdot 4d` flops per
+        step. ``"auto"``: fold for ``identity`` (free), and for ``dct`` when that extra is at most
+        5 % of the shared channel's first layer (:math:`20\sum_m d_m^2 \le I \sum_m d_m`, e.g.
+        100k items) -- the same math either way, up to float rounding."""
+        if self.transform == "none":
+            return "none"
+        if mode != "auto":
+            return mode
+        if self.transform == "identity":
+            return "fold"
+        dims = [self.in_dims[m] for m in self.modalities]
+        return "fold" if 20 * sum(x * x for x in dims) <= self.num_items * sum(dims) else "cache"
+
+    def _encode_shared(self) -> Tensor:
+        r""":math:`\mathbf{h}_s` from the cached :math:`\mathbf{X}_s` or from the folded weights."""
+        enc = self.encoders[SHARED]
+        if self.shared_input == "cache":
+            return enc(self.input_shared)
+        weight = enc[0].weight.split([self.in_dims[m] for m in self.modalities], dim=1)
+        z = enc[0].bias
+        for m, w in zip(self.modalities, weight):
+            w_t = w.t() if self.transform == "identity" else getattr(self, f"dct_basis_{m}") @ w.t()
+            z = z + getattr(self, f"input_{m}") @ w_t  # (I, 4d)
+        return enc[2](enc[1](z))
+
     def item_channels(self) -> Tensor:
         r"""Encoded items :math:`[\mathbf{h}_c]_c` (plus item IDs) as one float32 :math:`(I, C, d)`."""
         with self._autocast():
-            hs = [self.encoders[c](getattr(self, b)) for c, b in zip(self.channels, self._input_names)]
+            hs = [self.encoders[m](getattr(self, f"input_{m}")) for m in self.modalities]
+            if self.transform != "none":
+                hs.append(self._encode_shared())
         h = torch.stack(hs, dim=1).float()  # (I, C, d)
         if self.item_id_emb is not None:
             h = h + self.item_id_emb.unsqueeze(1)
@@ -466,12 +511,13 @@ class LIRDRec(Recommender):
         }
 
     def extra_repr(self) -> str:
-        dims = ", ".join(f"{c}={getattr(self, b).shape[1]}"
-                         for c, b in zip(self.channels, self._input_names))
+        dims = ", ".join(f"{c}={self.in_dims[c]}" for c in self.channels)
         return (
-            f"{super().extra_repr()}, channels=[{dims}], embedding_dim={self.embedding_dim}, "
+            f"{super().extra_repr()}, channels=[{dims}], user_emb={tuple(self.user_emb.shape)}, "
+            f"item_id_emb={None if self.item_id_emb is None else tuple(self.item_id_emb.shape)}, "
+            f"embedding_dim={self.embedding_dim}, "
             f"n_ui_layers={self.n_ui_layers}, n_mm_layers={self.n_mm_layers}, knn_k={self.knn_k}, "
             f"mm_image_weight={self.mm_image_weight}, reg_weight={self.reg_weight}, "
             f"transform={self.transform!r}, fusion={self.fusion!r}, item_id={self.item_id!r}, "
-            f"autocast_dtype={self.autocast_dtype!r}"
+            f"autocast_dtype={self.autocast_dtype!r}, shared_input={self.shared_input!r}"
         )
