@@ -21,11 +21,11 @@ import sys
 import time
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _util import SHARED  # noqa: E402
+from _util import SHARED
 
-from lirdrec.diagnostics.gradient_bias import GradientBiasRecorder, resolve_model_names  # noqa: E402
-from lirdrec.train.run import prepare_dataset, run_training  # noqa: E402
-from lirdrec.utils.table import format_table  # noqa: E402
+from lirdrec.diagnostics.gradient_bias import GradientBiasRecorder, resolve_model_names
+from lirdrec.train.run import prepare_dataset, run_training
+from lirdrec.utils.table import format_table
 
 
 class TimedRecorder(GradientBiasRecorder):
@@ -54,8 +54,14 @@ def epoch_time(name: str, kwargs: dict, ds, epochs: int, record: bool) -> tuple[
     """Minimum training seconds per epoch over epochs 2..E, the recorder's hook seconds in that
     epoch (0 without recorder) and the steps per epoch."""
     rec = TimedRecorder(every=1, probe=False) if record else None
-    res, _, _ = run_training(name, ds, kwargs, {"epochs": epochs, "patience": epochs, "seed": 999},
-                             callbacks=[rec] if rec else [], show_progress=False)
+    res, _, _ = run_training(
+        name,
+        ds,
+        kwargs,
+        {"epochs": epochs, "patience": epochs, "seed": 999},
+        callbacks=[rec] if rec else [],
+        show_progress=False,
+    )
     times = [h["train_s"] for h in res.history]
     k = min(range(1, len(times)), key=times.__getitem__) if len(times) > 1 else 0
     steps = -(-len(ds.train) // 2048)
@@ -68,7 +74,9 @@ def main() -> None:
     p.add_argument("--modalities", default=None)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--models", default="vbpr,bm3,lattice,lirdrec-id")
-    p.add_argument("--repeat", type=int, default=2, help="alternating plain/recorded runs per model")
+    p.add_argument(
+        "--repeat", type=int, default=2, help="alternating plain/recorded runs per model"
+    )
     args = p.parse_args()
     ds = prepare_dataset(args.data, args.modalities)
     rows = []
@@ -80,14 +88,22 @@ def main() -> None:
                 runs[record].append((t, hook))
         base = min(runs[False])[0]
         rec, hook = min(runs[True])
-        rows.append({"model": label, "steps/epoch": steps, "ms/step plain": round(1000 * base / steps, 1),
-                     "ms/step recorded": round(1000 * rec / steps, 1),
-                     "wall overhead": f"{100 * (rec / base - 1):+.1f}%",
-                     "recorder ms/step": round(1000 * hook / steps, 1),
-                     "recorder / rest of step": f"{100 * hook / (rec - hook):.1f}%"})
+        rows.append(
+            {
+                "model": label,
+                "steps/epoch": steps,
+                "ms/step plain": round(1000 * base / steps, 1),
+                "ms/step recorded": round(1000 * rec / steps, 1),
+                "wall overhead": f"{100 * (rec / base - 1):+.1f}%",
+                "recorder ms/step": round(1000 * hook / steps, 1),
+                "recorder / rest of step": f"{100 * hook / (rec - hook):.1f}%",
+            }
+        )
         print(format_table(rows[-1:]), flush=True)
-    print(f"\n{ds.name}: gradient-bias recorder, every step (min over epochs 2..{args.epochs} of "
-          f"{args.repeat} alternating runs)\n")
+    print(
+        f"\n{ds.name}: gradient-bias recorder, every step (min over epochs 2..{args.epochs} of "
+        f"{args.repeat} alternating runs)\n"
+    )
     print(format_table(rows))
 
 

@@ -52,16 +52,26 @@ class TinyAdditive(Recommender):
         return bpr_loss((u[users] * q[pos_items]).sum(-1), (u[users] * q[neg_items]).sum(-1))
 
     def parameter_groups(self):
-        return {"item_id": [self.item_emb], "item_feature": [self.proj.weight], "user": [self.user_emb],
-                "other": []}
+        return {
+            "item_id": [self.item_emb],
+            "item_feature": [self.proj.weight],
+            "user": [self.user_emb],
+            "other": [],
+        }
 
 
 def tiny_dataset() -> Dataset:
     # 4 users, 7 items; item 6 never in training (the "unseen" bucket)
     tu = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, 3])
     ti = np.array([0, 1, 2, 0, 3, 0, 4, 1, 5, 0])
-    return Dataset("tiny", 4, 7, Split(tu, ti), Split([0, 1, 2, 3], [3, 1, 1, 2]),
-                   Split([0, 1, 2, 3], [6, 6, 5, 4]))
+    return Dataset(
+        "tiny",
+        4,
+        7,
+        Split(tu, ti),
+        Split([0, 1, 2, 3], [3, 1, 1, 2]),
+        Split([0, 1, 2, 3], [6, 6, 5, 4]),
+    )
 
 
 def analytic_gradients(P, E, W, X, users, pos, neg):
@@ -84,11 +94,22 @@ def test_recorder_equals_closed_form():
     seed_everything(0)
     x = torch.randn(7, 5)
     model = TinyAdditive(4, 7, x)
-    P0, E0, W0 = (t.detach().double().numpy().copy() for t in (model.user_emb, model.item_emb, model.proj.weight))
+    P0, E0, W0 = (
+        t.detach().double().numpy().copy()
+        for t in (model.user_emb, model.item_emb, model.proj.weight)
+    )
     rec = GradientBiasRecorder(num_buckets=2, probe=False)
     lr = 0.05
-    Trainer(lr=lr, epochs=1, batch_size=64, seed=3, ks=(5,), valid_metric="Recall@5", show_progress=False,
-            callbacks=[rec]).fit(model, ds)
+    Trainer(
+        lr=lr,
+        epochs=1,
+        batch_size=64,
+        seed=3,
+        ks=(5,),
+        valid_metric="Recall@5",
+        show_progress=False,
+        callbacks=[rec],
+    ).fit(model, ds)
     users, pos, neg = (t.numpy() for t in model.batches[0])
     gP, gQ, gW = analytic_gradients(P0, E0, W0, x.double().numpy(), users, pos, neg)
     got = {(g, q): v for s, e, g, q, v in rec.step_rows if s == 0}
@@ -96,8 +117,12 @@ def test_recorder_equals_closed_form():
     assert got[("item_id", "grad_norm")] == pytest.approx(np.linalg.norm(gQ), rel=1e-5)
     assert got[("item_feature", "grad_norm")] == pytest.approx(np.linalg.norm(gW), rel=1e-5)
     assert got[("user", "grad_norm")] == pytest.approx(np.linalg.norm(gP), rel=1e-5)
-    assert got[("item_id", "grad_rms")] == pytest.approx(np.linalg.norm(gQ) / math.sqrt(7 * 3), rel=1e-5)
-    assert got[("item_feature", "grad_rms")] == pytest.approx(np.linalg.norm(gW) / math.sqrt(3 * 5), rel=1e-5)
+    assert got[("item_id", "grad_rms")] == pytest.approx(
+        np.linalg.norm(gQ) / math.sqrt(7 * 3), rel=1e-5
+    )
+    assert got[("item_feature", "grad_rms")] == pytest.approx(
+        np.linalg.norm(gW) / math.sqrt(3 * 5), rel=1e-5
+    )
     rows = np.linalg.norm(gQ, axis=1)
     touched = np.union1d(pos, neg)
     assert got[("item_id", "rows_nonzero")] == len(touched)
@@ -115,19 +140,27 @@ def test_recorder_equals_closed_form():
     # per item: ID row norm; the feature output receives SCALE times the same gradient
     np.testing.assert_allclose(rec.item_epoch["id_grad"], rows, rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose(rec.item_epoch["feature_grad"], SCALE * rows, rtol=1e-5, atol=1e-12)
-    np.testing.assert_array_equal(rec.item_epoch["id_touched"], np.isin(np.arange(7), touched).astype(float))
+    np.testing.assert_array_equal(
+        rec.item_epoch["id_touched"], np.isin(np.arange(7), touched).astype(float)
+    )
     # buckets: degrees [4, 2, 1, 1, 1, 1, 0] -> unseen {6}, Q1 (tail) {2, 3, 4}, Q2 (head) {5, 1, 0}
     by = {r["label"]: r for r in rec.item_rows}
     assert by["Q1 (tail)"]["items"] == 3 and by["Q2 (head)"]["degree_max"] == 4
     assert by["Q1 (tail)"]["id_grad"] == pytest.approx(rows[[2, 3, 4]].mean(), rel=1e-5)
-    assert by["Q2 (head)"]["feature_grad"] == pytest.approx(SCALE * rows[[0, 1, 5]].mean(), rel=1e-5)
+    assert by["Q2 (head)"]["feature_grad"] == pytest.approx(
+        SCALE * rows[[0, 1, 5]].mean(), rel=1e-5
+    )
     assert by["Q2 (head)"]["feature_id_ratio"] == pytest.approx(SCALE, rel=1e-5)
 
     # per epoch: one epoch, so the distance of the start to the final value is the epoch update
     ep = {(e, g, q): v for e, g, q, v in rec.epoch_rows}
-    assert ep[(0, "item_id", "dist_to_final")] == pytest.approx(got[("item_id", "update_norm")], rel=1e-4)
+    assert ep[(0, "item_id", "dist_to_final")] == pytest.approx(
+        got[("item_id", "update_norm")], rel=1e-4
+    )
     assert ep[(1, "item_id", "dist_to_final")] == 0.0
-    assert ep[(1, "user", "epoch_update_norm")] == pytest.approx(got[("user", "update_norm")], rel=1e-4)
+    assert ep[(1, "user", "epoch_update_norm")] == pytest.approx(
+        got[("user", "update_norm")], rel=1e-4
+    )
 
 
 def test_update_cosine_and_every():
@@ -143,16 +176,28 @@ def test_update_cosine_and_every():
 
     e0 = model.item_emb.detach().double().clone()
     rec = Snap(every=2, probe=False)
-    Trainer(lr=0.05, epochs=3, batch_size=4, seed=1, ks=(5,), valid_metric="Recall@5", show_progress=False,
-            callbacks=[rec]).fit(model, ds)
+    Trainer(
+        lr=0.05,
+        epochs=3,
+        batch_size=4,
+        seed=1,
+        ks=(5,),
+        valid_metric="Recall@5",
+        show_progress=False,
+        callbacks=[rec],
+    ).fit(model, ds)
     steps = sorted({s for s, *_ in rec.step_rows})
     assert steps == [0, 2, 4, 6, 8]  # 3 epochs x 3 steps (10 pairs, batch 4), every 2nd
     d1, d2, d3 = snaps[0] - e0, snaps[1] - snaps[0], snaps[2] - snaps[1]
     ep = {(e, g, q): v for e, g, q, v in rec.epoch_rows}
     cos = float(d3.flatten() @ d2.flatten() / (d3.norm() * d2.norm()))
     assert ep[(3, "item_id", "update_cosine")] == pytest.approx(cos, rel=1e-4)
-    assert ep[(1, "item_id", "epoch_relative_update")] == pytest.approx(float(d1.norm() / e0.norm()), rel=1e-4)
-    assert ep[(1, "item_id", "dist_to_final")] == pytest.approx(float((snaps[2] - snaps[0]).norm()), rel=1e-4)
+    assert ep[(1, "item_id", "epoch_relative_update")] == pytest.approx(
+        float(d1.norm() / e0.norm()), rel=1e-4
+    )
+    assert ep[(1, "item_id", "dist_to_final")] == pytest.approx(
+        float((snaps[2] - snaps[0]).norm()), rel=1e-4
+    )
 
 
 def test_keep_only_zeroes_one_part_and_restores():
@@ -171,9 +216,8 @@ def test_keep_only_zeroes_one_part_and_restores():
         torch.testing.assert_close(model()[1], full, rtol=0, atol=0)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
-    with pytest.raises(ConfigError, match="part must be"):
-        with keep_only(model, "both"):
-            pass
+    with pytest.raises(ConfigError, match="part must be"), keep_only(model, "both"):
+        pass
 
 
 def test_popularity_buckets_equal_counts():
@@ -192,33 +236,68 @@ def test_recording_does_not_change_training(name, kwargs):
     def fit(callbacks):
         seed_everything(5)
         model = registry.get(name).from_dataset(ds, **kwargs)
-        res = Trainer(lr=1e-3, epochs=3, batch_size=128, seed=5, show_progress=False,
-                      callbacks=callbacks).fit(model, ds)
+        res = Trainer(
+            lr=1e-3, epochs=3, batch_size=128, seed=5, show_progress=False, callbacks=callbacks
+        ).fit(model, ds)
         return res, model.state_dict()
 
     rec = GradientBiasRecorder(every=1, probe=True)
     (plain, s_plain), (recorded, s_rec) = fit([]), fit([rec])
-    assert plain.history and [{k: v for k, v in h.items() if not k.endswith("_s")} for h in plain.history] == \
-        [{k: v for k, v in h.items() if not k.endswith("_s")} for h in recorded.history]
+    assert plain.history and [
+        {k: v for k, v in h.items() if not k.endswith("_s")} for h in plain.history
+    ] == [{k: v for k, v in h.items() if not k.endswith("_s")} for h in recorded.history]
     assert plain.test == recorded.test
     for k in s_plain:
         assert torch.equal(s_plain[k], s_rec[k]), k
-    assert len(rec.probe_rows) == 3 and rec.probe_rows[0]["full"] == recorded.history[0]["valid/Recall@20"]
+    assert (
+        len(rec.probe_rows) == 3
+        and rec.probe_rows[0]["full"] == recorded.history[0]["valid/Recall@20"]
+    )
     assert all(np.isfinite(r["id_only"]) and np.isfinite(r["feature_only"]) for r in rec.probe_rows)
 
 
 def test_script_writes_outputs(tmp_path, capsys):
-    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=60, num_items=80)
+    data, _ = write_synthetic(
+        tmp_path / "syn", seed=0, use_encoders=False, num_users=60, num_items=80
+    )
     out = tmp_path / "gb"
     from lirdrec.cli.main import main
 
-    rc = main(["-q", "gradient-bias", "--models", "vbpr,lirdrec-id,lirdrec", "--data", str(data),
-               "--epochs", "2", "--out", str(out), "--set", "vbpr.batch_size=128",
-               "--set", "lirdrec-id.batch_size=128", "--set", "lirdrec.batch_size=128",
-               "--no-progress", "--snapshots", "disk"])
+    rc = main(
+        [
+            "-q",
+            "gradient-bias",
+            "--models",
+            "vbpr,lirdrec-id,lirdrec",
+            "--data",
+            str(data),
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--set",
+            "vbpr.batch_size=128",
+            "--set",
+            "lirdrec-id.batch_size=128",
+            "--set",
+            "lirdrec.batch_size=128",
+            "--no-progress",
+            "--snapshots",
+            "disk",
+        ]
+    )
     assert rc == 0
-    for f in ("grad_bias.csv", "item_grad_by_popularity.csv", "probe.csv", "summary.md", "grad_norms.png",
-              "grad_ratio.png", "popularity.png", "convergence.png", "probe.png"):
+    for f in (
+        "grad_bias.csv",
+        "item_grad_by_popularity.csv",
+        "probe.csv",
+        "summary.md",
+        "grad_norms.png",
+        "grad_ratio.png",
+        "popularity.png",
+        "convergence.png",
+        "probe.png",
+    ):
         assert (out / f).stat().st_size > 0, f
     gb = pd.read_csv(out / "grad_bias.csv")
     assert list(gb.columns) == ["model", "step", "epoch", "group", "quantity", "value"]
@@ -227,10 +306,20 @@ def test_script_writes_outputs(tmp_path, capsys):
     vb = gb[(gb["model"] == "vbpr") & (gb["quantity"] == "grad_norm") & (gb["group"] == "item_id")]
     assert len(vb) == 2 * steps_per_epoch and (vb["value"] > 0).all()
     # VBPR: the ID rows with a gradient are at most the distinct items of a batch (2 per pair)
-    rows = gb[(gb["model"] == "vbpr") & (gb["quantity"] == "rows_nonzero") & (gb["group"] == "item_id")]
+    rows = gb[
+        (gb["model"] == "vbpr") & (gb["quantity"] == "rows_nonzero") & (gb["group"] == "item_id")
+    ]
     assert rows["value"].max() <= 2 * 128
-    assert set(gb[gb["step"].isna()]["quantity"]) >= {"epoch_update_norm", "update_cosine", "dist_to_final"}
-    assert set(gb[gb["model"] == "lirdrec"]["group"]) == {"item_feature", "user", "other"}  # no ID table
+    assert set(gb[gb["step"].isna()]["quantity"]) >= {
+        "epoch_update_norm",
+        "update_cosine",
+        "dist_to_final",
+    }
+    assert set(gb[gb["model"] == "lirdrec"]["group"]) == {
+        "item_feature",
+        "user",
+        "other",
+    }  # no ID table
     probe = pd.read_csv(out / "probe.csv")
     assert len(probe) == 6 and probe.query("model == 'lirdrec'")["id_only"].isna().all()
     items = pd.read_csv(out / "item_grad_by_popularity.csv")
@@ -243,15 +332,28 @@ def test_script_writes_outputs(tmp_path, capsys):
     summarize(out, figures=False)  # the summary is a function of the files alone
     assert (out / "summary.md").read_text() == summary
 
-    rc = main(["gradient-bias", "--models", "vbpr,nosuchmodel", "--data", str(data), "--epochs", "1",
-               "--out", str(out)])
+    rc = main(
+        [
+            "gradient-bias",
+            "--models",
+            "vbpr,nosuchmodel",
+            "--data",
+            str(data),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "nosuchmodel" in err and "lirdrec-id" in err and "vbpr" in err
 
 
 def test_resolve_model_names():
-    assert resolve_model_names(["lirdrec-id", "VBPR"]) == [("lirdrec-id", "lirdrec", {"item_id": "add"}),
-                                                          ("vbpr", "vbpr", {})]
+    assert resolve_model_names(["lirdrec-id", "VBPR"]) == [
+        ("lirdrec-id", "lirdrec", {"item_id": "add"}),
+        ("vbpr", "vbpr", {}),
+    ]
     with pytest.raises(ConfigError, match="available: .*freedom"):
         resolve_model_names(["graphsage"])
     with pytest.raises(ConfigError, match="epochs must be"):

@@ -47,8 +47,9 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,15 +65,15 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "GROUPS",
+    "MODEL_ALIASES",
     "GradientBiasRecorder",
     "feature_branch_modules",
     "keep_only",
+    "load_recorded",
     "popularity_buckets",
     "predicted_touch_fraction",
-    "MODEL_ALIASES",
     "resolve_model_names",
     "run_gradient_bias",
-    "load_recorded",
     "summarize",
     "write_outputs",
     "write_summary",
@@ -82,21 +83,23 @@ __all__ = [
 GROUPS = ("item_id", "item_feature", "user", "other")
 
 #: Script names that are a registered model with fixed arguments.
-MODEL_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {"lirdrec-id": ("lirdrec", {"item_id": "add"})}
+MODEL_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "lirdrec-id": ("lirdrec", {"item_id": "add"})
+}
 
 #: What the probe's two ablations mean for each script model (written into summary.md).
 PROBE_NOTES = {
     "vbpr": "item = [e_i ‖ W x_i + b]: 'ID only' zeroes the feature half, 'feature only' the ID half.",
     "lirdrec-id": "each channel is h_c(x_i) + e_i before normalisation: 'ID only' zeroes the encoder "
-                  "outputs, 'feature only' the ID table.",
+    "outputs, 'feature only' the ID table.",
     "lattice": "features only build the learned item-item graph that propagates the ID embeddings: "
-               "'ID only' zeroes the projected features (the frozen raw-feature kNN graph stays); "
-               "'feature only' zeroes the ID table, which also removes what the graph propagates, "
-               "so what is left is user-graph propagation, not a feature model.",
+    "'ID only' zeroes the projected features (the frozen raw-feature kNN graph stays); "
+    "'feature only' zeroes the ID table, which also removes what the graph propagates, "
+    "so what is left is user-graph propagation, not a feature model.",
     "freedom": "features do not enter the scored item representation (they shape the frozen kNN graph "
-               "and an auxiliary BPR term): no ID/feature probe.",
+    "and an auxiliary BPR term): no ID/feature probe.",
     "bm3": "features do not enter the scored item representation (they enter an alignment loss "
-           "only): no ID/feature probe.",
+    "only): no ID/feature probe.",
     "lirdrec": "no item ID table: the full model is already feature-only.",
 }
 
@@ -121,8 +124,9 @@ def feature_branch_modules(model: nn.Module) -> list[nn.Module]:
         try:
             mod = model.get_submodule(name)
         except AttributeError:
-            raise ConfigError(f"{type(model).__name__}: feature_branch names {name!r}, which is not "
-                              "a submodule") from None
+            raise ConfigError(
+                f"{type(model).__name__}: feature_branch names {name!r}, which is not a submodule"
+            ) from None
         if isinstance(mod, (nn.ModuleList, nn.ModuleDict)):
             mods.extend(mod.children())
         else:
@@ -140,20 +144,26 @@ def _checked_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     for g in GROUPS:
         for p in groups[g]:
             if id(p) in seen:
-                raise ConfigError(f"{type(model).__name__}.parameter_groups(): a parameter of shape "
-                                  f"{tuple(p.shape)} is in both {seen[id(p)]!r} and {g!r}")
+                raise ConfigError(
+                    f"{type(model).__name__}.parameter_groups(): a parameter of shape "
+                    f"{tuple(p.shape)} is in both {seen[id(p)]!r} and {g!r}"
+                )
             seen[id(p)] = g
     extra = [tuple(p.shape) for p in model.parameters() if p.requires_grad and id(p) not in seen]
     if extra:
-        raise ConfigError(f"{type(model).__name__}.parameter_groups() misses parameters of shapes "
-                          f"{extra}")
+        raise ConfigError(
+            f"{type(model).__name__}.parameter_groups() misses parameters of shapes {extra}"
+        )
     return {g: [p for p in groups[g] if p.requires_grad] for g in GROUPS}
 
 
 def _item_id_tables(model: nn.Module) -> list[nn.Parameter]:
     """Item ID tables: parameters of the ``item_id`` group with ``num_items`` rows."""
-    return [p for p in model.parameter_groups()["item_id"]
-            if p.dim() == 2 and p.shape[0] == model.num_items]
+    return [
+        p
+        for p in model.parameter_groups()["item_id"]
+        if p.dim() == 2 and p.shape[0] == model.num_items
+    ]
 
 
 @contextlib.contextmanager
@@ -210,7 +220,9 @@ class _Flag:
         return bool(self.value)
 
 
-def popularity_buckets(degree: np.ndarray, num_buckets: int = 5) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def popularity_buckets(
+    degree: np.ndarray, num_buckets: int = 5
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Items grouped by training degree: equal-count quantile buckets of the items seen in training.
 
     Items are sorted by degree (ties by id) and cut into ``num_buckets`` consecutive groups of
@@ -239,8 +251,15 @@ def popularity_buckets(degree: np.ndarray, num_buckets: int = 5) -> tuple[np.nda
             label = "unseen"
         else:
             label = f"Q{b}" + (" (tail)" if b == 1 else " (head)" if b == k else "")
-        info.append({"bucket": b, "label": label, "degree_min": int(members.min()) if len(members) else 0,
-                     "degree_max": int(members.max()) if len(members) else 0, "items": int(len(members))})
+        info.append(
+            {
+                "bucket": b,
+                "label": label,
+                "degree_min": int(members.min()) if len(members) else 0,
+                "degree_max": int(members.max()) if len(members) else 0,
+                "items": len(members),
+            }
+        )
     return bucket, info
 
 
@@ -295,13 +314,21 @@ class GradientBiasRecorder(Callback):
     Not saved in trainer checkpoints: a resumed run records from the resume point only.
     """
 
-    def __init__(self, every: int = 1, num_buckets: int = 5, probe: bool = True,
-                 item_stats: bool = True, snapshot_dir: str | Path | None = None,
-                 model_name: str | None = None) -> None:
+    def __init__(
+        self,
+        every: int = 1,
+        num_buckets: int = 5,
+        probe: bool = True,
+        item_stats: bool = True,
+        snapshot_dir: str | Path | None = None,
+        model_name: str | None = None,
+    ) -> None:
         if int(every) < 1:
             raise ConfigError(f"GradientBiasRecorder: every must be >= 1, got {every!r}")
         if int(num_buckets) < 1:
-            raise ConfigError(f"GradientBiasRecorder: num_buckets must be >= 1, got {num_buckets!r}")
+            raise ConfigError(
+                f"GradientBiasRecorder: num_buckets must be >= 1, got {num_buckets!r}"
+            )
         self.every = int(every)
         self.num_buckets = int(num_buckets)
         self.probe = bool(probe)
@@ -326,13 +353,18 @@ class GradientBiasRecorder(Callback):
         self._trainer, self._ds = trainer, ds
         self._num_items, self._num_users = model.num_items, model.num_users
         self.groups = _checked_groups(model)
-        self._tables = {g: [p.dim() == 2 and p.shape[0] in (model.num_users, model.num_items)
-                            for p in ps] for g, ps in self.groups.items()}
-        self._item_tables = [p for p in self.groups["item_id"]
-                             if p.dim() == 2 and p.shape[0] == model.num_items]
+        self._tables = {
+            g: [p.dim() == 2 and p.shape[0] in (model.num_users, model.num_items) for p in ps]
+            for g, ps in self.groups.items()
+        }
+        self._item_tables = [
+            p for p in self.groups["item_id"] if p.dim() == 2 and p.shape[0] == model.num_items
+        ]
         self._numel = {g: sum(p.numel() for p in ps) for g, ps in self.groups.items()}
-        self._before = {g: [torch.empty_like(p, memory_format=torch.contiguous_format) for p in ps]
-                        for g, ps in self.groups.items()}
+        self._before = {
+            g: [torch.empty_like(p, memory_format=torch.contiguous_format) for p in ps]
+            for g, ps in self.groups.items()
+        }
         self._theta_norm: dict[str, Tensor] = {}
         self._copied: dict[str, list[bool]] = {}
         self._recording = False
@@ -366,8 +398,14 @@ class GradientBiasRecorder(Callback):
 
     def _snapshot(self, model) -> dict[str, Tensor]:
         """Each group's parameters as one flat float32 CPU vector."""
-        return {g: (torch.cat([p.detach().reshape(-1).float().cpu() for p in ps]) if ps
-                    else torch.zeros(0)) for g, ps in self.groups.items()}
+        return {
+            g: (
+                torch.cat([p.detach().reshape(-1).float().cpu() for p in ps])
+                if ps
+                else torch.zeros(0)
+            )
+            for g, ps in self.groups.items()
+        }
 
     def _store(self, epoch: int, snap: dict[str, Tensor]) -> None:
         if self.snapshot_dir is None:
@@ -382,16 +420,20 @@ class GradientBiasRecorder(Callback):
 
     # ------------------------------------------------------------------ hooks on the feature branch
     def _forward_hook(self, module, inputs, output) -> None:
-        if (self._recording and self.item_stats and torch.is_grad_enabled()
-                and isinstance(output, Tensor) and output.requires_grad
-                and output.dim() == 2 and output.shape[0] == self._num_items):
+        if (
+            self._recording
+            and self.item_stats
+            and torch.is_grad_enabled()
+            and isinstance(output, Tensor)
+            and output.requires_grad
+            and output.dim() == 2
+            and output.shape[0] == self._num_items
+        ):
             output.register_hook(self._feature_grad_hook)
-        return None
 
     def _feature_grad_hook(self, grad: Tensor) -> None:
         self._feat_sq += grad.detach().float().pow(2).sum(dim=1)  # (I,)
         self._feat_seen = True
-        return None
 
     # ------------------------------------------------------------------ per step
     def on_epoch_start(self, trainer, model, epoch: int) -> None:
@@ -420,12 +462,13 @@ class GradientBiasRecorder(Callback):
                 theta_sq = torch.zeros((), dtype=torch.float64, device=self._dev)
                 copied = []
                 for p, is_table, buf in zip(ps, self._tables[g], self._before[g]):
-                    theta_sq = theta_sq + norm(p.detach()).double().square()
                     grad = p.grad
                     copied.append(grad is not None)
                     if grad is None:
+                        theta_sq = theta_sq + norm(p.detach()).double().square()
                         continue
                     buf.copy_(p.detach())
+                    theta_sq = theta_sq + norm(buf).double().square()  # the copy is in cache
                     if is_table:
                         rows = norm(grad, dim=1)  # (n_rows,)
                         if g == "item_id":
@@ -494,13 +537,20 @@ class GradientBiasRecorder(Callback):
             prev_norm = float(self._prev[g].norm())
             upd = float(delta.norm())
             self.epoch_rows.append((epoch, g, "epoch_update_norm", upd))
-            self.epoch_rows.append((epoch, g, "epoch_relative_update",
-                                    upd / prev_norm if prev_norm > 0 else float("nan")))
+            self.epoch_rows.append(
+                (
+                    epoch,
+                    g,
+                    "epoch_relative_update",
+                    upd / prev_norm if prev_norm > 0 else float("nan"),
+                )
+            )
             if self._prev_delta is not None:
                 a, b = self._prev_delta[g], delta
                 den = float(a.norm()) * upd
-                self.epoch_rows.append((epoch, g, "update_cosine",
-                                        float(a @ b) / den if den > 0 else float("nan")))
+                self.epoch_rows.append(
+                    (epoch, g, "update_cosine", float(a @ b) / den if den > 0 else float("nan"))
+                )
         self._prev_delta = {g: snap[g] - self._prev[g] for g in GROUPS}
         self._prev = snap
         self._store(epoch, snap)
@@ -511,11 +561,15 @@ class GradientBiasRecorder(Callback):
 
     def _item_epoch_rows(self, epoch: int) -> None:
         n = max(self._item_steps, 1)
-        per_item = {"id_grad": (self._id_sum / n).cpu().numpy(),
-                    "feature_grad": (self._feat_sum / n).cpu().numpy(),
-                    "id_touched": (self._id_touch / n).cpu().numpy(),
-                    "id_touched_predicted": self._touch_pred}
-        theta_grad = float(self._theta_grad_sum) / n if self.groups["item_feature"] else float("nan")
+        per_item = {
+            "id_grad": (self._id_sum / n).cpu().numpy(),
+            "feature_grad": (self._feat_sum / n).cpu().numpy(),
+            "id_touched": (self._id_touch / n).cpu().numpy(),
+            "id_touched_predicted": self._touch_pred,
+        }
+        theta_grad = (
+            float(self._theta_grad_sum) / n if self.groups["item_feature"] else float("nan")
+        )
         has_id, has_feat = bool(self._item_tables), self._feat_seen
         k = len(self.bucket_info) + 1
         counts = np.bincount(self._bucket, minlength=k).astype(np.float64)
@@ -528,20 +582,27 @@ class GradientBiasRecorder(Callback):
             row["feature_grad"] = sums["feature_grad"][b] / c if has_feat else np.nan
             row["id_touched"] = sums["id_touched"][b] / c if has_id else np.nan
             row["id_touched_predicted"] = sums["id_touched_predicted"][b] / c
-            row["feature_id_ratio"] = (row["feature_grad"] / row["id_grad"]
-                                       if has_id and has_feat and row["id_grad"] > 0 else np.nan)
+            row["feature_id_ratio"] = (
+                row["feature_grad"] / row["id_grad"]
+                if has_id and has_feat and row["id_grad"] > 0
+                else np.nan
+            )
             row["theta_grad"] = theta_grad
-            row["theta_row_ratio"] = (theta_grad / row["id_grad"]
-                                      if has_id and row["id_grad"] > 0 else np.nan)
+            row["theta_row_ratio"] = (
+                theta_grad / row["id_grad"] if has_id and row["id_grad"] > 0 else np.nan
+            )
             self.item_rows.append(row)
         self.item_epoch = {**per_item, "degree": self._degree, "theta_grad": np.array(theta_grad)}
         self._reset_items(self._id_sum.device)
 
     def _probe(self, trainer, model, epoch: int, metrics: dict[str, float]) -> None:
-        row: dict[str, Any] = {"model": self.model_name, "epoch": epoch,
-                               "full": float(metrics.get("Recall@20", float("nan")))}
+        row: dict[str, Any] = {
+            "model": self.model_name,
+            "epoch": epoch,
+            "full": float(metrics.get("Recall@20", float("nan"))),
+        }
         k = min(20, self._ds.num_items)  # Recall@20 unless the catalogue is tiny
-        kw = dict(ks=(k,), batch_size=getattr(trainer, "eval_batch_size", 4096))
+        kw = {"ks": (k,), "batch_size": getattr(trainer, "eval_batch_size", 4096)}
         with keep_only(model, "id") as touched_id:
             rec = evaluate(model, self._ds, "valid", **kw)[f"Recall@{k}"]
         self.feature_in_forward = bool(touched_id)
@@ -554,8 +615,13 @@ class GradientBiasRecorder(Callback):
         row["feature_in_forward"] = bool(touched_id)
         row["has_item_id"] = has_id
         self.probe_rows.append(row)
-        logger.debug("probe epoch %d: full %.4f, id_only %.4f, feature_only %.4f", epoch,
-                     row["full"], row["id_only"], row["feature_only"])
+        logger.debug(
+            "probe epoch %d: full %.4f, id_only %.4f, feature_only %.4f",
+            epoch,
+            row["full"],
+            row["id_only"],
+            row["feature_only"],
+        )
 
     def on_fit_end(self, trainer, model, result) -> None:
         """Distances of every epoch's snapshot to the final (last-epoch) value; remove hooks."""
@@ -574,7 +640,9 @@ class GradientBiasRecorder(Callback):
                 fin = float(final[g].norm())
                 dist = float((snap[g] - final[g]).norm())
                 self.epoch_rows.append((epoch, g, "dist_to_final", dist))
-                self.epoch_rows.append((epoch, g, "rel_dist_to_final", dist / fin if fin > 0 else float("nan")))
+                self.epoch_rows.append(
+                    (epoch, g, "rel_dist_to_final", dist / fin if fin > 0 else float("nan"))
+                )
         if self.snapshot_dir is not None:
             for path in self._snapshots:
                 Path(path).unlink(missing_ok=True)
@@ -592,7 +660,9 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
         fh.write(buf.getvalue())
 
 
-def write_outputs(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | Path) -> dict[str, Path]:
+def write_outputs(
+    recorders: Mapping[str, GradientBiasRecorder], out_dir: str | Path
+) -> dict[str, Path]:
     """Write ``grad_bias.csv``, ``item_grad_by_popularity.csv`` and ``probe.csv``.
 
     ``grad_bias.csv`` is long: ``model, step, epoch, group, quantity, value``; per-epoch
@@ -604,17 +674,47 @@ def write_outputs(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | 
     for name, rec in recorders.items():
         rows += [(name, s, e, g, q, v) for s, e, g, q, v in rec.step_rows]
         rows += [(name, None, e, g, q, v) for e, g, q, v in rec.epoch_rows]
-    paths = {"grad_bias": out / "grad_bias.csv", "items": out / "item_grad_by_popularity.csv",
-             "probe": out / "probe.csv"}
+    paths = {
+        "grad_bias": out / "grad_bias.csv",
+        "items": out / "item_grad_by_popularity.csv",
+        "probe": out / "probe.csv",
+    }
     _write_csv(paths["grad_bias"], ["model", "step", "epoch", "group", "quantity", "value"], rows)
-    item_cols = ["model", "epoch", "bucket", "label", "degree_min", "degree_max", "items",
-                 "id_grad", "feature_grad", "feature_id_ratio", "id_touched", "id_touched_predicted",
-                 "theta_grad", "theta_row_ratio"]
-    _write_csv(paths["items"], item_cols,
-               [[r[c] for c in item_cols] for rec in recorders.values() for r in rec.item_rows])
-    probe_cols = ["model", "epoch", "full", "id_only", "feature_only", "feature_in_forward", "has_item_id"]
-    _write_csv(paths["probe"], probe_cols,
-               [[r[c] for c in probe_cols] for rec in recorders.values() for r in rec.probe_rows])
+    item_cols = [
+        "model",
+        "epoch",
+        "bucket",
+        "label",
+        "degree_min",
+        "degree_max",
+        "items",
+        "id_grad",
+        "feature_grad",
+        "feature_id_ratio",
+        "id_touched",
+        "id_touched_predicted",
+        "theta_grad",
+        "theta_row_ratio",
+    ]
+    _write_csv(
+        paths["items"],
+        item_cols,
+        [[r[c] for c in item_cols] for rec in recorders.values() for r in rec.item_rows],
+    )
+    probe_cols = [
+        "model",
+        "epoch",
+        "full",
+        "id_only",
+        "feature_only",
+        "feature_in_forward",
+        "has_item_id",
+    ]
+    _write_csv(
+        paths["probe"],
+        probe_cols,
+        [[r[c] for c in probe_cols] for rec in recorders.values() for r in rec.probe_rows],
+    )
     return paths
 
 
@@ -626,16 +726,19 @@ def _fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e-2 or abs(x) >= 1e3 else f"{x:.{digits}f}"
 
 
-def model_statistics(rec: GradientBiasRecorder, threshold: float = CONVERGED_BELOW) -> dict[str, Any]:
+def model_statistics(
+    rec: GradientBiasRecorder, threshold: float = CONVERGED_BELOW
+) -> dict[str, Any]:
     """Per-epoch means and the numbers the summary's verdict rests on.
 
     Returns a dict with ``epochs`` (sorted), ``per_epoch[epoch]`` (``ratio_norm``, ``ratio_rms``:
     mean over the epoch's recorded steps of feature/ID gradient norm and RMS; ``rel_update[g]``:
     mean per-step relative update), ``converged[g]`` (first epoch whose mean per-step relative
     update is below ``threshold``, or ``None``), ``mean_ratio_norm``, ``mean_ratio_rms`` (over all
-    recorded steps), ``late_ratio_norm`` (over the second half of the epochs), ``probe`` (last epoch's row), ``tail_head`` (last epoch's tail and head
-    bucket rows), ``rel_dist_mid`` (each group's relative distance to the final value at the
-    middle epoch).
+    recorded steps), ``late_ratio_norm`` (over the second half of the epochs), ``probe`` (last
+    epoch's row), ``best_probe`` (best of each probe column), ``tail_head`` (last epoch's tail
+    and head bucket rows), ``rel_dist_mid`` (each group's relative distance to the final value
+    at the middle epoch).
     """
     import pandas as pd
 
@@ -655,23 +758,34 @@ def model_statistics(rec: GradientBiasRecorder, threshold: float = CONVERGED_BEL
         row: dict[str, Any] = {
             "ratio_norm": float(ratio_norm[sel].mean()) if ratio_norm is not None else float("nan"),
             "ratio_rms": float(ratio_rms[sel].mean()) if ratio_rms is not None else float("nan"),
-            "rel_update": {g: float(wide.loc[sel, (g, "relative_update")].mean())
-                           for g in GROUPS if has[g]},
+            "rel_update": {
+                g: float(wide.loc[sel, (g, "relative_update")].mean()) for g in GROUPS if has[g]
+            },
         }
         per_epoch[e] = row
     out["per_epoch"] = per_epoch
-    out["converged"] = {g: next((e for e in out["epochs"] if per_epoch[e]["rel_update"][g] < threshold), None)
-                        for g in GROUPS if has[g]}
+    out["converged"] = {
+        g: next((e for e in out["epochs"] if per_epoch[e]["rel_update"][g] < threshold), None)
+        for g in GROUPS
+        if has[g]
+    }
     out["mean_ratio_norm"] = float(ratio_norm.mean()) if ratio_norm is not None else float("nan")
     out["mean_ratio_rms"] = float(ratio_rms.mean()) if ratio_rms is not None else float("nan")
-    late = out["epochs"][len(out["epochs"]) // 2:]
+    late = out["epochs"][len(out["epochs"]) // 2 :]
     in_late = wide.index.get_level_values("epoch").isin(late)
     out["late_epochs"] = (late[0], late[-1]) if late else None
-    out["late_ratio_norm"] = (float(ratio_norm[in_late].mean()) if ratio_norm is not None
-                              else float("nan"))
+    out["late_ratio_norm"] = (
+        float(ratio_norm[in_late].mean()) if ratio_norm is not None else float("nan")
+    )
     out["probe"] = rec.probe_rows[-1] if rec.probe_rows else None
-    out["best_probe"] = ({k: max((r[k] for r in rec.probe_rows), default=float("nan"))
-                          for k in ("full", "id_only", "feature_only")} if rec.probe_rows else None)
+    out["best_probe"] = (
+        {
+            k: max((r[k] for r in rec.probe_rows), default=float("nan"))
+            for k in ("full", "id_only", "feature_only")
+        }
+        if rec.probe_rows
+        else None
+    )
     last = max((r["epoch"] for r in rec.item_rows), default=None)
     rows = [r for r in rec.item_rows if r["epoch"] == last and r["bucket"] > 0]
     out["tail_head"] = (rows[0], rows[-1]) if rows else None
@@ -705,29 +819,54 @@ def verdict(stats: Mapping[str, Any]) -> tuple[str, str]:
     has = stats["has"]
     if not (has["item_id"] and has["item_feature"]):
         part = "item ID table" if not has["item_id"] else "trainable feature parameters"
-        return "not applicable", f"the model has no {part}, so there is no ID/feature split to compare"
+        return (
+            "not applicable",
+            f"the model has no {part}, so there is no ID/feature split to compare",
+        )
     r, late = stats["mean_ratio_norm"], stats["late_ratio_norm"]
     if not math.isfinite(r) or r == 0:
-        return ("not applicable", "the feature parameters received no gradient at all (they do not enter "
-                "the training loss under this configuration)")
+        return (
+            "not applicable",
+            (
+                "the feature parameters received no gradient at all (they do not enter "
+                "the training loss under this configuration)"
+            ),
+        )
     checks: list[tuple[str, bool]] = []
     le = stats["late_epochs"]
-    checks.append((f"signal: feature/ID gradient-norm ratio {_fmt(late)} in epochs {le[0]}–{le[1]} "
-                   f"({_fmt(r)} over all steps, {_fmt(stats['mean_ratio_rms'])} per element)", late > 1.0))
+    checks.append(
+        (
+            (
+                f"signal: feature/ID gradient-norm ratio {_fmt(late)} in epochs {le[0]}–{le[1]} "
+                f"({_fmt(r)} over all steps, {_fmt(stats['mean_ratio_rms'])} per element)"
+            ),
+            late > 1.0,
+        )
+    )
     cf, ci = stats["converged"].get("item_feature"), stats["converged"].get("item_id")
     dm = stats["rel_dist_mid"]
-    later = ((cf is not None and (ci is None or ci > cf))
-             or (dm.get("item_id", 0.0) > dm.get("item_feature", 0.0)))
+    later = (cf is not None and (ci is None or ci > cf)) or (
+        dm.get("item_id", 0.0) > dm.get("item_feature", 0.0)
+    )
     text = f"convergence: relative update < {CONVERGED_BELOW:g} at epoch feature {cf or 'never'}, ID {ci or 'never'}"
     if dm:
-        text += (f"; relative distance to final at epoch {stats['mid_epoch']}: feature "
-                 f"{_fmt(dm.get('item_feature', float('nan')))}, ID {_fmt(dm.get('item_id', float('nan')))}")
+        text += (
+            f"; relative distance to final at epoch {stats['mid_epoch']}: feature "
+            f"{_fmt(dm.get('item_feature', float('nan')))}, ID {_fmt(dm.get('item_id', float('nan')))}"
+        )
     checks.append((text, later))
     bp = stats["best_probe"] or {}
     i_only, f_only = bp.get("id_only", float("nan")), bp.get("feature_only", float("nan"))
     if math.isfinite(i_only) and math.isfinite(f_only):
-        checks.append((f"probe: best valid Recall@20 ID part only {_fmt(i_only, 4)} vs feature part only "
-                       f"{_fmt(f_only, 4)} (full {_fmt(bp.get('full', float('nan')), 4)})", i_only < f_only))
+        checks.append(
+            (
+                (
+                    f"probe: best valid Recall@20 ID part only {_fmt(i_only, 4)} vs feature part only "
+                    f"{_fmt(f_only, 4)} (full {_fmt(bp.get('full', float('nan')), 4)})"
+                ),
+                i_only < f_only,
+            )
+        )
     words = "; ".join(f"{t} [{'yes' if ok else 'no'}]" for t, ok in checks)
     n_ok = sum(ok for _, ok in checks)
     if n_ok == len(checks):
@@ -735,52 +874,78 @@ def verdict(stats: Mapping[str, Any]) -> tuple[str, str]:
     return ("does not agree" if n_ok == 0 else "partly agrees"), words
 
 
-def write_summary(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | Path,
-                  title: str = "Gradient-bias diagnostic", notes: Sequence[str] = ()) -> Path:
+def write_summary(
+    recorders: Mapping[str, GradientBiasRecorder],
+    out_dir: str | Path,
+    title: str = "Gradient-bias diagnostic",
+    notes: Sequence[str] = (),
+) -> Path:
     """``summary.md``: per model a per-epoch table, the convergence epochs, probe recalls, a
     verdict; an overall plain-words verdict on the paper's claim at the top."""
     lines = [f"# {title}", ""]
     lines += list(notes) + ([""] if notes else [])
     stats = {name: model_statistics(rec) for name, rec in recorders.items()}
     verdicts = {name: verdict(s) for name, s in stats.items()}
-    lines += ["## Verdict", "",
-              "Claim (spec section 1): with items learned as ID embedding + multimodal features under "
-              "BPR, the feature parameters receive most of the gradient and converge, while item ID "
-              "embeddings stay under-trained.", ""]
-    lines += ["| model | verdict | feature/ID grad-norm ratio (2nd half / all steps) | epoch rel. update "
-              "< 1e-3 (feature / ID) | valid Recall@20 best (full / ID only / feature only) |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "## Verdict",
+        "",
+        (
+            "Claim (spec section 1): with items learned as ID embedding + multimodal features under "
+            "BPR, the feature parameters receive most of the gradient and converge, while item ID "
+            "embeddings stay under-trained."
+        ),
+        "",
+    ]
+    lines += [
+        (
+            "| model | verdict | feature/ID grad-norm ratio (2nd half / all steps) | epoch rel. update "
+            "< 1e-3 (feature / ID) | valid Recall@20 best (full / ID only / feature only) |"
+        ),
+        "|---|---|---|---|---|",
+    ]
     for name, s in stats.items():
         conv = s["converged"]
         bp = s["best_probe"] or {}
-        lines.append(f"| {name} | {verdicts[name][0]} | {_fmt(s['late_ratio_norm'])} / "
-                     f"{_fmt(s['mean_ratio_norm'])} | "
-                     f"{conv.get('item_feature') or ('never' if 'item_feature' in conv else '–')} / "
-                     f"{conv.get('item_id') or ('never' if 'item_id' in conv else '–')} | "
-                     f"{_fmt(bp.get('full', float('nan')), 4)} / {_fmt(bp.get('id_only', float('nan')), 4)}"
-                     f" / {_fmt(bp.get('feature_only', float('nan')), 4)} |")
+        lines.append(
+            f"| {name} | {verdicts[name][0]} | {_fmt(s['late_ratio_norm'])} / "
+            f"{_fmt(s['mean_ratio_norm'])} | "
+            f"{conv.get('item_feature') or ('never' if 'item_feature' in conv else '–')} / "
+            f"{conv.get('item_id') or ('never' if 'item_id' in conv else '–')} | "
+            f"{_fmt(bp.get('full', float('nan')), 4)} / {_fmt(bp.get('id_only', float('nan')), 4)}"
+            f" / {_fmt(bp.get('feature_only', float('nan')), 4)} |"
+        )
     applicable = [n for n, v in verdicts.items() if v[0] != "not applicable"]
     agree = [n for n in applicable if verdicts[n][0] == "agrees"]
     partly = [n for n in applicable if verdicts[n][0] == "partly agrees"]
     lines.append("")
     if applicable:
-        lines.append(f"In plain words: of the {len(applicable)} models with both an item ID table and "
-                     f"trained feature parameters, {len(agree)} show the claimed bias fully "
-                     f"({', '.join(agree) or 'none'}), {len(partly)} partly "
-                     f"({', '.join(partly) or 'none'}) and {len(applicable) - len(agree) - len(partly)} "
-                     "not. See each model's section for the numbers behind this.")
+        lines.append(
+            f"In plain words: of the {len(applicable)} models with both an item ID table and "
+            f"trained feature parameters, {len(agree)} show the claimed bias fully "
+            f"({', '.join(agree) or 'none'}), {len(partly)} partly "
+            f"({', '.join(partly) or 'none'}) and {len(applicable) - len(agree) - len(partly)} "
+            "not. See each model's section for the numbers behind this."
+        )
     else:
-        lines.append("In plain words: no model here has both an item ID table and trained feature "
-                     "parameters, so the claim cannot be tested on these runs.")
+        lines.append(
+            "In plain words: no model here has both an item ID table and trained feature "
+            "parameters, so the claim cannot be tested on these runs."
+        )
     direct = [n for n in stats if n in DIRECT_MODELS and verdicts[n][0] != "not applicable"]
     for n in direct:
         th = stats[n]["tail_head"]
-        rho = (f" Per item, the feature parameters' gradient is {_fmt(th[0]['theta_row_ratio'])}× the "
-               f"ID-row gradient of a tail item and {_fmt(th[1]['theta_row_ratio'])}× that of a head "
-               "item." if th else "")
+        rho = (
+            f" Per item, the feature parameters' gradient is {_fmt(th[0]['theta_row_ratio'])}× the "
+            f"ID-row gradient of a tail item and {_fmt(th[1]['theta_row_ratio'])}× that of a head "
+            "item."
+            if th
+            else ""
+        )
         lines.append("")
-        lines.append(f"{n} learns an item literally as ID embedding + feature encoder output: the "
-                     f"measurements {verdicts[n][0].replace('agrees', 'agree')} with the claim.{rho}")
+        lines.append(
+            f"{n} learns an item literally as ID embedding + feature encoder output: the "
+            f"measurements {verdicts[n][0].replace('agrees', 'agree')} with the claim.{rho}"
+        )
     lines.append("")
     for name, s in stats.items():
         rec = recorders[name]
@@ -789,41 +954,67 @@ def write_summary(recorders: Mapping[str, GradientBiasRecorder], out_dir: str | 
         if name in PROBE_NOTES:
             lines += [f"Probe: {PROBE_NOTES[name]}", ""]
         elif p is not None and not p["feature_in_forward"]:
-            lines += ["Probe: the feature branch does not enter the scored item representation, so "
-                      "the ID-only / feature-only probe is not defined.", ""]
+            lines += [
+                (
+                    "Probe: the feature branch does not enter the scored item representation, so "
+                    "the ID-only / feature-only probe is not defined."
+                ),
+                "",
+            ]
         last = max((r["epoch"] for r in rec.item_rows), default=None)
         brows = [r for r in rec.item_rows if r["epoch"] == last]
         if brows:
-            lines += [f"Per item, by training-degree bucket (epoch {last}; per-step means): gradient norm "
-                      "reaching the ID row and the feature output, fraction of steps the ID row got a "
-                      "gradient (measured, and predicted for direct lookup: 1 − (1 − π)^B averaged over the "
-                      "epoch's batches, π = degree/N + 1/I₊ with I₊ the items seen in training), and "
-                      "‖∇θ_feature‖ / ‖∇e_i‖ (the per-item bias of the derivation).", "",
-                      "| bucket | degree | items | ID row grad | feature output grad | ID touched | "
-                      "predicted | ‖∇θ‖/‖∇e_i‖ |", "|---|---|---|---|---|---|---|---|"]
+            lines += [
+                (
+                    f"Per item, by training-degree bucket (epoch {last}; per-step means): gradient norm "
+                    "reaching the ID row and the feature output, fraction of steps the ID row got a "
+                    "gradient (measured, and predicted for direct lookup: 1 − (1 − π)^B averaged over the "
+                    "epoch's batches, π = degree/N + 1/I₊ with I₊ the items seen in training), and "
+                    "‖∇θ_feature‖ / ‖∇e_i‖ (the per-item bias of the derivation)."
+                ),
+                "",
+                (
+                    "| bucket | degree | items | ID row grad | feature output grad | ID touched | "
+                    "predicted | ‖∇θ‖/‖∇e_i‖ |"
+                ),
+                "|---|---|---|---|---|---|---|---|",
+            ]
             for r in brows:
-                lines.append(f"| {r['label']} | {r['degree_min']}–{r['degree_max']} | {r['items']} | "
-                             f"{_fmt(r['id_grad'])} | {_fmt(r['feature_grad'])} | "
-                             f"{_fmt(100 * r['id_touched'], 3)}% | "
-                             f"{_fmt(100 * r['id_touched_predicted'], 3)}% | {_fmt(r['theta_row_ratio'])} |")
+                lines.append(
+                    f"| {r['label']} | {r['degree_min']}–{r['degree_max']} | {r['items']} | "
+                    f"{_fmt(r['id_grad'])} | {_fmt(r['feature_grad'])} | "
+                    f"{_fmt(100 * r['id_touched'], 3)}% | "
+                    f"{_fmt(100 * r['id_touched_predicted'], 3)}% | {_fmt(r['theta_row_ratio'])} |"
+                )
             lines.append("")
         groups = [g for g in GROUPS if s["has"][g]]
         probes = {r["epoch"]: r for r in rec.probe_rows}
-        head = ("| epoch | feature/ID grad norm | feature/ID grad RMS | "
-                + " | ".join(f"rel. update {g}" for g in groups)
-                + " | Recall@20 full | ID only | feature only |")
+        head = (
+            "| epoch | feature/ID grad norm | feature/ID grad RMS | "
+            + " | ".join(f"rel. update {g}" for g in groups)
+            + " | Recall@20 full | ID only | feature only |"
+        )
         lines += [head, "|" + "---|" * (5 + len(groups) + 1)]
         for e in s["epochs"]:
             pe = s["per_epoch"][e]
             pr = probes.get(e, {})
             cells = [str(e), _fmt(pe["ratio_norm"]), _fmt(pe["ratio_rms"])]
             cells += [_fmt(pe["rel_update"][g]) for g in groups]
-            cells += [_fmt(pr.get("full", float("nan")), 4), _fmt(pr.get("id_only", float("nan")), 4),
-                      _fmt(pr.get("feature_only", float("nan")), 4)]
+            cells += [
+                _fmt(pr.get("full", float("nan")), 4),
+                _fmt(pr.get("id_only", float("nan")), 4),
+                _fmt(pr.get("feature_only", float("nan")), 4),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         conv = ", ".join(f"{g} {s['converged'][g] or 'never'}" for g in groups)
-        lines += ["", f"Epoch where the mean per-step relative update first falls below "
-                  f"{CONVERGED_BELOW:g}: {conv}.", ""]
+        lines += [
+            "",
+            (
+                f"Epoch where the mean per-step relative update first falls below "
+                f"{CONVERGED_BELOW:g}: {conv}."
+            ),
+            "",
+        ]
     path = Path(out_dir) / "summary.md"
     with atomic_write(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -850,13 +1041,22 @@ def load_recorded(out_dir: str | Path) -> dict[str, Any]:
         st, ep = d[d["step"].notna()], d[d["step"].isna()]
         recs[name] = types.SimpleNamespace(
             model_name=name,
-            step_rows=list(zip(st["step"].astype(int), st["epoch"].astype(int), st["group"],
-                               st["quantity"], st["value"].astype(float))),
-            epoch_rows=list(zip(ep["epoch"].astype(int), ep["group"], ep["quantity"],
-                                ep["value"].astype(float))),
+            step_rows=list(
+                zip(
+                    st["step"].astype(int),
+                    st["epoch"].astype(int),
+                    st["group"],
+                    st["quantity"],
+                    st["value"].astype(float),
+                )
+            ),
+            epoch_rows=list(
+                zip(ep["epoch"].astype(int), ep["group"], ep["quantity"], ep["value"].astype(float))
+            ),
             item_rows=items[items["model"] == name].to_dict("records"),
             probe_rows=probe[probe["model"] == name].to_dict("records"),
-            groups={g: [g] if (d["group"] == g).any() else [] for g in GROUPS})
+            groups={g: [g] if (d["group"] == g).any() else [] for g in GROUPS},
+        )
     return recs
 
 
@@ -870,20 +1070,35 @@ def summarize(out_dir: str | Path, figures: bool = True) -> Path:
     if meta:
         ds = meta["dataset"]
         title += f": {ds['name']}"
-        notes += [f"Dataset `{ds['name']}`: {ds['users']} users, {ds['items']} items, {ds['train']} "
-                  f"training interactions, modalities {', '.join(ds['modalities'])}; {meta['epochs']} "
-                  f"epochs per model, seed {meta['seed']}, recorded every {meta['every']} step(s). "
-                  "Hyper-parameters: `datasets/configs/<model>.yaml` (lirdrec-id = lirdrec with "
-                  "item_id=add), early stopping off.", ""]
-    notes += ["Ratios are group gradient norms ‖∇θ_feature‖ / ‖∇E_item‖ per step, averaged over "
-              "steps; 'rel. update' is the optimiser's ‖Δθ‖/‖θ‖ per step, averaged over the epoch. "
-              "Probe: validation Recall@20 with the feature-branch output zeroed (ID only) or the "
-              "item ID table zeroed (feature only)."]
+        notes += [
+            (
+                f"Dataset `{ds['name']}`: {ds['users']} users, {ds['items']} items, {ds['train']} "
+                f"training interactions, modalities {', '.join(ds['modalities'])}; {meta['epochs']} "
+                f"epochs per model, seed {meta['seed']}, recorded every {meta['every']} step(s). "
+                "Hyper-parameters: `datasets/configs/<model>.yaml` (lirdrec-id = lirdrec with "
+                "item_id=add), early stopping off."
+            ),
+            "",
+        ]
+    notes += [
+        (
+            "Ratios are group gradient norms ‖∇θ_feature‖ / ‖∇E_item‖ per step, averaged over "
+            "steps; 'rel. update' is the optimiser's ‖Δθ‖/‖θ‖ per step, averaged over the epoch. "
+            "Probe: validation Recall@20 with the feature-branch output zeroed (ID only) or the "
+            "item ID table zeroed (feature only)."
+        )
+    ]
     runs = meta.get("models", {})
     if runs:
-        notes += ["", "Best validation epoch (Recall@20 valid / test): "
-                  + "; ".join(f"{n} {r['best_epoch']} ({_fmt(r['valid'], 4)} / {_fmt(r['test'], 4)})"
-                              for n, r in runs.items()) + "."]
+        notes += [
+            "",
+            "Best validation epoch (Recall@20 valid / test): "
+            + "; ".join(
+                f"{n} {r['best_epoch']} ({_fmt(r['valid'], 4)} / {_fmt(r['test'], 4)})"
+                for n, r in runs.items()
+            )
+            + ".",
+        ]
     path = write_summary(recs, out, title=title, notes=notes)
     if figures:
         from lirdrec.diagnostics.plots import plot_all
@@ -916,8 +1131,10 @@ def resolve_model_names(names: Sequence[str]) -> list[tuple[str, str, dict[str, 
             unknown.append(name)
     if unknown:
         usable = avail + [a for a, (b, _) in MODEL_ALIASES.items() if b in avail]
-        raise ConfigError(f"gradient-bias: unknown or unregistered model(s) {', '.join(map(repr, unknown))}; "
-                          f"available: {', '.join(sorted(usable))}")
+        raise ConfigError(
+            f"gradient-bias: unknown or unregistered model(s) {', '.join(map(repr, unknown))}; "
+            f"available: {', '.join(sorted(usable))}"
+        )
     if not out:
         raise ConfigError("gradient-bias: no model given")
     return out
@@ -983,7 +1200,11 @@ def run_gradient_bias(
     plan = resolve_model_names(models)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg_dir = default_config_dir() if config_dir == "default" else (Path(config_dir) if config_dir else None)
+    cfg_dir = (
+        default_config_dir()
+        if config_dir == "default"
+        else (Path(config_dir) if config_dir else None)
+    )
     ds = prepare_dataset(data, modalities, 0.0, seed)
     logger.info("gradient-bias on %r: models %s, %d epochs", ds, [p[0] for p in plan], epochs)
     recorders: dict[str, GradientBiasRecorder] = {}
@@ -993,32 +1214,67 @@ def run_gradient_bias(
             layers = []
             yaml_path = None if cfg_dir is None else cfg_dir / f"{name}.yaml"
             if yaml_path is not None and yaml_path.is_file():
-                layers.append({k: v for k, v in read_yaml(yaml_path).items()
-                               if k not in ("model", "epochs", "patience", "seed")})
+                layers.append(
+                    {
+                        k: v
+                        for k, v in read_yaml(yaml_path).items()
+                        if k not in ("model", "epochs", "patience", "seed")
+                    }
+                )
             layers.append(fixed)
             layers.append(dict((overrides or {}).get(label, {})))
-            layers.append({"epochs": int(epochs), "patience": int(epochs), "seed": int(seed),
-                           "device": device})
+            layers.append(
+                {
+                    "epochs": int(epochs),
+                    "patience": int(epochs),
+                    "seed": int(seed),
+                    "device": device,
+                }
+            )
             cfg = resolve(name, layers)
             logger.info("%s: %s (config %s)", label, cfg.model_kwargs, yaml_path)
-            rec = GradientBiasRecorder(every=every, num_buckets=num_buckets, probe=probe,
-                                       snapshot_dir=None if tmp is None else Path(tmp.name) / label,
-                                       model_name=label)
-            result, _, _ = run_training(cfg.model, ds, model_kwargs=cfg.model_kwargs,
-                                        trainer_kwargs=cfg.trainer_kwargs, callbacks=[rec],
-                                        show_progress=show_progress)
+            rec = GradientBiasRecorder(
+                every=every,
+                num_buckets=num_buckets,
+                probe=probe,
+                snapshot_dir=None if tmp is None else Path(tmp.name) / label,
+                model_name=label,
+            )
+            result, _, _ = run_training(
+                cfg.model,
+                ds,
+                model_kwargs=cfg.model_kwargs,
+                trainer_kwargs=cfg.trainer_kwargs,
+                callbacks=[rec],
+                show_progress=show_progress,
+            )
             rec.config = {**cfg.model_kwargs, **cfg.trainer_kwargs}
-            rec.best = (result.best_epoch, result.valid.get("Recall@20"), result.test.get("Recall@20"))
+            rec.best = (
+                result.best_epoch,
+                result.valid.get("Recall@20"),
+                result.test.get("Recall@20"),
+            )
             recorders[label] = rec
     finally:
         if tmp is not None:
             tmp.cleanup()
     write_outputs(recorders, out)
-    meta = {"dataset": {"name": ds.name, "users": ds.num_users, "items": ds.num_items,
-                        "train": len(ds.train), "modalities": ds.modalities},
-            "epochs": int(epochs), "seed": int(seed), "every": int(every),
-            "models": {n: {"best_epoch": r.best[0], "valid": r.best[1], "test": r.best[2],
-                           "config": r.config} for n, r in recorders.items()}}
+    meta = {
+        "dataset": {
+            "name": ds.name,
+            "users": ds.num_users,
+            "items": ds.num_items,
+            "train": len(ds.train),
+            "modalities": ds.modalities,
+        },
+        "epochs": int(epochs),
+        "seed": int(seed),
+        "every": int(every),
+        "models": {
+            n: {"best_epoch": r.best[0], "valid": r.best[1], "test": r.best[2], "config": r.config}
+            for n, r in recorders.items()
+        },
+    }
     with atomic_write(out / "runs.json", "w") as fh:
         json.dump(meta, fh, indent=1, default=str)
     summarize(out, figures=figures)

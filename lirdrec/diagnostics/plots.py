@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["plot_all", "plot_grad_norms", "plot_grad_ratio", "plot_popularity", "plot_convergence",
-           "plot_probe"]
+__all__ = [
+    "plot_all",
+    "plot_convergence",
+    "plot_grad_norms",
+    "plot_grad_ratio",
+    "plot_popularity",
+    "plot_probe",
+]
 
-GROUP_COLORS = {"item_id": "tab:red", "item_feature": "tab:blue", "user": "tab:green", "other": "tab:gray"}
-GROUP_LABELS = {"item_id": "item ID table", "item_feature": "item feature params", "user": "user params",
-                "other": "other"}
+GROUP_COLORS = {
+    "item_id": "tab:red",
+    "item_feature": "tab:blue",
+    "user": "tab:green",
+    "other": "tab:gray",
+}
+GROUP_LABELS = {
+    "item_id": "item ID table",
+    "item_feature": "item feature params",
+    "user": "user params",
+    "other": "other",
+}
 
 
 def _pyplot():
@@ -31,8 +46,9 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
-                         "legend.fontsize": 8})
+    plt.rcParams.update(
+        {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8}
+    )
     return plt
 
 
@@ -41,8 +57,12 @@ def _grid(models: Sequence[str], nrows_per_model: int = 1, height: float = 3.4):
     n = max(len(models), 1)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows * nrows_per_model, ncols, squeeze=False,
-                             figsize=(5.0 * ncols, height * nrows * nrows_per_model))
+    fig, axes = plt.subplots(
+        nrows * nrows_per_model,
+        ncols,
+        squeeze=False,
+        figsize=(5.0 * ncols, height * nrows * nrows_per_model),
+    )
     panels = []
     for k, name in enumerate(models):
         r, c = divmod(k, ncols)
@@ -115,9 +135,14 @@ def plot_grad_norms(steps, out: Path) -> Path:
         ax.set_title(name)
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="best")
-    return _save(plt, fig, out, "Gradient norm per parameter group (faint: every step, the spikes are "
-                 "each epoch's small last batch; bold: rolling median over one epoch; axis clipped at "
-                 "1e-6 x max)")
+    return _save(
+        plt,
+        fig,
+        out,
+        "Gradient norm per parameter group (faint: every step, the spikes are "
+        "each epoch's small last batch; bold: rolling median over one epoch; axis clipped at "
+        "1e-6 x max)",
+    )
 
 
 def plot_grad_ratio(steps, out: Path) -> Path:
@@ -128,13 +153,18 @@ def plot_grad_ratio(steps, out: Path) -> Path:
         d = steps[steps["model"] == name]
         w = d.pivot_table(index="step", columns=["group", "quantity"], values="value")
         need = [("item_id", "grad_norm"), ("item_feature", "grad_norm")]
-        if not all(k in w.columns for k in need) or not (w[("item_feature", "grad_norm")] > 0).any():
+        if (
+            not all(k in w.columns for k in need)
+            or not (w[("item_feature", "grad_norm")] > 0).any()
+        ):
             _empty(ax, f"{name}:\nno item-ID table or no gradient\nto feature parameters")
             ax.set_title(name)
             continue
         window = _steps_per_epoch(d)
-        for q, color, label, ls in (("grad_norm", "tab:purple", "‖g_feature‖ / ‖g_ID‖", "-"),
-                                    ("grad_rms", "tab:orange", "RMS_feature / RMS_ID (per element)", "--")):
+        for q, color, label, ls in (
+            ("grad_norm", "tab:purple", "‖g_feature‖ / ‖g_ID‖", "-"),
+            ("grad_rms", "tab:orange", "RMS_feature / RMS_ID (per element)", "--"),
+        ):
             den = w[("item_id", q)].where(w[("item_id", q)] > 0)
             r = (w[("item_feature", q)] / den).to_numpy(float)
             _trace(ax, w.index.to_numpy(), r, color, label, window, ls)
@@ -145,8 +175,13 @@ def plot_grad_ratio(steps, out: Path) -> Path:
         ax.set_title(name)
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="best")
-    return _save(plt, fig, out, "Gradient ratio: item feature parameters vs item ID table "
-                 "(bold: rolling median over one epoch)")
+    return _save(
+        plt,
+        fig,
+        out,
+        "Gradient ratio: item feature parameters vs item ID table "
+        "(bold: rolling median over one epoch)",
+    )
 
 
 def plot_popularity(items, out: Path) -> Path:
@@ -166,8 +201,9 @@ def plot_popularity(items, out: Path) -> Path:
         ax.bar(x - 0.2, np.where(idg > 0, idg, np.nan), 0.4, color="tab:red", label="ID row")
         ax.bar(x + 0.2, np.where(fg > 0, fg, np.nan), 0.4, color="tab:blue", label="feature output")
         ax.set_yscale("log")
-        labels = [f"{lab}\n{lo}–{hi}" for lab, lo, hi in
-                  zip(d["label"], d["degree_min"], d["degree_max"])]
+        labels = [
+            f"{lab}\n{lo}–{hi}" for lab, lo, hi in zip(d["label"], d["degree_min"], d["degree_max"])
+        ]
         ax.set_xticks(x, labels, fontsize=7)
         touched = d["id_touched"].to_numpy(float)
         for xi, t, h in zip(x, touched, idg):
@@ -175,7 +211,9 @@ def plot_popularity(items, out: Path) -> Path:
                 ax.annotate(f"{100 * t:.0f}%", (xi - 0.2, h), ha="center", va="bottom", fontsize=7)
         ax.set_xlabel("item popularity bucket (training degree)")
         ax.set_ylabel("mean per-step grad norm per item")
-        ax.set_title(f"{name} (epoch {int(d['epoch'].max())}; % = steps ID row touched)", fontsize=9)
+        ax.set_title(
+            f"{name} (epoch {int(d['epoch'].max())}; % = steps ID row touched)", fontsize=9
+        )
         ax.grid(alpha=0.3, axis="y", which="both")
         ax.legend(loc="best")
     return _save(plt, fig, out, "Gradient reaching each item, by popularity")
@@ -192,8 +230,14 @@ def plot_convergence(steps, out: Path) -> Path:
             s = d[(d["group"] == g) & (d["quantity"] == "rel_dist_to_final")].sort_values("epoch")
             v = s["value"].to_numpy(float)
             if len(v) and (v > 0).any():
-                ax1.plot(s["epoch"], np.where(v > 0, v, np.nan), "o-", ms=2.5, color=color,
-                         label=GROUP_LABELS[g])
+                ax1.plot(
+                    s["epoch"],
+                    np.where(v > 0, v, np.nan),
+                    "o-",
+                    ms=2.5,
+                    color=color,
+                    label=GROUP_LABELS[g],
+                )
             c = d[(d["group"] == g) & (d["quantity"] == "update_cosine")].sort_values("epoch")
             if len(c):
                 ax2.plot(c["epoch"], c["value"], "o-", ms=2.5, color=color, label=GROUP_LABELS[g])
@@ -218,8 +262,11 @@ def plot_probe(probe, out: Path) -> Path:
     plt, fig, panels = _grid(models)
     for name, (ax,) in zip(models, panels):
         d = probe[probe["model"] == name].sort_values("epoch")
-        for col, color, label in (("full", "black", "full model"), ("id_only", "tab:red", "ID part only"),
-                                  ("feature_only", "tab:blue", "feature part only")):
+        for col, color, label in (
+            ("full", "black", "full model"),
+            ("id_only", "tab:red", "ID part only"),
+            ("feature_only", "tab:blue", "feature part only"),
+        ):
             v = d[col].to_numpy(float)
             if np.isfinite(v).any():
                 ax.plot(d["epoch"], v, "o-", ms=2.5, color=color, label=label)
@@ -240,10 +287,12 @@ def plot_all(out_dir: str | Path) -> list[Path]:
     steps = pd.read_csv(out / "grad_bias.csv")
     items = pd.read_csv(out / "item_grad_by_popularity.csv")
     probe = pd.read_csv(out / "probe.csv")
-    paths = [plot_grad_norms(steps[steps["step"].notna()], out / "grad_norms.png"),
-             plot_grad_ratio(steps[steps["step"].notna()], out / "grad_ratio.png"),
-             plot_popularity(items, out / "popularity.png"),
-             plot_convergence(steps, out / "convergence.png")]
+    paths = [
+        plot_grad_norms(steps[steps["step"].notna()], out / "grad_norms.png"),
+        plot_grad_ratio(steps[steps["step"].notna()], out / "grad_ratio.png"),
+        plot_popularity(items, out / "popularity.png"),
+        plot_convergence(steps, out / "convergence.png"),
+    ]
     if len(probe):
         paths.append(plot_probe(probe, out / "probe.png"))
     logger.info("figures written: %s", ", ".join(p.name for p in paths))

@@ -39,7 +39,7 @@ def main(data: str, out: str, batch_size: int = 2048, buckets: int = 5) -> None:
     sizes = [batch_size] * full + ([last] if last else [])
     esqrt = np.mean([expected_sqrt_occurrences(pi * b) for b in sizes], axis=0)
     touch = predicted_touch_fraction(degree, n_pairs, batch_size)
-    bucket, info = popularity_buckets(degree, buckets)
+    bucket, _info = popularity_buckets(degree, buckets)
     items = pd.read_csv(f"{out}/item_grad_by_popularity.csv")
     print(f"{ds.name}: I={ds.num_items} (I+={int(seen.sum())}), N={n_pairs}, B={batch_size}")
     for model, d in items.groupby("model", sort=False):
@@ -49,10 +49,16 @@ def main(data: str, out: str, batch_size: int = 2048, buckets: int = 5) -> None:
         rows = []
         for b in d.index:
             m = bucket == b
-            rows.append({"bucket": d.loc[b, "label"], "mean pi*B": float((pi[m] * batch_size).mean()),
-                         "touched": d.loc[b, "id_touched"], "touched pred": float(touch[m].mean()),
-                         "id_grad / E[sqrt n]": d.loc[b, "id_grad"] / float(esqrt[m].mean()),
-                         "rho": d.loc[b, "theta_row_ratio"]})
+            rows.append(
+                {
+                    "bucket": d.loc[b, "label"],
+                    "mean pi*B": float((pi[m] * batch_size).mean()),
+                    "touched": d.loc[b, "id_touched"],
+                    "touched pred": float(touch[m].mean()),
+                    "id_grad / E[sqrt n]": d.loc[b, "id_grad"] / float(esqrt[m].mean()),
+                    "rho": d.loc[b, "theta_row_ratio"],
+                }
+            )
         t = pd.DataFrame(rows)
         t["id_grad / E[sqrt n]"] /= t["id_grad / E[sqrt n]"].iloc[-1]  # relative to the head bucket
         print(f"\n{model}\n{t.to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
