@@ -334,7 +334,7 @@ class LabelCaptioner(Captioner):
         self.show_progress = show_progress
         self.cache = as_cache(cache)
         self.image_encoder = image_encoder or ImageEncoder(
-            device=device, show_progress=show_progress
+            device=device, show_progress=show_progress, cache=self.cache
         )
         self.name = f"labels:{self.image_encoder.backend}+{self.llm}"
 
