@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The full runs behind notebooks 02, 03 and 06 (see results/README.md). Two workers take the
+# The full runs behind notebooks 02, 03, 04 and 06 (see results/README.md). Two workers take the
 # experiment files below in order, so that two training processes run at a time (the release
 # machine had 2 CPU cores). From the repository root:
 #   bash results/run_all.sh
 set -uo pipefail
 E=datasets/experiments
-JOBS=(main_table ablation sensitivity ablation_ml100k sensitivity_ml100k)
+JOBS=(main_table ablation sensitivity mllm_features)
 CLAIMS=$(mktemp -d)
 
 run() {  # one experiment file: provenance before and after, the runner, the per-run table
@@ -20,17 +20,15 @@ run() {  # one experiment file: provenance before and after, the runner, the per
 worker() {
     for job in "${JOBS[@]}"; do
         mkdir "$CLAIMS/$job" 2> /dev/null || continue  # the other worker has it
+        if [ "$job" = mllm_features ] && [ ! -f runs/data/ml100k/llm_feat.npy ]; then
+            lirdrec prepare datasets/ml100k/recipe.yaml --out runs/data/ml100k  # about an hour on 2 cores
+        fi
         run "$job"
     done
 }
 
-share() {  # reuse a finished run whose configuration is identical (results/share_run.py)
-    python results/share_run.py "$E/$1.yaml" "$2" "$E/$3.yaml" "$4" "$5" --wait
-}
-
-share main_table lirdrec ablation lirdrec tiktok &
-share main_table lirdrec sensitivity default tiktok &
-share ablation_ml100k lirdrec sensitivity_ml100k default ml100k &
+# the full LIRDRec model of ablation.yaml is main_table.yaml's tiktok run (identical configuration)
+python results/share_run.py "$E/main_table.yaml" lirdrec "$E/ablation.yaml" lirdrec tiktok --wait &
 worker &
 worker &
 wait
