@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 import torch  # noqa: F401  (doctest namespace)
 
-from lirdrec import data, evaluate, graphs, models, train  # noqa: E402
+from lirdrec import data, evaluate, features, graphs, models, train  # noqa: E402
 from lirdrec.data import Dataset, load_dataset  # noqa: E402
 from lirdrec.data import synthetic  # noqa: E402,F401
 from lirdrec.errors import (  # noqa: E402
@@ -19,12 +19,14 @@ from lirdrec.errors import (  # noqa: E402
     SplitError, TrainingError,
 )
 from lirdrec.evaluate import evaluate as evaluate_model  # noqa: E402
+from lirdrec.features import ImageEncoder, LLMEmbedder, TextEncoder  # noqa: E402
 from lirdrec.train import Callback, FitResult, Trainer  # noqa: E402
 from lirdrec.utils import seed_everything  # noqa: E402
 
 __all__ = [
     "Dataset", "load_dataset", "models", "Trainer", "Callback", "FitResult", "evaluate_model",
-    "seed_everything", "data", "graphs", "train", "evaluate", "LirdrecError", "DataError",
+    "seed_everything", "data", "features", "graphs", "train", "evaluate", "TextEncoder",
+    "ImageEncoder", "LLMEmbedder", "LirdrecError", "DataError",
     "SchemaError", "IdError", "FeatureError", "SplitError", "ConfigError", "TrainingError",
     "CheckpointError",
 ]
