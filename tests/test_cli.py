@@ -101,3 +101,11 @@ def test_model_reference_trainer_defaults_sit_below_user_settings():
     assert resolve("lirdrec", [{}]).trainer_kwargs["lr"] == 1e-4  # LIRDRec's reference lr
     assert resolve("lirdrec", [{"lr": 1e-3}]).trainer_kwargs["lr"] == 1e-3
     assert resolve("lightgcn", [{}]).trainer_kwargs["lr"] == 1e-3  # Trainer default
+
+
+def test_yaml_booleans_words_stay_words():
+    from lirdrec.cli.config import parse_sets, resolve
+
+    assert parse_sets(["item_id=off", "mask_valid_at_test=true"]) == {"item_id": "off",
+                                                                     "mask_valid_at_test": True}
+    assert resolve("lirdrec", [{"item_id": False}]).model_kwargs["item_id"] == "off"  # YAML `off`

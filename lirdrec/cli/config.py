@@ -50,6 +50,8 @@ def parse_value(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse value {text!r}: {exc}") from None
+    if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
+        return text.strip()  # YAML 1.1 reads on/off/yes/no as booleans: keep the word (item_id=off)
     if isinstance(value, str):
         try:
             return float(value) if any(c in value.lower() for c in ".e") else int(value)
@@ -125,6 +127,8 @@ def _coerce(key: str, value: Any, default: Any, owner: str) -> Any:
             if isinstance(value, str):
                 value = [parse_value(v) for v in value.split(",") if v]
             return type(default)(value) if isinstance(value, (list, tuple)) else type(default)([value])
+        if isinstance(default, str) and isinstance(value, bool):
+            return "on" if value else "off"  # `item_id: off` in a YAML file
         if isinstance(default, str) and not isinstance(value, str):
             raise TypeError
     except (TypeError, ValueError):

@@ -32,9 +32,10 @@ def bipartite_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
         \hat A_{ui} = \frac{1}{\sqrt{|N_u|}\sqrt{|N_i|}}
 
     with :math:`R \in \{0,1\}^{U \times I}` the training interactions (duplicates count once), no
-    self-loops, and zero rows for nodes of degree 0: the same values as torch_geometric's
-    :func:`gcn_norm` (``add_self_loops=False``), computed with plain torch (``tests/test_graphs.py``
-    checks the dense formula).
+    self-loops, and zero rows for nodes of degree 0, computed by torch_geometric's
+    :func:`gcn_norm` (``add_self_loops=False``; imported here, on first use, since importing
+    torch_geometric costs about 150 MB of RSS and 2 s). ``tests/test_graphs.py`` checks the dense
+    formula.
 
     Args:
         num_users (int): :math:`U`.
@@ -50,10 +51,7 @@ def bipartite_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
     """
     n = num_users + num_items
     edge_index = bipartite_edge_index(num_users, num_items, users, items)
-    row, col = edge_index
-    # gcn_norm(edge_index, None, n, add_self_loops=False) in three lines: importing
-    # torch_geometric for it costs ~150 MB of RSS and ~2 s (LIRDRec's RSS budget, issue 4)
-    deg = torch.bincount(col, minlength=n).float()
-    inv_sqrt = deg.pow(-0.5).masked_fill_(deg == 0, 0.0)
-    weight = inv_sqrt[row] * inv_sqrt[col]
-    return sparse_from_coo(row, col, weight, (n, n))
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    edge_index, weight = gcn_norm(edge_index, None, num_nodes=n, add_self_loops=False)
+    return sparse_from_coo(edge_index[0], edge_index[1], weight.float(), (n, n))

@@ -156,15 +156,19 @@ class Trainer:
         cfg.pop("resume", None)
         return hash_inputs(cfg)
 
-    def _evaluate_both(self, model, ds: Dataset, need_test: bool):
+    def _forward_eval(self, model):
+        """The representations in eval mode, computed once per evaluation."""
         model.eval()
         with torch.no_grad():
             reps = model.forward()
-        valid = evaluate(model, ds, "valid", self.ks, reps=reps, batch_size=self.eval_batch_size)
-        test = (evaluate(model, ds, "test", self.ks, mask_valid=self.mask_valid_at_test, reps=reps,
-                         batch_size=self.eval_batch_size) if need_test else None)
         model.train()
-        return valid, test
+        return reps
+
+    def _evaluate(self, model, ds: Dataset, split: str, reps) -> dict[str, float]:
+        out = evaluate(model, ds, split, self.ks, mask_valid=self.mask_valid_at_test and split == "test",
+                       reps=reps, batch_size=self.eval_batch_size)
+        model.train()
+        return out
 
     def _write_log(self, history: list[dict[str, Any]]) -> None:
         if self.out_dir is None or not history:
@@ -204,7 +208,8 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_start(self, model, ds)
         if not getattr(model, "trainable", True):
-            valid, test = self._evaluate_both(model, ds, True)
+            reps = self._forward_eval(model)
+            valid, test = self._evaluate(model, ds, "valid", reps), self._evaluate(model, ds, "test", reps)
             result = FitResult(0, valid, test, [], False, self.out_dir)
             self._write_metrics(result, {"train_time_s": 0.0})
             for cb in self.callbacks:
@@ -282,12 +287,13 @@ class Trainer:
                 self.global_step += 1
             t1 = time.perf_counter()
             train_time += t1 - t0
-            valid, _ = self._evaluate_both(model, ds, False)
+            reps = self._forward_eval(model)
+            valid = self._evaluate(model, ds, "valid", reps)
             score = valid[self.valid_metric]
             improved = score > best_score
             if improved:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
-                _, best_test = self._evaluate_both(model, ds, True)
+                best_test = self._evaluate(model, ds, "test", reps)
                 best_valid = valid
                 best_state = copy.deepcopy(model.state_dict())
                 best_extra = copy.deepcopy(model.extra_state())
