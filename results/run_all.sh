@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The full runs behind notebooks 02, 03, 04 and 06 (see results/README.md). Two workers take the
+# The full runs behind notebooks 02, 03 and 06 (see results/README.md). Two workers take the
 # experiment files below in order, so that two training processes run at a time (the release
 # machine had 2 CPU cores). From the repository root:
 #   bash results/run_all.sh
 set -uo pipefail
 E=datasets/experiments
-JOBS=(main_table ablation sensitivity mllm_features)
+JOBS=(main_table ablation sensitivity)
 CLAIMS=$(mktemp -d)
 
 run() {  # one experiment file: provenance before and after, the runner, the per-run table
@@ -20,9 +20,6 @@ run() {  # one experiment file: provenance before and after, the runner, the per
 worker() {
     for job in "${JOBS[@]}"; do
         mkdir "$CLAIMS/$job" 2> /dev/null || continue  # the other worker has it
-        if [ "$job" = mllm_features ] && [ ! -f runs/data/ml100k/llm_feat.npy ]; then
-            lirdrec prepare datasets/ml100k/recipe.yaml --out runs/data/ml100k  # about an hour on 2 cores
-        fi
         run "$job"
     done
 }
