@@ -100,3 +100,23 @@ def test_best_weights_are_restored(ds):
     from lirdrec.evaluate import evaluate
 
     assert evaluate(model, ds, "test")["Recall@20"] == pytest.approx(res.test["Recall@20"])
+
+
+def test_lirdrec_training_is_bit_identical_with_several_threads():
+    """Regression: with 2 CPU threads LIRDRec's loss drifted by one float32 ulp between identical
+    runs until the trainer switched on torch's deterministic algorithms (CI, founding session)."""
+    small = synthetic.generate(seed=1, num_users=60, num_items=90)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        losses = []
+        for _ in range(2):
+            seed_everything(5)
+            from lirdrec.models import registry
+
+            m = registry.get("lirdrec").from_dataset(small, item_id="add")
+            r = Trainer(lr=1e-3, epochs=2, batch_size=128, seed=5, show_progress=False).fit(m, small)
+            losses.append([h["loss"] for h in r.history])
+        assert losses[0] == losses[1]
+    finally:
+        torch.set_num_threads(threads)

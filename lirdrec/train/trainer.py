@@ -103,6 +103,7 @@ class Trainer:
         show_progress (bool | None): progress bars; ``None`` = when INFO logging is on.
         device (str): ``"cpu"`` or ``"cuda"``. (default: ``"cpu"``)
         checkpoint_every (int): write ``checkpoint.pt`` every n epochs (and at the end). (default: ``1``)
+        deterministic (bool): torch deterministic algorithms during :meth:`fit`. (default: ``True``)
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class Trainer:
         show_progress: bool | None = None,
         device: str = "cpu",
         checkpoint_every: int = 1,
+        deterministic: bool = True,
     ) -> None:
         checks = [("lr", lr, lr > 0, "> 0"), ("epochs", epochs, epochs >= 0, ">= 0"),
                   ("batch_size", batch_size, batch_size > 0, "> 0"),
@@ -145,6 +147,7 @@ class Trainer:
         self.show_progress = show_progress
         self.device = torch.device(device)
         self.checkpoint_every = max(1, int(checkpoint_every))
+        self.deterministic = bool(deterministic)
         self.optimizer: torch.optim.Optimizer | None = None
         self.global_step = 0
 
@@ -196,7 +199,22 @@ class Trainer:
         With ``resume=True`` and a ``checkpoint.pt`` in ``out_dir``, training continues from it
         (model, optimiser, sampler and global RNG states, early-stopping counters, best weights),
         reaching the same final metrics as an uninterrupted run with the same seed.
+
+        With ``deterministic=True`` (default) torch's deterministic algorithms are switched on
+        for the duration of the fit (and restored after): with several CPU threads some backward
+        kernels otherwise sum in a thread-dependent order, and LIRDRec's losses drifted by one
+        float32 ulp between identical runs.
         """
+        previous = torch.are_deterministic_algorithms_enabled()
+        previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        if self.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._fit(model, ds, resume)
+        finally:
+            torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+    def _fit(self, model, ds: Dataset, resume: bool) -> FitResult:
         seed_everything(self.seed)
         model.to(self.device)
         if self.out_dir is not None:
