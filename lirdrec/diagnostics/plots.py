@@ -108,6 +108,16 @@ def _trace(ax, x, v, color: str, label: str, window: int, ls: str = "-") -> None
     ax.plot(x, med, color=color, lw=1.8, ls=ls, label=label)
 
 
+
+def _log_panel(ax, title: str, ylabel: str) -> None:
+    """Log-scale y axis over optimiser steps, with title, grid and legend."""
+    ax.set_yscale("log")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="best")
+
 def _clip_log(ax, values, span: float = 1e-6) -> None:
     """Keep the lowest ``span`` x max of a log axis (a vanishing series would squash the rest)."""
     v = np.asarray(values, dtype=float)
@@ -128,13 +138,8 @@ def plot_grad_norms(steps, out: Path) -> Path:
             v = s["value"].to_numpy()
             if len(v) and (v > 0).any():
                 _trace(ax, s["step"].to_numpy(), v, color, GROUP_LABELS[g], window)
-        ax.set_yscale("log")
+        _log_panel(ax, name, "gradient L2 norm")
         _clip_log(ax, d["value"])
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel("gradient L2 norm")
-        ax.set_title(name)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(loc="best")
     return _save(
         plt,
         fig,
@@ -169,12 +174,7 @@ def plot_grad_ratio(steps, out: Path) -> Path:
             r = (w[("item_feature", q)] / den).to_numpy(float)
             _trace(ax, w.index.to_numpy(), r, color, label, window, ls)
         ax.axhline(1.0, color="black", lw=0.8, ls="--", label="ratio = 1")
-        ax.set_yscale("log")
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel("feature / ID gradient")
-        ax.set_title(name)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(loc="best")
+        _log_panel(ax, name, "feature / ID gradient")
     return _save(
         plt,
         fig,
