@@ -34,9 +34,9 @@ def hold_out_items(ds: Dataset, fraction: float, rng: np.random.Generator) -> Da
         m = ~is_cold[split.items]
         return Split(split.users[m], split.items[m])
 
-    moved = [s for s in (ds.train, ds.valid, ds.test)]
-    cold_u = np.concatenate([s.users[is_cold[s.items]] for s in moved])
-    cold_i = np.concatenate([s.items[is_cold[s.items]] for s in moved])
+    splits = (ds.train, ds.valid, ds.test)
+    cold_u = np.concatenate([s.users[is_cold[s.items]] for s in splits])
+    cold_i = np.concatenate([s.items[is_cold[s.items]] for s in splits])
     test = Split(np.concatenate([ds.test.users[~is_cold[ds.test.items]], cold_u]),
                  np.concatenate([ds.test.items[~is_cold[ds.test.items]], cold_i]))
     out = replace(ds, train=keep(ds.train), valid=keep(ds.valid), test=test, cold_items=cold)
