@@ -15,8 +15,9 @@ Cases:
            interactions; must stay under 2 GiB. Its epoch time is extrapolated from --steps
            batches (printed as such); building its kNN graph is ~18 TFLOP (reported as build_s).
 
-Evaluation scores users in batches of min(4096, 2^24 / I) so that a (B, I) score matrix stays
-at 64 MiB (4096 users up to 4,096 items, 167 users at 100k items).
+Evaluation is the trainer's: one eval-mode forward, then valid and test metrics from one scoring
+pass (`lirdrec.evaluate.evaluate_splits`) in blocks of min(4096, 2^23 / I) users, so that a
+(B, I) score block stays within 32 MiB (1,252 users at 6.7k items, 83 at 100k).
 
 Usage (from the repository root):
   python benchmarks/bench_lirdrec.py                       # every case, fp32 and bf16
@@ -76,7 +77,7 @@ def peak_rss_gib() -> float:
 def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: int = 0,
              seed: int = 999) -> dict:
     from lirdrec.data import load_dataset
-    from lirdrec.evaluate import evaluate
+    from lirdrec.evaluate import auto_batch_size, evaluate_splits
     from lirdrec.models import LIRDRec
     from lirdrec.train.sampler import BPRSampler
     from lirdrec.utils.seed import seed_everything
@@ -125,17 +126,16 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: in
         elapsed = time.perf_counter() - t
         epoch_times.append(elapsed * n_batches / limit)
         epoch_cpu.append((time.process_time() - c) * n_batches / limit)
-    # users per scoring batch: (B, I) float32 scores stay <= 64 MiB (4096 users for <= 4k items);
-    # the trainer's eval_batch_size (default 4096) should be lowered likewise for 100k items
-    eval_batch = max(64, min(4096, (1 << 24) // ds.num_items))
+    # the trainer's evaluation: one eval-mode forward, then valid and test from one scoring pass
+    # in blocks of at most 4096 users whose (B, I) float32 scores stay within 32 MiB
+    eval_batch = auto_batch_size(ds.num_items)
     eval_times = []
     for _ in range(2 if steps is None else 1):
         t = time.perf_counter()
         model.eval()
         with torch.no_grad():
             reps = model()
-        valid = evaluate(model, ds, "valid", reps=reps, batch_size=eval_batch)
-        evaluate(model, ds, "test", reps=reps, batch_size=eval_batch)
+        valid = evaluate_splits(model, ds, ("valid", "test"), reps=reps)["valid"]
         eval_times.append(time.perf_counter() - t)
     measured = epoch_times[1:] or epoch_times
     return {

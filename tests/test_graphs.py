@@ -27,6 +27,22 @@ def test_bipartite_matches_dense_formula():
     np.testing.assert_allclose(got.to_dense().numpy(), expected, atol=1e-6)
 
 
+def test_bipartite_adjacency_equals_torch_geometric_gcn_norm_bitwise():
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    from lirdrec.graphs.bipartite import bipartite_edge_index
+
+    rng = np.random.default_rng(5)
+    U, I = 40, 33  # some users and items without interactions (degree 0)
+    users, items = rng.integers(0, U - 3, 200), rng.integers(0, I - 4, 200)
+    edge_index = bipartite_edge_index(U, I, users, items)
+    ref_index, ref_w = gcn_norm(edge_index, None, num_nodes=U + I, add_self_loops=False)
+    ref = torch.sparse_coo_tensor(ref_index, ref_w, (U + I, U + I)).coalesce()
+    got = bipartite_adjacency(U, I, users, items).to_sparse_coo().coalesce()
+    assert torch.equal(got.indices(), ref.indices())
+    assert torch.equal(got.values(), ref.values())  # the same float32 bits
+
+
 def _dense_knn(x: np.ndarray, k: int, weighted: bool, norm: str) -> np.ndarray:
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     sim = xn @ xn.T

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lirdrec.data.dataset import Dataset, Split
-from lirdrec.evaluate import evaluate, hits_from_topk, ranking_metrics
+from lirdrec.evaluate import auto_batch_size, evaluate, evaluate_splits, hits_from_topk, ranking_metrics
 from lirdrec.models.base import Recommender
 
 
@@ -121,3 +121,51 @@ def test_cold_item_metrics_only_count_cold_positives():
     assert got["cold/Recall@2"] == 1.0
     # all positives: user 0 -> {1, 3}: top-1 item 1 hit -> 1/2; user 1 -> {3}: top-1 is 2 -> 0
     assert got["Recall@1"] == pytest.approx((1 / 2 + 0) / 2)
+
+
+@pytest.mark.parametrize("mask_valid", [False, True])
+def test_one_pass_over_splits_equals_each_split_alone(mask_valid):
+    """evaluate_splits scores the union of the splits' users once; every split's metrics (and
+    the cold-item metrics of test) equal the per-user reference of that split alone, whatever
+    the block size, with valid items masked for test only when asked."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(3)
+    U, I = 41, 29
+    pairs = sorted({(u, i) for u, i in zip(rng.integers(0, U, 420), rng.integers(0, I, 420))})
+    labels = rng.choice([0, 0, 0, 1, 2], size=len(pairs))
+    part = {x: [p for p, lab in zip(pairs, labels) if lab == x] for x in (0, 1, 2)}
+    ds = Dataset("r", U, I, *(Split(*zip(*part[x])) for x in (0, 1, 2)))
+    ds = replace(ds, cold_items=np.array([2, 5, 11]))
+    scores = torch.from_numpy(rng.normal(size=(U, I)).astype(np.float32))
+    train = set(part[0])
+    valid_mask = set(part[1]) if mask_valid else set()
+    ref_targets = {
+        "valid": (train, part[1]),
+        "test": (train | valid_mask, part[2]),
+        "cold": (train | valid_mask, [p for p in part[2] if p[1] in (2, 5, 11)]),
+    }
+    assert set(ds.eval_users("valid")) != set(ds.eval_users("test"))  # the union matters
+    for batch_size in (5, 4096):
+        got = evaluate_splits(_Fixed(scores), ds, ("valid", "test"), ks=[3, 10],
+                              mask_valid=mask_valid, batch_size=batch_size)
+        for name, (masked, positives) in ref_targets.items():
+            target: dict[int, set] = {}
+            for u, i in positives:
+                target.setdefault(u, set()).add(i)
+            # users without training interactions are skipped by both
+            m = got["test"] if name == "cold" else got[name]
+            prefix = "cold/" if name == "cold" else ""
+            for k in (3, 10):
+                r, n, p, a = _reference(scores.numpy(), masked, target, k)
+                assert m[f"{prefix}Recall@{k}"] == pytest.approx(r, abs=1e-9)
+                assert m[f"{prefix}NDCG@{k}"] == pytest.approx(n, abs=1e-9)
+                assert m[f"{prefix}MAP@{k}"] == pytest.approx(a, abs=1e-9)
+        alone = evaluate(_Fixed(scores), ds, "valid", ks=[3, 10], batch_size=batch_size)
+        assert alone == got["valid"]
+
+
+def test_auto_batch_size_bounds_the_score_block():
+    assert auto_batch_size(6_700) * 6_700 <= 1 << 23
+    assert auto_batch_size(10_000_000) == 16  # never fewer than 16 users
+    assert auto_batch_size(100, max_users=64) == 64

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import pandas as pd
 
 from lirdrec.errors import FeatureError, SchemaError
 from lirdrec.utils.io import atomic_write
+
+if TYPE_CHECKING:  # pandas (~70 MiB) is imported where files are read, not by `import lirdrec`
+    import pandas as pd
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -41,6 +43,8 @@ def read_inter(path: str | Path) -> pd.DataFrame:
         SchemaError: the file is missing, empty, or lacks ``userID``, ``itemID`` or ``x_label``
             (with a "did you mean" hint for renamed columns).
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise SchemaError(path, message="file not found")
@@ -119,6 +123,8 @@ def find_feature_files(directory: str | Path) -> dict[str, Path]:
 
 def write_inter(path: str | Path, users, items, x_label, rating=None, timestamp=None) -> Path:
     """Write an MMRec ``.inter`` file atomically (header ``userID itemID rating timestamp x_label``)."""
+    import pandas as pd
+
     n = len(users)
     df = pd.DataFrame({
         "userID": np.asarray(users, dtype=np.int64),

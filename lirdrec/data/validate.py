@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import pandas as pd
 
 from lirdrec.errors import DataWarning, FeatureError, IdError, SplitError, format_lines
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # pandas (~70 MiB) is imported where files are read, not by `import lirdrec`
+    import pandas as pd
 
 __all__ = ["parse_int_column", "validate_interactions", "validate_features"]
 
@@ -27,6 +29,8 @@ def _lines(rows: np.ndarray) -> np.ndarray:
 
 def parse_int_column(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     """Column ``column`` as int64; non-integers (text, decimals, blanks) raise :class:`IdError`."""
+    import pandas as pd
+
     raw = df[column]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values) | (values != np.round(values))

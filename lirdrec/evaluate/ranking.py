@@ -1,8 +1,9 @@
-"""Full-ranking evaluation over all items, in user batches."""
+"""Full-ranking evaluation over all items, in user batches, several splits in one scoring pass."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -15,9 +16,22 @@ from lirdrec.evaluate.metrics import METRICS, hits_from_topk, ranking_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "DEFAULT_KS", "topk_items"]
+__all__ = ["evaluate", "evaluate_splits", "DEFAULT_KS", "SCORE_BLOCK_FLOATS", "auto_batch_size",
+           "topk_items"]
 
 DEFAULT_KS = (5, 10, 20, 50)
+#: Scores held at once by the evaluator: a ``(B, I)`` float32 block of at most 8 Mi floats (32 MiB).
+SCORE_BLOCK_FLOATS = 1 << 23
+
+
+def auto_batch_size(num_items: int, max_users: int = 4096) -> int:
+    """Users per scoring block so that a ``(B, I)`` float32 block stays within
+    :data:`SCORE_BLOCK_FLOATS` (at least 16, at most ``max_users``).
+
+    >>> auto_batch_size(6_700), auto_batch_size(100_000), auto_batch_size(1_000)
+    (1252, 83, 4096)
+    """
+    return int(max(16, min(max_users, SCORE_BLOCK_FLOATS // max(num_items, 1))))
 
 
 def _rows(csr: sp.csr_matrix, users: np.ndarray) -> tuple[Tensor, Tensor]:
@@ -28,11 +42,16 @@ def _rows(csr: sp.csr_matrix, users: np.ndarray) -> tuple[Tensor, Tensor]:
     return rows, torch.from_numpy(sub.indices.astype(np.int64))
 
 
-def _masked_scores(model, ds: Dataset, users: np.ndarray, reps, masks: list[sp.csr_matrix]) -> Tensor:
+def _mask_(scores: Tensor, users: np.ndarray, mask: sp.csr_matrix) -> Tensor:
+    r, c = _rows(mask, users)
+    scores[r, c] = -torch.inf
+    return scores
+
+
+def _masked_scores(model, users: np.ndarray, reps, masks: list[sp.csr_matrix]) -> Tensor:
     scores = model.score(torch.from_numpy(users), reps).float()  # (B, I)
     for mask in masks:
-        r, c = _rows(mask, users)
-        scores[r, c] = -torch.inf
+        _mask_(scores, users, mask)
     return scores
 
 
@@ -44,12 +63,118 @@ def topk_items(model, ds: Dataset, users, k: int = 20, reps=None, exclude_train:
     reps = model.forward() if reps is None else reps
     users = np.asarray(users, dtype=np.int64)
     masks = [ds.train_csr] if exclude_train else []
-    out = torch.topk(_masked_scores(model, ds, users, reps, masks), k, dim=1).indices
+    out = torch.topk(_masked_scores(model, users, reps, masks), k, dim=1).indices
     model.train(was_training)
     return out
 
 
+@dataclass
+class _Target:
+    """One set of metrics to accumulate: its positives, its users and which ranking it reads."""
+
+    name: str
+    gt: sp.csr_matrix
+    users: np.ndarray  # sorted
+    masked_valid: bool  # ranked with the validation items masked too
+
+
+def _targets(ds: Dataset, splits: Sequence[str], mask_valid: bool) -> list[_Target]:
+    out = []
+    for split in splits:
+        target = ds.split(split)
+        gt = target.csr(ds.num_users, ds.num_items)
+        masked = mask_valid and split == "test"
+        out.append(_Target(split, gt, ds.eval_users(split), masked))
+        if split == "test" and len(ds.cold_items):
+            is_cold = np.zeros(ds.num_items, dtype=bool)
+            is_cold[ds.cold_items] = True
+            m = is_cold[target.items]
+            cold_gt = sp.csr_matrix((np.ones(int(m.sum()), dtype=np.float32),
+                                     (target.users[m], target.items[m])), shape=gt.shape)
+            users = np.unique(target.users[m])
+            users = users[np.diff(ds.train_csr.indptr)[users] > 0]
+            out.append(_Target("cold", cold_gt, users, masked))
+    return out
+
+
 @torch.no_grad()
+def evaluate_splits(
+    model,
+    ds: Dataset,
+    splits: Sequence[str] = ("valid", "test"),
+    ks: Sequence[int] = DEFAULT_KS,
+    mask_valid: bool = False,
+    reps: tuple[Tensor, Tensor] | None = None,
+    batch_size: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Full-ranking metrics of ``model`` on several splits from ONE scoring pass.
+
+    Every item is ranked; the user's training items are masked to :math:`-\\infty` (and, with
+    ``mask_valid=True``, the validation items too when ranking for test; MMRec does not). Users
+    with no training interaction or no interaction in a split are not evaluated on it. The
+    union of the splits' users is scored once, in blocks of ``batch_size`` users; without
+    ``mask_valid`` every split reads the same top-K lists (one ``topk`` per block), with it test
+    gets a second ``topk`` after masking. Metrics follow :mod:`lirdrec.evaluate.metrics` at every
+    K in ``ks``, averaged over each split's users. If ``ds.cold_items`` is non-empty and
+    ``"test"`` is among ``splits``, the test result also holds ``cold/<metric>`` keys: the same
+    metrics with only the cold items' test interactions as positives (users with at least one).
+
+    Args:
+        model: a :class:`~lirdrec.models.base.Recommender`.
+        ds: the dataset.
+        splits: any of ``"valid"``, ``"test"``. (default: both)
+        ks: cut-offs. (default: ``(5, 10, 20, 50)``)
+        mask_valid: mask validation items when ranking for test. (default: ``False``)
+        reps: output of ``model.forward()`` if already computed.
+        batch_size: at most this many users per scoring block, fewer when the catalogue is
+            large (:func:`auto_batch_size`: a block of scores stays within 32 MiB). (default:
+            ``4096``)
+
+    Returns:
+        ``{split: {"Recall@20": ..., "NDCG@20": ..., "Precision@20": ..., "MAP@20": ...}}``.
+    """
+    was_training = model.training
+    model.eval()
+    if reps is None:
+        reps = model.forward()
+    batch_size = auto_batch_size(ds.num_items, 4096 if batch_size is None else int(batch_size))
+    kmax = min(max(ks), ds.num_items)
+    targets = _targets(ds, splits, mask_valid)
+    users = np.unique(np.concatenate([t.users for t in targets]))
+    n_pos = [np.diff(t.gt.indptr) for t in targets]
+    # per-user values, summed once at the end in user order: the same totals whatever the blocks
+    per_user: list[dict[str, Tensor]] = [{} for _ in targets]
+    valid_csr = ds.valid.csr(ds.num_users, ds.num_items) if mask_valid else None
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        scores = _masked_scores(model, batch, reps, [ds.train_csr])
+        topk = {False: torch.topk(scores, kmax, dim=1).indices}  # (B, Kmax)
+        if any(t.masked_valid for t in targets):
+            topk[True] = torch.topk(_mask_(scores, batch, valid_csr), kmax, dim=1).indices
+        del scores
+        for t, n, acc in zip(targets, n_pos, per_user):
+            sel = np.flatnonzero(np.isin(batch, t.users, assume_unique=True))
+            if len(sel) == 0:
+                continue
+            rows, items = _rows(t.gt, batch[sel])
+            hits = hits_from_topk(topk[t.masked_valid][torch.from_numpy(sel)], rows, items,
+                                  ds.num_items)
+            at = torch.from_numpy(np.searchsorted(t.users, batch[sel]))
+            for key, val in ranking_metrics(hits, torch.from_numpy(n[batch[sel]]), ks).items():
+                acc.setdefault(key, torch.zeros(len(t.users), dtype=val.dtype))[at] = val
+    model.train(was_training)
+    out: dict[str, dict[str, float]] = {}
+    keys = [f"{m}@{k}" for k in ks for m in METRICS]
+    for t, acc in zip(targets, per_user):
+        m = ({k: float(acc[k].sum()) / len(t.users) for k in keys} if len(t.users)
+             else {k: float("nan") for k in keys})
+        if t.name == "cold":
+            out["test"].update({f"cold/{k}": v for k, v in m.items()})
+        else:
+            out[t.name] = m
+    return out
+
+
 def evaluate(
     model,
     ds: Dataset,
@@ -57,66 +182,13 @@ def evaluate(
     ks: Sequence[int] = DEFAULT_KS,
     mask_valid: bool = False,
     reps: tuple[Tensor, Tensor] | None = None,
-    batch_size: int = 4096,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
-    """Full-ranking metrics of ``model`` on ``split``, averaged over evaluated users.
+    """Full-ranking metrics of ``model`` on one ``split`` (``"valid"`` or ``"test"``).
 
-    Every item is ranked; the user's training items are masked to :math:`-\\infty` (and, with
-    ``mask_valid=True`` on the test split, the validation items too; MMRec does not). Users with
-    no training interaction or no interaction in ``split`` are not evaluated. Metrics follow
-    :mod:`lirdrec.evaluate.metrics` at every K in ``ks``. If ``ds.cold_items`` is non-empty and
-    ``split == "test"``, ``cold/<metric>`` keys give the same metrics with only the cold items'
-    test interactions as positives (users with at least one).
-
-    Args:
-        model: a :class:`~lirdrec.models.base.Recommender`.
-        ds: the dataset.
-        split: ``"valid"`` or ``"test"``.
-        ks: cut-offs. (default: ``(5, 10, 20, 50)``)
-        mask_valid: mask validation items when ranking for test. (default: ``False``)
-        reps: output of ``model.forward()`` if already computed.
-        batch_size: users per scoring batch. (default: ``4096``)
+    :func:`evaluate_splits` for one split (see there for masking, cold items and batching).
 
     Returns:
-        ``{"Recall@20": ..., "NDCG@20": ..., "Precision@20": ..., "MAP@20": ..., ...}``.
+        ``{"Recall@20": ..., "NDCG@20": ..., "Precision@20": ..., "MAP@20": ...}``.
     """
-    was_training = model.training
-    model.eval()
-    if reps is None:
-        reps = model.forward()
-    target = ds.split(split)
-    gt = target.csr(ds.num_users, ds.num_items)
-    masks = [ds.train_csr]
-    if mask_valid and split == "test":
-        masks.append(ds.valid.csr(ds.num_users, ds.num_items))
-    kmax = min(max(ks), ds.num_items)
-    result = _accumulate(model, ds, ds.eval_users(split), gt, masks, reps, ks, kmax, batch_size)
-    if split == "test" and len(ds.cold_items):
-        is_cold = np.zeros(ds.num_items, dtype=bool)
-        is_cold[ds.cold_items] = True
-        m = is_cold[target.items]
-        cold_gt = sp.csr_matrix((np.ones(int(m.sum()), dtype=np.float32),
-                                 (target.users[m], target.items[m])), shape=gt.shape)
-        users = np.unique(target.users[m])
-        users = users[np.diff(ds.train_csr.indptr)[users] > 0]
-        cold = _accumulate(model, ds, users, cold_gt, masks, reps, ks, kmax, batch_size)
-        result.update({f"cold/{k}": v for k, v in cold.items()})
-    model.train(was_training)
-    return result
-
-
-def _accumulate(model, ds, users, gt, masks, reps, ks, kmax, batch_size) -> dict[str, float]:
-    sums = {f"{m}@{k}": 0.0 for k in ks for m in METRICS}
-    if len(users) == 0:
-        return {k: float("nan") for k in sums}
-    n_pos_all = np.diff(gt.indptr)
-    for start in range(0, len(users), batch_size):
-        batch = users[start:start + batch_size]
-        scores = _masked_scores(model, ds, batch, reps, masks)
-        topk = torch.topk(scores, kmax, dim=1).indices  # (B, Kmax)
-        rows, items = _rows(gt, batch)
-        hits = hits_from_topk(topk, rows, items, ds.num_items)
-        per_user = ranking_metrics(hits, torch.from_numpy(n_pos_all[batch]), ks)
-        for key, val in per_user.items():
-            sums[key] += float(val.sum())
-    return {k: v / len(users) for k, v in sums.items()}
+    return evaluate_splits(model, ds, (split,), ks, mask_valid, reps, batch_size)[split]

@@ -18,7 +18,7 @@ import torch
 
 from lirdrec.data.dataset import Dataset
 from lirdrec.errors import CheckpointError, ConfigError, TrainingError
-from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate
+from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits
 from lirdrec.train.checkpoint import load_checkpoint, save_checkpoint
 from lirdrec.train.sampler import BPRSampler
 from lirdrec.utils.io import atomic_write, hash_inputs
@@ -93,7 +93,8 @@ class Trainer:
         weight_decay (float): Adam weight decay. (default: ``0.0``)
         valid_metric (str): model selection metric. (default: ``"Recall@20"``)
         ks (Sequence[int]): metric cut-offs. (default: ``(5, 10, 20, 50)``)
-        eval_batch_size (int): users per evaluation batch. (default: ``4096``)
+        eval_batch_size (int): at most this many users per evaluation block (fewer for large
+            catalogues: a block of scores stays within 32 MiB). (default: ``4096``)
         mask_valid_at_test (bool): mask validation items when ranking test. (default: ``False``)
         callbacks (Sequence[Callback]): hooks, e.g. the gradient-bias recorder.
         out_dir (str | Path | None): run directory for ``log.csv``, ``metrics.json``,
@@ -167,11 +168,13 @@ class Trainer:
         model.train()
         return reps
 
-    def _evaluate(self, model, ds: Dataset, split: str, reps) -> dict[str, float]:
-        out = evaluate(model, ds, split, self.ks, mask_valid=self.mask_valid_at_test and split == "test",
-                       reps=reps, batch_size=self.eval_batch_size)
+    def _evaluate(self, model, ds: Dataset, reps) -> tuple[dict[str, float], dict[str, float]]:
+        """Valid and test metrics from one scoring pass (:func:`evaluate_splits`)."""
+        out = evaluate_splits(model, ds, ("valid", "test"), self.ks,
+                              mask_valid=self.mask_valid_at_test, reps=reps,
+                              batch_size=self.eval_batch_size)
         model.train()
-        return out
+        return out["valid"], out["test"]
 
     def _write_log(self, history: list[dict[str, Any]]) -> None:
         if self.out_dir is None or not history:
@@ -227,7 +230,7 @@ class Trainer:
             cb.on_fit_start(self, model, ds)
         if not getattr(model, "trainable", True):
             reps = self._forward_eval(model)
-            valid, test = self._evaluate(model, ds, "valid", reps), self._evaluate(model, ds, "test", reps)
+            valid, test = self._evaluate(model, ds, reps)
             result = FitResult(0, valid, test, [], False, self.out_dir)
             self._write_metrics(result, {"train_time_s": 0.0})
             for cb in self.callbacks:
@@ -306,12 +309,12 @@ class Trainer:
             t1 = time.perf_counter()
             train_time += t1 - t0
             reps = self._forward_eval(model)
-            valid = self._evaluate(model, ds, "valid", reps)
+            valid, test = self._evaluate(model, ds, reps)  # test kept only when valid improves
             score = valid[self.valid_metric]
             improved = score > best_score
             if improved:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
-                best_test = self._evaluate(model, ds, "test", reps)
+                best_test = test
                 best_valid = valid
                 best_state = copy.deepcopy(model.state_dict())
                 best_extra = copy.deepcopy(model.extra_state())
