@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The full runs behind notebooks 02, 03 and 06 (see results/README.md). Two workers take the
 # experiment files below in order, so that two training processes run at a time (the release
-# machine had 2 CPU cores). From the repository root:
+# machine had 2 CPU cores), one OpenMP thread each. From the repository root:
 #   bash results/run_all.sh
+#   JOBS="ablation sensitivity" bash results/run_all.sh     # a subset
 set -uo pipefail
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 E=datasets/experiments
-JOBS=(main_table ablation sensitivity)
+read -r -a JOBS <<< "${JOBS:-main_table ablation sensitivity sensitivity_ml100k}"
 CLAIMS=$(mktemp -d)
 
 run() {  # one experiment file: provenance before and after, the runner, the per-run table
@@ -25,7 +27,8 @@ worker() {
 }
 
 # the full LIRDRec model of ablation.yaml is main_table.yaml's tiktok run (identical configuration)
-python results/share_run.py "$E/main_table.yaml" lirdrec "$E/ablation.yaml" lirdrec tiktok --wait &
+[[ " ${JOBS[*]} " == *" ablation "* ]] &&
+    python results/share_run.py "$E/main_table.yaml" lirdrec "$E/ablation.yaml" lirdrec tiktok --wait &
 worker &
 worker &
 wait
