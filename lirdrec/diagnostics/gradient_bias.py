@@ -106,6 +106,16 @@ PROBE_NOTES = {
 #: Script models whose item is literally "ID embedding + feature encoder output".
 DIRECT_MODELS = ("vbpr", "lirdrec-id")
 
+#: Per-step quantities, in the order of :meth:`GradientBiasRecorder._flush`'s matrix rows.
+STEP_QUANTITIES = (
+    "grad_norm",
+    "grad_rms",
+    "rows_nonzero",
+    "row_norm_mean",
+    "update_norm",
+    "relative_update",
+)
+
 #: Threshold of the "converged" epoch in the summary (mean per-step relative update).
 CONVERGED_BELOW = 1e-3
 
@@ -348,35 +358,29 @@ class GradientBiasRecorder(Callback):
 
     # ------------------------------------------------------------------ setup
     def on_fit_start(self, trainer, model, ds: Dataset) -> None:
-        """Partition the parameters, allocate buffers, hook the feature branch, snapshot epoch 0."""
+        """Partition the parameters, allocate buffers, hook the feature branch, snapshot epoch 0.
+
+        The epoch-0 snapshot is stored when the first epoch starts, so that a resumed run (whose
+        :meth:`load_state_dict` comes after this hook) does not overwrite the stored one.
+        """
         self.model_name = self.model_name or type(model).__name__
         self._trainer, self._ds = trainer, ds
         self._num_items, self._num_users = model.num_items, model.num_users
         self.groups = _checked_groups(model)
-        self._tables = {
-            g: [p.dim() == 2 and p.shape[0] in (model.num_users, model.num_items) for p in ps]
-            for g, ps in self.groups.items()
-        }
         self._item_tables = [
             p for p in self.groups["item_id"] if p.dim() == 2 and p.shape[0] == model.num_items
         ]
-        self._numel = {g: sum(p.numel() for p in ps) for g, ps in self.groups.items()}
-        self._before = {
-            g: [torch.empty_like(p, memory_format=torch.contiguous_format) for p in ps]
-            for g, ps in self.groups.items()
-        }
-        self._theta_norm: dict[str, Tensor] = {}
-        self._copied: dict[str, list[bool]] = {}
+        dev = self._dev = next(model.parameters()).device
+        self._layout(dev)
         self._recording = False
-        self._step_values: list[Tensor] = []
-        self._step_keys: list[tuple[str, str]] = []
+        self._pending: list[Tensor] = []
+        self._pending_at: list[tuple[int, int]] = []
         self._epoch = 0
         degree = ds.item_degree()
         self._bucket, self.bucket_info = popularity_buckets(degree, self.num_buckets)
         self._degree = degree
         self._touch_pred = predicted_touch_fraction(degree, len(ds.train), trainer.batch_size)
-        dev = self._dev = next(model.parameters()).device
-        self._feat_sq = torch.zeros(model.num_items, device=dev)
+        self._feat_norms: list[Tensor] = []
         self._feat_seen = False
         self._reset_items(dev)
         for mod in feature_branch_modules(model):
@@ -386,14 +390,51 @@ class GradientBiasRecorder(Callback):
         if self.snapshot_dir is not None:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self._prev = self._snapshot(model)
-        self._store(0, self._prev)
+
+    def _layout(self, dev: torch.device) -> None:
+        r"""Flat per-tensor view of the groups, so that a step costs a fixed few tensor ops.
+
+        The :math:`T` parameters of the :math:`G` non-empty groups (``_active``, in
+        :data:`GROUPS` order) are listed in ``_params``, each with a preallocated copy buffer in
+        ``_before``; ``_group_index`` :math:`(T,)` maps a tensor to its group. A recorded step
+        keeps only per-tensor numbers, a :math:`(5, T)` matrix (rows: parameter norm, gradient
+        norm, table rows with a gradient, sum of their norms, update norm); :meth:`_flush` sums
+        them per group once per epoch. ``_keys`` are the ``(group, quantity)`` pairs written per
+        step (the table quantities only for groups with an embedding table) and ``_key_index``
+        their positions in the flattened :math:`(6, G)` matrix of :data:`STEP_QUANTITIES`.
+        """
+        self._active = [g for g in GROUPS if self.groups[g]]
+        self._params = [p for g in self._active for p in self.groups[g]]
+        owner = [k for k, g in enumerate(self._active) for _ in self.groups[g]]
+        self._group_index = torch.tensor(owner, dtype=torch.long)
+        sizes = (self._num_users, self._num_items)
+        self._is_table = [p.dim() == 2 and p.shape[0] in sizes for p in self._params]
+        item_ids = {id(p) for p in self._item_tables}
+        self._is_item_table = [id(p) in item_ids for p in self._params]
+        self._before = [
+            torch.empty_like(p, memory_format=torch.contiguous_format) for p in self._params
+        ]
+        self._zero = torch.zeros((), device=dev)
+        numel = [sum(p.numel() for p in self.groups[g]) for g in self._active]
+        self._sqrt_numel = torch.tensor(numel, dtype=torch.float64).clamp(min=1).sqrt()
+        n_groups = len(self._active)
+        keys: list[tuple[str, str]] = []
+        for k, g in enumerate(self._active):
+            has_table = any(t for t, o in zip(self._is_table, owner) if o == k)
+            keys += [(g, q) for q in STEP_QUANTITIES[: 4 if has_table else 2]]
+        keys += [(g, q) for g in self._active for q in STEP_QUANTITIES[4:]]
+        self._keys = keys
+        self._key_index = torch.tensor(
+            [STEP_QUANTITIES.index(q) * n_groups + self._active.index(g) for g, q in keys],
+            dtype=torch.long,
+        )
 
     def _reset_items(self, dev: torch.device) -> None:
         i = self._num_items
         self._id_sum = torch.zeros(i, device=dev, dtype=torch.float64)
         self._feat_sum = torch.zeros(i, device=dev, dtype=torch.float64)
         self._id_touch = torch.zeros(i, device=dev, dtype=torch.float64)
-        self._theta_grad_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        self._theta_grad_sum = 0.0
         self._item_steps = 0
 
     def _snapshot(self, model) -> dict[str, Tensor]:
@@ -432,103 +473,129 @@ class GradientBiasRecorder(Callback):
             output.register_hook(self._feature_grad_hook)
 
     def _feature_grad_hook(self, grad: Tensor) -> None:
-        self._feat_sq += grad.detach().float().pow(2).sum(dim=1)  # (I,)
+        """Keep each item's output-gradient norm, :math:`(I, d) \\to (I,)`."""
+        rows = torch.linalg.vector_norm(grad.detach(), dim=1, dtype=torch.float32)
+        self._feat_norms.append(rows)
         self._feat_seen = True
 
     # ------------------------------------------------------------------ per step
     def on_epoch_start(self, trainer, model, epoch: int) -> None:
+        if not self._snapshots:
+            self._store(0, self._prev)
         self._epoch = epoch
         self._recording = trainer.global_step % self.every == 0
 
     def on_after_backward(self, trainer, model, step: int) -> None:
-        """Gradient statistics of the step; parameters copied for the update norm.
+        r"""Per-tensor gradient numbers of the step; parameters copied for the update norm.
 
+        For each tensor :math:`t`: :math:`\lVert\theta_t\rVert`, :math:`\lVert g_t\rVert` and,
+        for embedding tables, the number of rows with a non-zero gradient and the sum of their
+        norms (one ``_foreach_norm`` for all dense tensors, one row norm per table). Nothing is
+        summed per group or turned into Python numbers here (:meth:`_flush` does, per epoch).
         Parameters without a gradient are not copied: the optimiser skips them (Adam leaves a
         parameter whose ``grad`` is ``None`` untouched), so their update is exactly zero.
         """
         if step % self.every != 0:
             self._recording = (step + 1) % self.every == 0
             return
-        vals, keys = [], []
-        norm = torch.linalg.vector_norm
-        item_rows: dict[int, Tensor] = {}  # id(param) -> (I,) row norms, reused per item
         with torch.no_grad():
-            for g, ps in self.groups.items():
-                if not ps:
-                    continue
-                sq = torch.zeros((), dtype=torch.float64, device=self._dev)
-                row_count = torch.zeros((), dtype=torch.float64, device=self._dev)
-                row_sum = torch.zeros((), dtype=torch.float64, device=self._dev)
-                theta_sq = torch.zeros((), dtype=torch.float64, device=self._dev)
-                copied = []
-                for p, is_table, buf in zip(ps, self._tables[g], self._before[g]):
-                    grad = p.grad
-                    copied.append(grad is not None)
-                    if grad is None:
-                        theta_sq = theta_sq + norm(p.detach()).double().square()
-                        continue
-                    buf.copy_(p.detach())
-                    theta_sq = theta_sq + norm(buf).double().square()  # the copy is in cache
-                    if is_table:
-                        rows = norm(grad, dim=1)  # (n_rows,)
-                        if g == "item_id":
-                            item_rows[id(p)] = rows
-                        sq = sq + rows.double().square().sum()
-                        row_count = row_count + (rows > 0).sum()
-                        row_sum = row_sum + rows.sum().double()
-                    else:
-                        sq = sq + norm(grad).double().square()
-                self._copied[g] = copied
-                self._theta_norm[g] = theta_sq.sqrt()
-                gnorm = sq.sqrt()
-                if g == "item_feature":
-                    self._theta_grad_sum += gnorm
-                vals += [gnorm, gnorm / math.sqrt(max(self._numel[g], 1))]
-                keys += [(g, "grad_norm"), (g, "grad_rms")]
-                if any(self._tables[g]):
-                    vals += [row_count, row_sum / row_count.clamp(min=1)]  # 0 when no row
-                    keys += [(g, "rows_nonzero"), (g, "row_norm_mean")]
+            params, n = self._params, len(self._params)
+            grads = [p.grad for p in params]
+            live = [i for i in range(n) if grads[i] is not None]
+            if live:
+                torch._foreach_copy_([self._before[i] for i in live], [params[i] for i in live])
+            dense = [i for i in live if not self._is_table[i]]
+            norms = torch._foreach_norm(
+                [self._before[i] if grads[i] is not None else params[i] for i in range(n)]
+                + [grads[i] for i in dense]
+            )
+            values = list(norms[:n]) + [self._zero] * (3 * n)  # theta, grad, rows, row sum
+            for i, g in zip(dense, norms[n:]):
+                values[n + i] = g
+            item_rows = []
+            for i in live:
+                if self._is_table[i]:
+                    rows = torch.linalg.vector_norm(grads[i], dim=1)  # (n_rows,)
+                    values[n + i] = torch.linalg.vector_norm(rows)
+                    values[2 * n + i] = torch.count_nonzero(rows)
+                    values[3 * n + i] = rows.sum()
+                    if self._is_item_table[i]:
+                        item_rows.append(rows)
+            self._step_values, self._live = values, live
             if self.item_stats:
                 self._accumulate_items(item_rows)
-        self._step_values, self._step_keys = vals, keys
 
-    def _accumulate_items(self, item_rows: dict[int, Tensor]) -> None:
-        id_sq = torch.zeros(self._num_items, device=self._dev)
-        for p in self._item_tables:
-            if id(p) in item_rows:
-                id_sq += item_rows[id(p)].square()
-        self._id_sum += id_sq.sqrt().double()
-        self._id_touch += (id_sq > 0).double()
-        self._feat_sum += self._feat_sq.sqrt().double()
-        self._feat_sq.zero_()
+    def _accumulate_items(self, item_rows: list[Tensor]) -> None:
+        """Per item: ID-row gradient norm (over all item tables), touched or not, feature norm."""
+        if item_rows:
+            rows = item_rows[0] if len(item_rows) == 1 else torch.stack(item_rows).norm(dim=0)
+            self._id_sum += rows
+            self._id_touch += rows > 0
+        feat = self._feat_norms
+        if feat:
+            self._feat_sum += feat[0] if len(feat) == 1 else torch.stack(feat).norm(dim=0)
+        self._feat_norms = []
         self._item_steps += 1
 
     def on_step_end(self, trainer, model, step: int) -> None:
-        """Update norms from the copies made before the step; one ``tolist`` for the whole step."""
+        r"""Per-tensor update norms :math:`\lVert\theta_{before} - \theta_{after}\rVert` from the
+        copies; the step's :math:`(5, T)` numbers are kept as one tensor until :meth:`_flush`."""
         if step % self.every != 0:
             self._recording = (step + 1) % self.every == 0
             return
-        vals, keys = self._step_values, self._step_keys
         with torch.no_grad():
-            for g, ps in self.groups.items():
-                if not ps:
-                    continue
-                sq = torch.zeros((), dtype=torch.float64, device=self._dev)
-                for p, buf, copied in zip(ps, self._before[g], self._copied[g]):
-                    if copied:
-                        buf.sub_(p.detach())  # -(delta theta), in place: no allocation
-                        sq = sq + torch.linalg.vector_norm(buf).double().square()
-                upd = sq.sqrt()
-                vals += [upd, upd / self._theta_norm[g]]  # NaN for an all-zero group
-                keys += [(g, "update_norm"), (g, "relative_update")]
-        numbers = torch.stack([v.double().cpu() for v in vals]).tolist() if vals else []
-        epoch = self._epoch
-        self.step_rows.extend((step, epoch, g, q, x) for (g, q), x in zip(keys, numbers))
+            params, live = self._params, self._live
+            update = [self._zero] * len(params)
+            if live:
+                bufs = [self._before[i] for i in live]
+                torch._foreach_sub_(bufs, [params[i] for i in live])  # -delta, in place
+                for i, u in zip(live, torch._foreach_norm(bufs)):
+                    update[i] = u
+            self._pending.append(torch.stack(self._step_values + update))  # (5 T,)
+        self._pending_at.append((step, self._epoch))
         self._recording = (step + 1) % self.every == 0
+
+    def _flush(self) -> None:
+        r"""Turn the pending steps into :attr:`step_rows`: group sums for all steps at once.
+
+        From the :math:`(S, 5, T)` per-tensor numbers, per group :math:`G`: norms as root sums
+        of squares (:math:`\lVert g\rVert`, :math:`\lVert\theta\rVert`,
+        :math:`\lVert\Delta\theta\rVert`), row counts and row-norm sums as sums; then RMS,
+        mean row norm (0 when no row has a gradient) and relative update (NaN for an all-zero
+        group); one ``tolist`` for all steps.
+        """
+        if not self._pending:
+            return
+        n_steps, n_groups = len(self._pending), len(self._active)
+        per_tensor = torch.stack(self._pending).cpu().double().view(n_steps, 5, -1)
+        per_tensor[:, [0, 1, 4]] = per_tensor[:, [0, 1, 4]].square()
+        per_group = per_tensor.new_zeros(n_steps, 5, n_groups).index_add_(
+            2, self._group_index, per_tensor
+        )
+        theta, grad, rows, row_sum, update = per_group.unbind(1)
+        theta, grad, update = theta.sqrt(), grad.sqrt(), update.sqrt()
+        matrix = torch.stack(
+            [
+                grad,
+                grad / self._sqrt_numel,
+                rows,
+                row_sum / rows.clamp(min=1),
+                update,
+                update / theta,
+            ],
+            dim=1,
+        )  # (S, 6, G), rows STEP_QUANTITIES
+        if "item_feature" in self._active:
+            self._theta_grad_sum += float(grad[:, self._active.index("item_feature")].sum())
+        values = matrix.flatten(1)[:, self._key_index].tolist()
+        for (step, epoch), row in zip(self._pending_at, values):
+            self.step_rows.extend((step, epoch, g, q, x) for (g, q), x in zip(self._keys, row))
+        self._pending, self._pending_at = [], []
 
     # ------------------------------------------------------------------ per epoch
     def on_epoch_end(self, trainer, model, epoch: int, metrics: dict[str, float]) -> None:
         """Epoch updates and their cosine, per-item buckets, and the ID/feature probe."""
+        self._flush()
         snap = self._snapshot(model)
         for g in GROUPS:
             if not self.groups[g]:
@@ -567,9 +634,7 @@ class GradientBiasRecorder(Callback):
             "id_touched": (self._id_touch / n).cpu().numpy(),
             "id_touched_predicted": self._touch_pred,
         }
-        theta_grad = (
-            float(self._theta_grad_sum) / n if self.groups["item_feature"] else float("nan")
-        )
+        theta_grad = self._theta_grad_sum / n if self.groups["item_feature"] else float("nan")
         has_id, has_feat = bool(self._item_tables), self._feat_seen
         k = len(self.bucket_info) + 1
         counts = np.bincount(self._bucket, minlength=k).astype(np.float64)
@@ -628,7 +693,8 @@ class GradientBiasRecorder(Callback):
         for h in self._handles:
             h.remove()
         self._handles = []
-        self._before = {}
+        self._flush()
+        self._before = []
         if len(self._snapshots) < 2:
             return
         final = self._load(self._snapshots[-1])
