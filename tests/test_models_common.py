@@ -97,3 +97,32 @@ def test_parameter_groups_partition_the_parameters(name, ds):
     ids = [id(p) for ps in groups.values() for p in ps]
     assert len(ids) == len(set(ids)), "a parameter is in two groups"
     assert set(ids) == {id(p) for p in model.parameters()}
+
+
+def _plain_tensors(model) -> list[str]:
+    """Tensor attributes (or lists/tuples of tensors) that are neither parameters nor buffers."""
+    found = []
+    for prefix, mod in model.named_modules():
+        allowed = set(getattr(mod, "unregistered_tensors", ()))
+        for key, value in vars(mod).items():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if key not in allowed and any(isinstance(v, torch.Tensor) for v in items):
+                found.append(f"{prefix}.{key}" if prefix else key)
+    return found
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_tensor_follows_to(name, ds):
+    """Graphs and constant inputs are parameters or buffers, so ``model.to(device)`` moves them;
+    a dtype move stands in for a device move here (no GPU in CI): after ``.double()`` one
+    training step and the forward run in float64 without a mixed-dtype error."""
+    model = _build(name, ds)
+    assert _plain_tensors(model) == []
+    model = model.double()
+    model.on_epoch_start(2)
+    users, pos, neg = _batch(ds)
+    if name != "pop":
+        model.loss(users, pos, neg).backward()
+    model.eval()
+    user_rep, item_rep = model.forward()
+    assert user_rep.dtype == item_rep.dtype == torch.float64

@@ -44,8 +44,8 @@ def knn_indices(x: Tensor, k: int, chunk_size: int | None = None) -> tuple[Tenso
         raise ConfigError(f"knn: k must be in [1, {n}] for {n} items, got {k}")
     chunk_size = auto_chunk_size(n) if chunk_size is None else int(chunk_size)
     xn = F.normalize(x.float(), dim=1)
-    values = torch.empty(n, k)
-    indices = torch.empty(n, k, dtype=torch.long)
+    values = torch.empty(n, k, device=x.device)
+    indices = torch.empty(n, k, dtype=torch.long, device=x.device)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         sim = xn[start:stop] @ xn.t()  # (c, I)

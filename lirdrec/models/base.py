@@ -51,12 +51,17 @@ class Recommender(nn.Module):
         trainer_defaults (dict): trainer settings of the model's reference configuration that
             differ from :class:`~lirdrec.train.Trainer`'s defaults (LIRDRec: ``lr=1e-4``);
             the config resolver applies them below any user setting.
+        unregistered_tensors (tuple[str, ...]): names of tensor attributes that are on purpose
+            neither parameters nor buffers (so ``.to(device)`` does not move them): per-epoch
+            caches rebuilt from buffers on their device, or CPU-side sampling inputs. Every other
+            tensor a model holds is a parameter or a buffer (``tests/test_models_common.py``).
     """
 
     num_users: int
     num_items: int
     uses_negatives: bool = True
     trainer_defaults: dict[str, Any] = {}
+    unregistered_tensors: tuple[str, ...] = ()
 
     def __init__(self, num_users: int, num_items: int) -> None:
         super().__init__()

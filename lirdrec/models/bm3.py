@@ -113,7 +113,8 @@ class BM3(Recommender):
         self.reg_weight = float(reg_weight)
         self.cl_weight = float(cl_weight)
         self.train_features = bool(train_features)
-        self.adj = adj  # constant graph: plain attribute, rebuilt by from_dataset
+        # constant graph: a non-persistent buffer (follows .to(), rebuilt by from_dataset)
+        self.register_buffer("adj", adj, persistent=False)
         self.user_emb = nn.Parameter(torch.empty(num_users, self.embedding_dim))
         self.item_emb = nn.Parameter(torch.empty(num_items, self.embedding_dim))
         self.predictor = nn.Linear(self.embedding_dim, self.embedding_dim)
@@ -157,7 +158,7 @@ class BM3(Recommender):
         :math:`1/(1-p)`."""
         if self.dropout <= 0.0:
             return x
-        keep = torch.rand(x.shape, generator=self.generator) >= self.dropout
+        keep = torch.rand(x.shape, generator=self.generator).to(x.device) >= self.dropout
         return x * keep.to(x.dtype) / (1.0 - self.dropout)
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor | None = None) -> Tensor:

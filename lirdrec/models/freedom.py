@@ -158,6 +158,10 @@ class FREEDOM(Recommender):
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("projections",)
 
+    #: the edge list and its sampling weights stay on the CPU (pruning draws from the CPU
+    #: generator); the pruned graph of the epoch is rebuilt from them and moved to ``adj``'s device
+    unregistered_tensors = ("_edge_users", "_edge_items", "_edge_probs", "_train_adj")
+
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
                  item_graph: Tensor | None, embedding_dim: int = 64, n_ui_layers: int = 2,
                  n_mm_layers: int = 1, knn_k: int = 10, mm_image_weight: float = 0.1,
@@ -185,17 +189,18 @@ class FREEDOM(Recommender):
         self.reg_weight = float(reg_weight)
         self.train_features = bool(train_features)
 
-        # constant graphs: plain attributes, rebuilt by from_dataset (not part of state_dict)
-        self.adj = adj
+        # constant graphs: non-persistent buffers (follow .to(), rebuilt by from_dataset)
+        self.register_buffer("adj", adj, persistent=False)
         if item_graph is None:
             item_graph = frozen_item_graph(mats, self.modalities, self.knn_k, self.mm_image_weight,
                                            knn_chunk_size)
         check("item_graph", tuple(item_graph.shape),
                     tuple(item_graph.shape) == (self.num_items, self.num_items),
                     f"of shape ({self.num_items}, {self.num_items})")
-        self.item_graph = item_graph
-        self.item_graph_t = transpose_csr(item_graph)
-        row, col, val = to_coo_parts(adj)
+        self.register_buffer("item_graph", item_graph, persistent=False)
+        self.register_buffer("item_graph_t", transpose_csr(item_graph), persistent=False)
+        # the edge list stays on the CPU, where the pruning draws from the CPU generator
+        row, col, val = to_coo_parts(adj.cpu())
         ui = (row < self.num_users) & (col >= self.num_users)  # the user->item block
         self._edge_users = row[ui]
         self._edge_items = col[ui] - self.num_users
@@ -235,7 +240,7 @@ class FREEDOM(Recommender):
             return
         self._train_adj = degree_sensitive_prune(
             self._edge_users, self._edge_items, self._edge_probs, self.num_users, self.num_items,
-            self.num_kept_edges, self.generator)
+            self.num_kept_edges, self.generator).to(self.adj.device, self.adj.dtype)
 
     def extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}

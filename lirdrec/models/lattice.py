@@ -69,7 +69,7 @@ def learned_knn_edges(x: Tensor, k: int, chunk_size: int = 2048) -> tuple[Tensor
     """
     n = x.shape[0]
     _, idx = knn_indices(x.detach(), k, chunk_size)
-    row = torch.arange(n).repeat_interleave(k)
+    row = torch.arange(n, device=x.device).repeat_interleave(k)
     col = idx.reshape(-1)
     xn = F.normalize(x, dim=1)
     return row, col, (xn[row] * xn[col]).sum(-1)
@@ -78,7 +78,7 @@ def learned_knn_edges(x: Tensor, k: int, chunk_size: int = 2048) -> tuple[Tensor
 def normalize_edges(row: Tensor, col: Tensor, val: Tensor, n: int) -> Tensor:
     r"""Values of :math:`D^{-1/2} S D^{-1/2}` with :math:`D` the row sums of :math:`S` (zero for
     rows that sum to 0); duplicate ``(row, col)`` entries act as their sum. Differentiable."""
-    deg = torch.zeros(n, dtype=val.dtype).index_add(0, row, val)
+    deg = torch.zeros(n, dtype=val.dtype, device=val.device).index_add(0, row, val)
     inv = deg.pow(-0.5)
     inv = torch.where(torch.isinf(inv), torch.zeros_like(inv), inv)
     return val * inv[row] * inv[col]
@@ -161,6 +161,9 @@ class LATTICE(Recommender):
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("projections",)
 
+    #: the epoch's detached item graph, rebuilt from parameters on their device
+    unregistered_tensors = ("_cached_graph",)
+
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, feat_embed_dim: int = 64, n_ui_layers: int = 2,
                  n_mm_layers: int = 1, knn_k: int = 10, lambda_coeff: float = 0.9,
@@ -189,13 +192,14 @@ class LATTICE(Recommender):
         self.train_features = bool(train_features)
         self.knn_chunk_size = int(knn_chunk_size)
 
-        # constant graphs: plain attributes, rebuilt by from_dataset (not part of state_dict)
-        self.adj = adj
-        self.adj_t = transpose_csr(adj)
-        self.frozen_graphs = [
-            to_coo_parts(build_knn_graph(x, self.knn_k, "sym", weighted=True,
-                                         chunk_size=self.knn_chunk_size))
-            for x in mats]
+        # constant graphs: non-persistent buffers (follow .to(), rebuilt by from_dataset)
+        self.register_buffer("adj", adj, persistent=False)
+        self.register_buffer("adj_t", transpose_csr(adj), persistent=False)
+        for m, x in enumerate(mats):
+            parts = to_coo_parts(build_knn_graph(x, self.knn_k, "sym", weighted=True,
+                                                 chunk_size=self.knn_chunk_size))
+            for name, t in zip(("row", "col", "val"), parts):
+                self.register_buffer(f"frozen_{m}_{name}", t, persistent=False)
         self._graph_stale = True
         self._cached_graph: tuple[Tensor, Tensor] | None = None  # detached (S, S^T) CSR
 
@@ -221,10 +225,16 @@ class LATTICE(Recommender):
         return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), **kwargs)
 
     # ------------------------------------------------------------------ item graph
+    @property
+    def frozen_graphs(self) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per modality, the frozen kNN graph of the raw features as ``(row, col, value)``."""
+        return [tuple(getattr(self, f"frozen_{m}_{n}") for n in ("row", "col", "val"))
+                for m in range(len(self.projections))]
+
     def modality_weights(self) -> Tensor:
         r""":math:`\boldsymbol\alpha = \mathrm{softmax}(\boldsymbol\omega)`, shape :math:`(M,)`."""
         if self.modal_weight is None:
-            return torch.ones(1)
+            return self.user_emb.new_ones(1)
         return torch.softmax(self.modal_weight, dim=0)
 
     def item_graph_edges(self) -> tuple[Tensor, Tensor, Tensor]:

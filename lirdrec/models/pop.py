@@ -37,7 +37,7 @@ class Pop(Recommender):
         return cls(ds.num_users, ds.num_items, torch.from_numpy(ds.item_degree()))
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        return torch.ones(self.num_users, 1), self.item_degree[:, None]
+        return self.item_degree.new_ones(self.num_users, 1), self.item_degree[:, None]
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         return torch.zeros((), requires_grad=True)
