@@ -42,3 +42,34 @@ small: {{epochs: 1, sample_users: 0.5}}
     pd.testing.assert_frame_equal(df, df2)
     small = run_experiment(exp, small=True, show_progress=False)
     assert (exp.out / "small" / "results.csv").is_file() and len(small) == len(df)
+
+
+def test_finished_run_with_another_configuration_is_refused(tmp_path):
+    import pytest
+    import yaml
+
+    from lirdrec.errors import ConfigError
+
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=60, num_items=80)
+    f = tmp_path / "exp.yaml"
+    text = """
+name: t
+out: out
+datasets: {{syn: {{data: {data}}}}}
+models:
+  mf: {{params: {{reg_weight: {reg}}}}}
+seeds: [1]
+trainer: {{epochs: 2, batch_size: 512}}
+"""
+    f.write_text(text.format(data=data, reg=1e-3))
+    run_experiment(load_experiment(f), show_progress=False)
+    cfg_path = tmp_path / "out" / "runs" / "syn" / "mf" / "seed-1" / "point-000" / "config.yaml"
+    # a key a newer version added, at its default, is fine (older runs behaved as the default)
+    saved = yaml.safe_load(cfg_path.read_text())
+    del saved["deterministic"]
+    cfg_path.write_text(yaml.safe_dump(saved))
+    run_experiment(load_experiment(f), show_progress=False)
+    # the experiment now asks for another reg_weight: reading the old run back would be wrong
+    f.write_text(text.format(data=data, reg=1e-2))
+    with pytest.raises(ConfigError, match=r"reg_weight: 0\.001 -> 0\.01.*delete that directory"):
+        run_experiment(load_experiment(f), show_progress=False)

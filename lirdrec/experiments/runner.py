@@ -115,6 +115,52 @@ def _long_rows(dataset: str, model: str, variant: str, seed: int, split: str,
     return rows
 
 
+def _defaults(model: str) -> dict[str, Any]:
+    from lirdrec.cli.config import DATA_KEYS, model_defaults, trainer_defaults
+    from lirdrec.models import registry
+
+    return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults()}
+
+
+def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Refuse to read back a finished run whose ``config.yaml`` is not the configuration the
+    experiment file now resolves to (its numbers would silently belong to another setting).
+
+    Tolerated: the data path (machine-specific; the run directory names the dataset), keys that
+    a newer lirdrec added whose value is their default (the older run behaved as the default),
+    and a different ``epochs`` when the run stopped early before either cap.
+
+    Raises:
+        ConfigError: listing every differing key, with the way out.
+    """
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: metrics.json without config.yaml; delete the directory "
+                          "to retrain it")
+    saved = yaml.safe_load(path.read_text()) or {}
+    defaults = _defaults(str(config.get("model")))
+    diffs = []
+    for key in sorted(set(config) | set(saved)):
+        if key == "data" or key not in config:
+            continue
+        new = config[key]
+        if key not in saved:
+            if key in defaults and new == defaults[key]:
+                continue
+            diffs.append(f"{key}: (not set) -> {new!r}")
+        elif saved[key] != new:
+            if (key == "epochs" and metrics.get("stopped_early")
+                    and int(metrics.get("epochs_run", 10**9)) < min(int(saved[key]), int(new))):
+                continue
+            diffs.append(f"{key}: {saved[key]!r} -> {new!r}")
+    if diffs:
+        raise ConfigError(f"{run_dir} finished with a different configuration than the experiment "
+                          f"file now gives ({'; '.join(diffs)}); delete that directory to retrain "
+                          "it, or change the experiment's 'out'")
+
+
 def run_experiment(exp: Experiment | str | Path, small: bool = False,
                    show_progress: bool | None = None) -> pd.DataFrame:
     """Run (or resume) every combination; returns the tidy results table (also written)."""
@@ -139,9 +185,12 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
                     layers = [exp.trainer, mcfg.get("params") or {}, point, overrides, {"seed": seed}]
                     cfg = resolve(mcfg["model"], layers)
                     run_dir = out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}"
+                    config = {**cfg.to_dict(), "data": dcfg["data"],
+                              "modalities": dcfg.get("modalities"), "sample_users": sample_users}
                     done = run_dir / "metrics.json"
                     if done.is_file():
                         res = json.loads(done.read_text())
+                        check_finished_run(run_dir, config, res)
                         valid, test, best_epoch = res["valid"], res["test"], res["best_epoch"]
                         logger.info("%s/%s seed %d point %d: finished earlier", dname, variant, seed, idx)
                     else:
@@ -151,9 +200,7 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
                         result, _, _ = run_training(
                             cfg.model, base_ds, cfg.model_kwargs, cfg.trainer_kwargs,
                             cold_items=float(cfg.data["cold_items"]), out_dir=run_dir, resume=resume,
-                            config={**cfg.to_dict(), "data": dcfg["data"],
-                                    "modalities": dcfg.get("modalities"), "sample_users": sample_users},
-                            show_progress=show_progress)
+                            config=config, show_progress=show_progress)
                         valid, test, best_epoch = result.valid, result.test, result.best_epoch
                     score = valid[exp.metric]
                     selection.append({"dataset": dname, "variant": variant, "seed": seed, "point": idx,
