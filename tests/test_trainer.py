@@ -13,6 +13,7 @@ from lirdrec.errors import CheckpointError, TrainingError
 from lirdrec.models import LightGCN
 from lirdrec.models.base import Recommender
 from lirdrec.train import Trainer
+from lirdrec.train.trainer import Callback, callback_keys
 from lirdrec.utils import seed_everything
 
 
@@ -26,9 +27,9 @@ def _lightgcn(ds, seed=3):
     return LightGCN.from_dataset(ds, embedding_dim=16, num_layers=2)
 
 
-def _fit(ds, **kw):
+def _fit(ds, resume=False, **kw):
     kw.setdefault("show_progress", False)
-    return Trainer(lr=5e-3, batch_size=256, seed=7, **kw).fit(_lightgcn(ds), ds)
+    return Trainer(lr=5e-3, batch_size=256, seed=7, **kw).fit(_lightgcn(ds), ds, resume=resume)
 
 
 def test_same_seed_identical_metrics(ds):
@@ -120,3 +121,31 @@ def test_lirdrec_training_is_bit_identical_with_several_threads():
         assert losses[0] == losses[1]
     finally:
         torch.set_num_threads(threads)
+
+
+class _Steps(Callback):
+    """Counts optimiser steps; the count is its checkpoint state."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def on_step_end(self, trainer, model, step):
+        self.steps += 1
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+def test_callback_state_is_checkpointed(ds, tmp_path):
+    full = [_Steps(), _Steps()]
+    _fit(ds, epochs=3, callbacks=full)
+    _fit(ds, epochs=2, out_dir=tmp_path, callbacks=[_Steps(), _Steps()])
+    resumed = [_Steps(), _Steps()]
+    _fit(ds, epochs=3, out_dir=tmp_path, callbacks=resumed, resume=True)
+    assert [c.steps for c in resumed] == [c.steps for c in full] and full[0].steps > 0
+    states = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["callbacks"]
+    assert states == {"_Steps": {"steps": full[0].steps}, "_Steps#1": {"steps": full[1].steps}}
+    assert callback_keys([Callback(), _Steps(), Callback()]) == ["Callback", "_Steps", "Callback#1"]

@@ -26,13 +26,17 @@ from lirdrec.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Trainer", "Callback", "FitResult"]
+__all__ = ["Trainer", "Callback", "FitResult", "callback_keys"]
 
 
 class Callback:
     """Hooks the trainer calls; override what you need. All default to doing nothing.
 
-    ``step`` counts optimiser steps from 0 over the whole run.
+    ``step`` counts optimiser steps from 0 over the whole run. A callback that accumulates
+    something across epochs returns it from :meth:`state_dict`: the trainer saves it in every
+    checkpoint (under :func:`callback_keys`) and, when resuming, hands it to
+    :meth:`load_state_dict` after :meth:`on_fit_start`, so a resumed run ends with the same
+    state as an uninterrupted one.
     """
 
     def on_fit_start(self, trainer: "Trainer", model, ds: Dataset) -> None: ...
@@ -41,6 +45,27 @@ class Callback:
     def on_step_end(self, trainer: "Trainer", model, step: int) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", model, epoch: int, metrics: dict[str, float]) -> None: ...
     def on_fit_end(self, trainer: "Trainer", model, result: "FitResult") -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this callback (picklable); default: nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned, when a run resumes; default: nothing."""
+
+
+def callback_keys(callbacks: Sequence[Callback]) -> list[str]:
+    """Checkpoint key of each callback: its class name, ``#k`` appended to the k-th repeat.
+
+    >>> callback_keys([Callback(), Callback()])
+    ['Callback', 'Callback#1']
+    """
+    keys: list[str] = []
+    for cb in callbacks:
+        name = type(cb).__name__
+        repeats = sum(k.split("#")[0] == name for k in keys)
+        keys.append(f"{name}#{repeats}" if repeats else name)
+    return keys
 
 
 @dataclass
@@ -200,8 +225,9 @@ class Trainer:
         """Train ``model`` on ``ds`` and return the best-validation metrics.
 
         With ``resume=True`` and a ``checkpoint.pt`` in ``out_dir``, training continues from it
-        (model, optimiser, sampler and global RNG states, early-stopping counters, best weights),
-        reaching the same final metrics as an uninterrupted run with the same seed.
+        (model, optimiser, sampler and global RNG states, early-stopping counters, best weights,
+        callback states), reaching the same final metrics as an uninterrupted run with the same
+        seed.
 
         With ``deterministic=True`` (default) torch's deterministic algorithms are switched on
         for the duration of the fit (and restored after): with several CPU threads some backward
@@ -267,6 +293,12 @@ class Trainer:
             best_state, best_extra = ck["best_state"], ck.get("best_extra", {})
             best_valid, best_test, history = ck["best_valid"], ck["best_test"], ck["history"]
             train_time, self.global_step = ck["train_time"], ck["global_step"]
+            states = ck.get("callbacks", {})
+            for key, cb in zip(callback_keys(self.callbacks), self.callbacks):
+                if key in states:
+                    cb.load_state_dict(states[key])
+                elif cb.state_dict():
+                    logger.warning("%s: no state of callback %s; it starts afresh", ckpt_path, key)
             logger.info("resumed %s at epoch %d (best epoch %d, %s %.4f)", ckpt_path, ck["epoch"],
                         best_epoch, self.valid_metric, best_score)
 
@@ -346,6 +378,8 @@ class Trainer:
                     "best_valid": best_valid, "best_test": best_test, "history": history,
                     "train_time": train_time, "global_step": self.global_step,
                     "fingerprint": self._fingerprint() if self.config is not None else None,
+                    "callbacks": {key: cb.state_dict() for key, cb in
+                                  zip(callback_keys(self.callbacks), self.callbacks)},
                 })
             if stopped_early:
                 logger.info("early stop after epoch %d: no %s improvement for %d epochs; best epoch %d",
