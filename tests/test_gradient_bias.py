@@ -20,11 +20,12 @@ from lirdrec.diagnostics.gradient_bias import (
     resolve_model_names,
     run_gradient_bias,
     summarize,
+    write_outputs,
 )
-from lirdrec.errors import ConfigError
+from lirdrec.errors import CheckpointError, ConfigError
 from lirdrec.models import registry
 from lirdrec.models.base import Recommender, bpr_loss
-from lirdrec.train.trainer import Trainer
+from lirdrec.train.trainer import Callback, Trainer
 from lirdrec.utils.seed import seed_everything
 
 SCALE = 2.0  # q_i = e_i + SCALE * W x_i: the feature output's gradient is SCALE times the ID row's
@@ -358,3 +359,88 @@ def test_resolve_model_names():
         resolve_model_names(["graphsage"])
     with pytest.raises(ConfigError, match="epochs must be"):
         run_gradient_bias(["vbpr"], generate(seed=0, num_users=20, num_items=30), 0, "/nonexistent")
+
+
+class _Interrupt(Exception):
+    """Stands for a crash after a checkpoint was written."""
+
+
+class _StopAt(Callback):
+    """Raises :class:`_Interrupt` when ``epoch`` starts (the trainer never reaches ``on_fit_end``)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer, model, epoch):
+        if epoch == self.epoch:
+            raise _Interrupt(epoch)
+
+
+@pytest.mark.parametrize("snapshots", ["memory", "disk"])
+def test_resumed_run_records_what_an_uninterrupted_one_does(tmp_path, snapshots):
+    ds = generate(seed=1, num_users=60, num_items=90)
+
+    def fit(run, callbacks, model_seed=5, resume=False):
+        seed_everything(model_seed)
+        model = registry.get("vbpr").from_dataset(ds)
+        trainer = Trainer(
+            lr=1e-3,
+            epochs=4,
+            batch_size=128,
+            seed=5,
+            show_progress=False,
+            out_dir=tmp_path / run,
+            callbacks=callbacks,
+        )
+        return trainer.fit(model, ds, resume=resume)
+
+    def recorder(run):
+        snap = None if snapshots == "memory" else tmp_path / f"snap-{run}"
+        return GradientBiasRecorder(every=2, snapshot_dir=snap, model_name="vbpr")
+
+    full = recorder("full")
+    fit("full", [full])
+    cut = recorder("cut")
+    with pytest.raises(_Interrupt):
+        fit("cut", [cut, _StopAt(3)])  # checkpoint after epoch 2, crash when epoch 3 starts
+    resumed = recorder("cut")
+    fit("cut", [resumed], model_seed=123, resume=True)  # weights come from the checkpoint
+
+    assert len(resumed.probe_rows) == 4 and {r[1] for r in resumed.step_rows} == {1, 2, 3, 4}
+    for name in ("step_rows", "epoch_rows"):
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(getattr(resumed, name)), pd.DataFrame(getattr(full, name))
+        )
+    pd.testing.assert_frame_equal(pd.DataFrame(resumed.item_rows), pd.DataFrame(full.item_rows))
+    pd.testing.assert_frame_equal(pd.DataFrame(resumed.probe_rows), pd.DataFrame(full.probe_rows))
+    paths_full = write_outputs({"vbpr": full}, tmp_path / "out-full")
+    paths_resumed = write_outputs({"vbpr": resumed}, tmp_path / "out-resumed")
+    for key, path in paths_full.items():
+        assert paths_resumed[key].read_text() == path.read_text(), key
+    if snapshots == "disk":
+        assert not any((tmp_path / "snap-cut").iterdir())  # removed at the end of the resumed run
+
+
+def test_resume_without_the_snapshot_files_is_a_checkpoint_error(tmp_path):
+    ds = generate(seed=1, num_users=40, num_items=50)
+    snap = tmp_path / "snap"
+
+    def fit(callbacks, resume=False):
+        seed_everything(5)
+        model = registry.get("vbpr").from_dataset(ds)
+        Trainer(
+            lr=1e-3,
+            epochs=3,
+            batch_size=128,
+            seed=5,
+            show_progress=False,
+            out_dir=tmp_path / "run",
+            callbacks=callbacks,
+        ).fit(model, ds, resume=resume)
+
+    with pytest.raises(_Interrupt):
+        fit([GradientBiasRecorder(probe=False, snapshot_dir=snap), _StopAt(2)])
+    for path in snap.iterdir():
+        path.unlink()
+    with pytest.raises(CheckpointError, match="snapshot .* is gone"):
+        fit([GradientBiasRecorder(probe=False, snapshot_dir=snap)], resume=True)

@@ -56,7 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from lirdrec.data.dataset import Dataset
-from lirdrec.errors import ConfigError
+from lirdrec.errors import CheckpointError, ConfigError
 from lirdrec.evaluate.ranking import evaluate
 from lirdrec.train.trainer import Callback
 from lirdrec.utils.io import atomic_write
@@ -114,6 +114,16 @@ STEP_QUANTITIES = (
     "row_norm_mean",
     "update_norm",
     "relative_update",
+)
+
+#: Recorder attributes holding what has been recorded (kept in trainer checkpoints).
+_RECORDED = (
+    "step_rows",
+    "epoch_rows",
+    "item_rows",
+    "probe_rows",
+    "item_epoch",
+    "feature_in_forward",
 )
 
 #: Threshold of the "converged" epoch in the summary (mean per-step relative update).
@@ -321,7 +331,9 @@ class GradientBiasRecorder(Callback):
         item_epoch (dict[str, np.ndarray]): last epoch's per-item ``id_grad``, ``feature_grad``,
             ``id_touched`` (``(I,)`` each) and ``degree``.
 
-    Not saved in trainer checkpoints: a resumed run records from the resume point only.
+    Saved in trainer checkpoints (:meth:`state_dict`): a run resumed from a checkpoint records
+    the same rows as an uninterrupted one. With ``snapshot_dir`` the checkpoint holds the paths
+    of the snapshot files, which must still be there when the run resumes.
     """
 
     def __init__(
@@ -709,10 +721,59 @@ class GradientBiasRecorder(Callback):
                 self.epoch_rows.append(
                     (epoch, g, "rel_dist_to_final", dist / fin if fin > 0 else float("nan"))
                 )
-        if self.snapshot_dir is not None:
-            for path in self._snapshots:
-                Path(path).unlink(missing_ok=True)
+        for item in self._snapshots:
+            if not isinstance(item, dict):
+                Path(item).unlink(missing_ok=True)
         self._snapshots = []
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything recorded so far and what the next epoch builds on, for trainer checkpoints.
+
+        The rows, the last epoch's per-item arrays, the previous snapshot and epoch update (for
+        the next epoch's update and cosine), every epoch's snapshot (tensors, or file paths with
+        ``snapshot_dir``) and the per-item accumulators (empty at an epoch's end, where the
+        trainer checkpoints).
+        """
+        self._flush()
+        return {
+            "rows": {name: getattr(self, name) for name in _RECORDED},
+            "feature_seen": self._feat_seen,
+            "prev": self._prev,
+            "prev_delta": self._prev_delta,
+            "snapshots": [s if isinstance(s, dict) else str(s) for s in self._snapshots],
+            "items": {
+                "id_sum": self._id_sum.cpu(),
+                "feat_sum": self._feat_sum.cpu(),
+                "id_touch": self._id_touch.cpu(),
+                "theta_grad_sum": self._theta_grad_sum,
+                "item_steps": self._item_steps,
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (called by the trainer after :meth:`on_fit_start`).
+
+        Raises:
+            CheckpointError: a snapshot file named in ``state`` no longer exists.
+        """
+        missing = [s for s in state["snapshots"] if isinstance(s, str) and not Path(s).is_file()]
+        if missing:
+            raise CheckpointError(
+                f"GradientBiasRecorder: epoch snapshot {missing[0]} of the interrupted run is "
+                "gone; resume with its snapshot_dir intact or start a new run"
+            )
+        for name in _RECORDED:
+            value = state["rows"][name]
+            setattr(self, name, list(value) if isinstance(value, list) else value)
+        self._feat_seen = state["feature_seen"]
+        self._prev, self._prev_delta = state["prev"], state["prev_delta"]
+        self._snapshots = [s if isinstance(s, dict) else Path(s) for s in state["snapshots"]]
+        items = state["items"]
+        self._id_sum = items["id_sum"].to(self._dev)
+        self._feat_sum = items["feat_sum"].to(self._dev)
+        self._id_touch = items["id_touch"].to(self._dev)
+        self._theta_grad_sum, self._item_steps = items["theta_grad_sum"], items["item_steps"]
 
 
 # ----------------------------------------------------------------------------- outputs
