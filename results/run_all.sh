@@ -7,7 +7,8 @@
 set -uo pipefail
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 E=datasets/experiments
-read -r -a JOBS <<< "${JOBS:-main_table ablation sensitivity sensitivity_ml100k}"
+# mllm_features needs runs/data/ml100k from `lirdrec prepare datasets/ml100k/recipe.yaml --out runs/data/ml100k`
+read -r -a JOBS <<< "${JOBS:-main_table ablation sensitivity sensitivity_ml100k mllm_features}"
 CLAIMS=$(mktemp -d)
 
 run() {  # one experiment file: provenance before and after, the runner, the per-run table
