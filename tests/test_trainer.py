@@ -58,7 +58,7 @@ def test_run_files(ds, tmp_path):
     assert metrics["best_epoch"] == res.best_epoch and "Recall@20" in metrics["valid"]
     assert metrics["test"]["NDCG@20"] == res.test["NDCG@20"]
     lines = (tmp_path / "log.csv").read_text().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("epoch,loss,train_s,eval_s,valid/Recall@5")
+    assert len(lines) == 3 and lines[0].startswith("epoch,loss,train_s,eval_s,lr,valid/Recall@5")
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "config.yaml").is_file()
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -149,3 +149,31 @@ def test_callback_state_is_checkpointed(ds, tmp_path):
     states = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["callbacks"]
     assert states == {"_Steps": {"steps": full[0].steps}, "_Steps#1": {"steps": full[1].steps}}
     assert callback_keys([Callback(), _Steps(), Callback()]) == ["Callback", "_Steps", "Callback#1"]
+
+
+def test_lr_decay_follows_mmrec_schedule_and_resumes(ds, tmp_path):
+    """Epoch e trains with lr * gamma^((e-1)/T) (MMRec's LambdaLR stepped after each epoch); the
+    schedule survives a resume; gamma = 1 is the constant rate of every other model."""
+    kw = dict(lr_decay=0.5, lr_decay_epochs=2)
+    full = _fit(ds, epochs=4, out_dir=tmp_path / "full", config={"x": 1}, **kw)
+    assert [r["lr"] for r in full.history] == pytest.approx([5e-3 * 0.5 ** ((e - 1) / 2)
+                                                             for e in range(1, 5)], rel=1e-12)
+    _fit(ds, epochs=2, out_dir=tmp_path / "cut", config={"x": 1}, **kw)
+    resumed = Trainer(lr=5e-3, batch_size=256, seed=7, epochs=4, out_dir=tmp_path / "cut",
+                      config={"x": 1}, show_progress=False, **kw).fit(_lightgcn(ds, seed=1), ds,
+                                                                     resume=True)
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in full.history]
+    assert resumed.valid == full.valid and resumed.test == full.test
+    constant = _fit(ds, epochs=2)
+    assert [r["lr"] for r in constant.history] == [5e-3, 5e-3]
+    with pytest.raises(Exception, match="lr_decay must be in"):
+        Trainer(lr_decay=1.5)
+
+
+def test_lattice_reference_decay_is_its_trainer_default():
+    from lirdrec.cli.config import resolve
+
+    assert resolve("lattice", []).trainer_kwargs["lr_decay"] == 0.96
+    assert resolve("lattice", []).trainer_kwargs["lr_decay_epochs"] == 50
+    assert resolve("lightgcn", []).trainer_kwargs["lr_decay"] == 1.0
+    assert resolve("lattice", [{"lr_decay": 1.0}]).trainer_kwargs["lr_decay"] == 1.0

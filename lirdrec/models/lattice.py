@@ -160,6 +160,9 @@ class LATTICE(Recommender):
 
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("projections",)
+    #: the reference configuration decays the learning rate by 0.96 every 50 epochs (MMRec's
+    #: ``learning_rate_scheduler: [0.96, 50]``), applied by the trainer
+    trainer_defaults = {"lr_decay": 0.96, "lr_decay_epochs": 50}
 
     #: the epoch's detached item graph, rebuilt from parameters on their device
     unregistered_tensors = ("_cached_graph",)

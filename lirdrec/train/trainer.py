@@ -130,6 +130,11 @@ class Trainer:
         device (str): ``"cpu"`` or ``"cuda"``. (default: ``"cpu"``)
         checkpoint_every (int): write ``checkpoint.pt`` every n epochs (and at the end). (default: ``1``)
         deterministic (bool): torch deterministic algorithms during :meth:`fit`. (default: ``True``)
+        lr_decay (float): learning-rate decay :math:`\gamma`: epoch :math:`e` (1-based) trains
+            with :math:`\mathrm{lr}\cdot\gamma^{(e-1)/T}` (MMRec's ``learning_rate_scheduler:
+            [γ, T]``, a :class:`torch.optim.lr_scheduler.LambdaLR` stepped after each epoch;
+            LATTICE's reference uses ``[0.96, 50]``). (default: ``1.0``, constant)
+        lr_decay_epochs (float): :math:`T`. (default: ``50``)
     """
 
     def __init__(
@@ -151,11 +156,15 @@ class Trainer:
         device: str = "cpu",
         checkpoint_every: int = 1,
         deterministic: bool = True,
+        lr_decay: float = 1.0,
+        lr_decay_epochs: float = 50,
     ) -> None:
         checks = [("lr", lr, lr > 0, "> 0"), ("epochs", epochs, epochs >= 0, ">= 0"),
                   ("batch_size", batch_size, batch_size > 0, "> 0"),
                   ("patience", patience, patience >= 0, ">= 0"),
-                  ("weight_decay", weight_decay, weight_decay >= 0, ">= 0")]
+                  ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
+                  ("lr_decay", lr_decay, 0 < lr_decay <= 1, "in (0, 1]"),
+                  ("lr_decay_epochs", lr_decay_epochs, lr_decay_epochs > 0, "> 0")]
         for name, value, ok, exp in checks:
             if not ok:
                 raise ConfigError(f"Trainer: {name} must be {exp}, got {value!r}")
@@ -173,6 +182,7 @@ class Trainer:
         self.show_progress = show_progress
         self.device = torch.device(device)
         self.checkpoint_every = max(1, int(checkpoint_every))
+        self.lr_decay, self.lr_decay_epochs = float(lr_decay), float(lr_decay_epochs)
         self.deterministic = bool(deterministic)
         self.optimizer: torch.optim.Optimizer | None = None
         self.global_step = 0
@@ -266,6 +276,8 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.seed)
         sampler = BPRSampler(ds, generator)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        decay, period = self.lr_decay, self.lr_decay_epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / period))
         start_epoch, best_score, best_epoch, bad_epochs = 1, -math.inf, 0, 0
         best_state = copy.deepcopy(model.state_dict())
         best_extra = copy.deepcopy(model.extra_state())
@@ -285,6 +297,8 @@ class Trainer:
             model.load_state_dict(ck["model"])
             model.load_extra_state(ck.get("model_extra", {}))
             self.optimizer.load_state_dict(ck["optimizer"])
+            if "scheduler" in ck:
+                scheduler.load_state_dict(ck["scheduler"])
             generator.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
             np.random.set_state(ck["numpy_rng"])
@@ -340,6 +354,8 @@ class Trainer:
                 self.global_step += 1
             t1 = time.perf_counter()
             train_time += t1 - t0
+            epoch_lr = self.optimizer.param_groups[0]["lr"]
+            scheduler.step()  # the next epoch's learning rate
             reps = self._forward_eval(model)
             valid, test = self._evaluate(model, ds, reps)  # test kept only when valid improves
             score = valid[self.valid_metric]
@@ -354,7 +370,7 @@ class Trainer:
                 bad_epochs += 1
             t2 = time.perf_counter()
             row = {"epoch": epoch, "loss": total / max(n_batches, 1), "train_s": round(t1 - t0, 4),
-                   "eval_s": round(t2 - t1, 4)}
+                   "eval_s": round(t2 - t1, 4), "lr": epoch_lr}
             row.update({f"valid/{k}": v for k, v in valid.items()
                         if k.split("@")[0] in ("Recall", "NDCG")})
             row["best"] = improved
@@ -371,7 +387,8 @@ class Trainer:
                                           or epoch == self.epochs):
                 save_checkpoint(ckpt_path, {
                     "model": model.state_dict(), "model_extra": model.extra_state(),
-                    "optimizer": self.optimizer.state_dict(), "generator": generator.get_state(),
+                    "optimizer": self.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                     "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                     "bad_epochs": bad_epochs, "best_state": best_state, "best_extra": best_extra,
