@@ -115,8 +115,7 @@ class BM3(Recommender):
         self.train_features = bool(train_features)
         # constant graph: a non-persistent buffer (follows .to(), rebuilt by from_dataset)
         self.register_buffer("adj", adj, persistent=False)
-        self.user_emb = nn.Parameter(torch.empty(num_users, self.embedding_dim))
-        self.item_emb = nn.Parameter(torch.empty(num_items, self.embedding_dim))
+        self._add_id_embeddings(self.embedding_dim)
         self.predictor = nn.Linear(self.embedding_dim, self.embedding_dim)
         self.features = feature_tables(mats, self.train_features)
         self.projections = nn.ModuleList(nn.Linear(x.shape[1], self.embedding_dim) for x in mats)
@@ -124,8 +123,7 @@ class BM3(Recommender):
         self.generator, self.generator_seed = make_generator(generator_seed)
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user_emb)
-        nn.init.xavier_uniform_(self.item_emb)
+        self._reset_id_embeddings()
         for lin in [self.predictor, *self.projections]:
             lin.reset_parameters()  # bias: PyTorch default, as the reference
             nn.init.xavier_normal_(lin.weight)

@@ -207,16 +207,14 @@ class FREEDOM(Recommender):
         self._edge_probs = val[ui].float()  # 1 / sqrt(|N_u| |N_i|)
         self._train_adj: Tensor | None = None
 
-        self.user_emb = nn.Parameter(torch.empty(num_users, self.embedding_dim))
-        self.item_emb = nn.Parameter(torch.empty(num_items, self.embedding_dim))
+        self._add_id_embeddings(self.embedding_dim)
         self.features = feature_tables(mats, self.train_features)
         self.projections = nn.ModuleList(nn.Linear(x.shape[1], self.embedding_dim) for x in mats)
         self.reset_parameters()
         self.generator, self.generator_seed = make_generator(generator_seed)
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user_emb)
-        nn.init.xavier_uniform_(self.item_emb)
+        self._reset_id_embeddings()
         for proj in self.projections:
             proj.reset_parameters()
 

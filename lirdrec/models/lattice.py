@@ -206,16 +206,14 @@ class LATTICE(Recommender):
         self._graph_stale = True
         self._cached_graph: tuple[Tensor, Tensor] | None = None  # detached (S, S^T) CSR
 
-        self.user_emb = nn.Parameter(torch.empty(num_users, self.embedding_dim))
-        self.item_emb = nn.Parameter(torch.empty(num_items, self.embedding_dim))
+        self._add_id_embeddings(self.embedding_dim)
         self.features = feature_tables(mats, self.train_features)
         self.projections = nn.ModuleList(nn.Linear(x.shape[1], self.feat_embed_dim) for x in mats)
         self.modal_weight = nn.Parameter(torch.full((len(mats),), 0.5)) if len(mats) > 1 else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user_emb)
-        nn.init.xavier_uniform_(self.item_emb)
+        self._reset_id_embeddings()
         for proj in self.projections:
             proj.reset_parameters()
         if self.modal_weight is not None:

@@ -83,13 +83,11 @@ class LightGCN(Recommender):
         self.reg_weight = float(reg_weight)
         self.layer_combine = layer_combine
         self.register_buffer("adj", adj, persistent=False)  # constant: moved by .to(), not saved
-        self.user_emb = nn.Parameter(torch.empty(num_users, self.embedding_dim))
-        self.item_emb = nn.Parameter(torch.empty(num_items, self.embedding_dim))
+        self._add_id_embeddings(self.embedding_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user_emb)
-        nn.init.xavier_uniform_(self.item_emb)
+        self._reset_id_embeddings()
 
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs) -> "LightGCN":

@@ -50,13 +50,11 @@ class MF(Recommender):
         check_param("MF", "reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
         self.embedding_dim = int(embedding_dim)
         self.reg_weight = float(reg_weight)
-        self.user_emb = nn.Parameter(torch.empty(num_users, self.embedding_dim))
-        self.item_emb = nn.Parameter(torch.empty(num_items, self.embedding_dim))
+        self._add_id_embeddings(self.embedding_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user_emb)
-        nn.init.xavier_uniform_(self.item_emb)
+        self._reset_id_embeddings()
 
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs) -> "MF":
