@@ -180,6 +180,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_grid(args: argparse.Namespace) -> int:
     """Train every point of a grid; pick the winner by validation metric."""
     from lirdrec.cli.config import read_yaml
+    from lirdrec.train.run import check_finished_run
     from lirdrec.utils.io import atomic_write
     from lirdrec.utils.table import format_table
 
@@ -201,6 +202,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         if done.is_file() and (run_dir / "config.yaml").is_file():
             logger.info("grid point %d/%d already finished: %s", idx + 1, len(points), point)
             res = json.loads(done.read_text())
+            check_finished_run(run_dir, cfg.to_dict(), res)
             valid, test, best = res["valid"], res["test"], res["best_epoch"]
         else:
             logger.info("grid point %d/%d: %s", idx + 1, len(points), point)

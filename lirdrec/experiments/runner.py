@@ -39,7 +39,7 @@ from lirdrec.cli.config import read_yaml, resolve
 from lirdrec.data.loader import load_dataset
 from lirdrec.data.sample import subsample_users
 from lirdrec.errors import ConfigError
-from lirdrec.train.run import run_training
+from lirdrec.train.run import check_finished_run, run_training
 from lirdrec.utils.io import atomic_write
 from lirdrec.utils.table import format_table
 
@@ -113,52 +113,6 @@ def _long_rows(dataset: str, model: str, variant: str, seed: int, split: str,
         rows.append({"dataset": dataset, "model": model, "variant": variant, "seed": seed,
                      "split": split, "metric": name, "K": int(k), "value": float(value)})
     return rows
-
-
-def _defaults(model: str) -> dict[str, Any]:
-    from lirdrec.cli.config import DATA_KEYS, model_defaults, trainer_defaults
-    from lirdrec.models import registry
-
-    return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults()}
-
-
-def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Refuse to read back a finished run whose ``config.yaml`` is not the configuration the
-    experiment file now resolves to (its numbers would silently belong to another setting).
-
-    Tolerated: the data path (machine-specific; the run directory names the dataset), keys that
-    a newer lirdrec added whose value is their default (the older run behaved as the default),
-    and a different ``epochs`` when the run stopped early before either cap.
-
-    Raises:
-        ConfigError: listing every differing key, with the way out.
-    """
-    import yaml
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: metrics.json without config.yaml; delete the directory "
-                          "to retrain it")
-    saved = yaml.safe_load(path.read_text()) or {}
-    defaults = _defaults(str(config.get("model")))
-    diffs = []
-    for key in sorted(set(config) | set(saved)):
-        if key == "data" or key not in config:
-            continue
-        new = config[key]
-        if key not in saved:
-            if key in defaults and new == defaults[key]:
-                continue
-            diffs.append(f"{key}: (not set) -> {new!r}")
-        elif saved[key] != new:
-            if (key == "epochs" and metrics.get("stopped_early")
-                    and int(metrics.get("epochs_run", 10**9)) < min(int(saved[key]), int(new))):
-                continue
-            diffs.append(f"{key}: {saved[key]!r} -> {new!r}")
-    if diffs:
-        raise ConfigError(f"{run_dir} finished with a different configuration than the experiment "
-                          f"file now gives ({'; '.join(diffs)}); delete that directory to retrain "
-                          "it, or change the experiment's 'out'")
 
 
 def run_experiment(exp: Experiment | str | Path, small: bool = False,

@@ -15,12 +15,13 @@ import numpy as np
 from lirdrec.data.cold import hold_out_items
 from lirdrec.data.dataset import Dataset
 from lirdrec.data.loader import load_dataset
+from lirdrec.errors import ConfigError
 from lirdrec.train.trainer import Callback, FitResult, Trainer
 from lirdrec.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["prepare_dataset", "build_model", "run_training"]
+__all__ = ["prepare_dataset", "build_model", "run_training", "check_finished_run"]
 
 
 def prepare_dataset(data: str | Path | Dataset, modalities: str | None = None,
@@ -64,3 +65,51 @@ def run_training(
                       show_progress=show_progress)
     result: FitResult = trainer.fit(model, ds, resume=resume)
     return result, model, ds
+
+
+def _config_defaults(model: str) -> dict[str, Any]:
+    from lirdrec.cli.config import DATA_KEYS, model_defaults, trainer_defaults
+    from lirdrec.models import registry
+
+    return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults()}
+
+
+def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Refuse to reuse a finished run whose ``config.yaml`` is not the configuration now asked
+    for (its numbers would silently belong to another setting).
+
+    Used by ``lirdrec experiment`` and ``lirdrec grid`` before they read a finished run back.
+    Tolerated: the data path (machine-specific; the run directory names the dataset) and the
+    run's own ``out``, keys that a newer lirdrec added whose value is their default (the older
+    run behaved as the default), and a different ``epochs`` when the run stopped early before
+    either cap.
+
+    Raises:
+        ConfigError: listing every differing key, with the way out.
+    """
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: metrics.json without config.yaml; delete the directory "
+                          "to retrain it")
+    saved = yaml.safe_load(path.read_text()) or {}
+    defaults = _config_defaults(str(config.get("model")))
+    diffs = []
+    for key in sorted(set(config) | set(saved)):
+        if key in ("data", "out") or key not in config:
+            continue
+        new = config[key]
+        if key not in saved:
+            if key in defaults and new == defaults[key]:
+                continue
+            diffs.append(f"{key}: (not set) -> {new!r}")
+        elif saved[key] != new:
+            if (key == "epochs" and metrics.get("stopped_early")
+                    and int(metrics.get("epochs_run", 10**9)) < min(int(saved[key]), int(new))):
+                continue
+            diffs.append(f"{key}: {saved[key]!r} -> {new!r}")
+    if diffs:
+        raise ConfigError(f"{run_dir} finished with a different configuration than the one "
+                          f"now asked for ({'; '.join(diffs)}); delete that directory to retrain "
+                          "it, or write to another output directory")

@@ -8,7 +8,14 @@ __all__ = ["format_table"]
 
 
 def _cell(v: Any) -> str:
+    """Floats to 4 decimals, except values that would print as 0.0000 (``1e-05``) and large ones.
+
+    >>> [_cell(x) for x in (0.31234, 1e-05, 0.0, 12345.6, 3)]
+    ['0.3123', '1e-05', '0.0000', '12345.6', '3']
+    """
     if isinstance(v, float):
+        if v != 0.0 and abs(v) < 5e-5:
+            return f"{v:.3g}"
         return f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}"
     return str(v)
 
