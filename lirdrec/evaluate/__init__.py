@@ -1,6 +1,9 @@
 """Full-ranking evaluation and metrics."""
 
 from lirdrec.evaluate.metrics import METRICS, hits_from_topk, ranking_metrics
-from lirdrec.evaluate.ranking import DEFAULT_KS, auto_batch_size, evaluate, evaluate_splits, topk_items
+from lirdrec.evaluate.ranking import (
+    DEFAULT_KS, auto_batch_size, evaluate, evaluate_splits, topk_items,
+)
 
-__all__ = ["evaluate", "evaluate_splits", "auto_batch_size", "topk_items", "ranking_metrics", "hits_from_topk", "METRICS", "DEFAULT_KS"]
+__all__ = ["evaluate", "evaluate_splits", "auto_batch_size", "topk_items", "ranking_metrics",
+           "hits_from_topk", "METRICS", "DEFAULT_KS"]

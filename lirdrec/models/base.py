@@ -70,11 +70,10 @@ class Recommender(nn.Module):
         self.num_users = int(num_users)
         self.num_items = int(num_items)
 
-    # ------------------------------------------------------------------ interface
-
+    # ------------------------------------------------------------------ ID tables
     def _add_id_embeddings(self, dim: int) -> None:
-        """Create ``user_emb`` :math:`(U, d)` and ``item_emb`` :math:`(I, d)` ID tables (uninitialised;
-        :meth:`_reset_id_embeddings` draws them)."""
+        """Create ``user_emb`` :math:`(U, d)` and ``item_emb`` :math:`(I, d)` ID tables
+        (uninitialised; :meth:`_reset_id_embeddings` draws them)."""
         self.user_emb = nn.Parameter(torch.empty(self.num_users, dim))
         self.item_emb = nn.Parameter(torch.empty(self.num_items, dim))
 
@@ -82,6 +81,8 @@ class Recommender(nn.Module):
         """Xavier-uniform user then item ID table (the MMRec models' initialisation)."""
         nn.init.xavier_uniform_(self.user_emb)
         nn.init.xavier_uniform_(self.item_emb)
+
+    # ------------------------------------------------------------------ interface
     def forward(self) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         """Return ``(user_emb (U, d'), item_emb (I, d'))``, the representations that are scored."""
         raise NotImplementedError
