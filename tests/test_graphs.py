@@ -7,7 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lirdrec.graphs import bipartite_adjacency, build_knn_graph, combine_graphs, spmm, transpose_csr
+from lirdrec.graphs import (
+    bipartite_adjacency,
+    build_knn_graph,
+    combine_graphs,
+    propagate_sum,
+    residual_spmm,
+    spmm,
+    transpose_csr,
+)
 
 
 def test_bipartite_matches_dense_formula():
@@ -80,6 +88,32 @@ def test_combine_graphs_is_weighted_sum():
     b = build_knn_graph(torch.randn(12, 5), k=3)
     c = combine_graphs([a, b], [0.1, 0.9])
     assert torch.allclose(c.to_dense(), 0.1 * a.to_dense() + 0.9 * b.to_dense(), atol=1e-7)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2, 3, 4])
+def test_propagate_sum_and_residual_match_dense_powers(layers):
+    """Horner's layer sum and the residual term against sum_l A^l X and X + A^n X, with their
+    gradients, for the symmetric adjacency and a non-symmetric graph with its transpose."""
+    g = torch.Generator().manual_seed(layers)
+    adj = bipartite_adjacency(5, 6, [0, 1, 2, 3, 4, 0, 2], [0, 1, 2, 3, 5, 4, 4])
+    m = build_knn_graph(torch.randn(11, 4, generator=g), k=3, normalization="row")
+    x = torch.randn(11, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(11, 3, generator=g, dtype=torch.float64)
+    for graph, graph_t in [(adj, None), (m, transpose_csr(m))]:
+        graph = graph.double()
+        graph_t = None if graph_t is None else graph_t.double()
+        dense = graph.to_dense()
+        powers = [torch.linalg.matrix_power(dense, k) for k in range(layers + 1)]
+        expect_sum = sum(p @ x for p in powers)
+        expect_res = x + powers[layers] @ x
+        for got, expect in [(propagate_sum(graph, x, layers, graph_t), expect_sum),
+                            (residual_spmm(graph, x, layers, graph_t), expect_res)]:
+            torch.testing.assert_close(got, expect)
+            (grad,) = torch.autograd.grad((got * w).sum(), x)
+            (want,) = torch.autograd.grad((expect * w).sum(), x, retain_graph=True)
+            torch.testing.assert_close(grad, want)
+        with torch.no_grad():
+            torch.testing.assert_close(propagate_sum(graph, x, layers, graph_t), expect_sum)
 
 
 def test_spmm_forward_and_gradient_match_dense():

@@ -385,6 +385,12 @@ def test_row_normalize_matches_functional_normalize():
     torch.testing.assert_close(x1.grad, x2.grad)
     x3 = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(row_normalize, (x3,))
+    # several parts: the rows of their concatenation, gradients split back to each part
+    a = torch.randn(3, 2, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, 2, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(row_normalize(a, b),
+                               torch.nn.functional.normalize(torch.cat([a, b]), dim=-1))
+    assert torch.autograd.gradcheck(row_normalize, (a, b))
 
 
 def test_block_diagonal_scorers_equal_per_channel_scorers():

@@ -12,7 +12,14 @@ import warnings
 import torch
 from torch import Tensor
 
-__all__ = ["sparse_from_coo", "to_coo_parts", "spmm", "transpose_csr"]
+__all__ = [
+    "propagate_sum",
+    "residual_spmm",
+    "sparse_from_coo",
+    "spmm",
+    "to_coo_parts",
+    "transpose_csr",
+]
 
 
 def sparse_from_coo(row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]) -> Tensor:
@@ -78,6 +85,80 @@ def spmm(adj: Tensor, x: Tensor, adj_t: Tensor | None = None) -> Tensor:
     if not x.requires_grad:
         return _mm(adj, x)
     return _SpMM.apply(adj, adj if adj_t is None else adj_t, x)
+
+
+def _addmm(base: Tensor, adj: Tensor, x: Tensor) -> Tensor:
+    """``base + adj @ x`` in one sparse kernel (``beta=1``); ``torch.sparse.mm`` + add elsewhere."""
+    if adj.layout == torch.sparse_csr and x.device.type == "cpu" and x.dtype == adj.dtype:
+        return torch.addmm(base, adj, x)
+    return base + torch.sparse.mm(adj, x)
+
+
+def _horner(adj: Tensor, x: Tensor, steps: int) -> Tensor:
+    r""":math:`\sum_{l=0}^{L} A^l x` by Horner's rule :math:`t \leftarrow x + A t` (``steps`` =
+    :math:`L`): one sparse kernel per step that accumulates onto a copy of :math:`x`
+    (``addmm``, ``beta=1``), no separate layer tensors or additions."""
+    out = x
+    for _ in range(steps):
+        out = _addmm(x, adj, out)
+    return out
+
+
+def _residual(adj: Tensor, x: Tensor, power: int) -> Tensor:
+    r""":math:`x + A^n x`: :math:`n - 1` plain products, the last one accumulating onto ``x``."""
+    h = x
+    for _ in range(power - 1):
+        h = _mm(adj, h)
+    return _addmm(x, adj, h)
+
+
+class _Polynomial(torch.autograd.Function):
+    r"""``propagate_sum`` / ``residual_spmm`` with the same polynomial in :math:`A^\top` as
+    backward; nothing is saved for backward (the graph is constant)."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor, steps: int, cumulative: bool):  # type: ignore[override]
+        ctx.adj_t, ctx.steps, ctx.cumulative = adj_t, steps, cumulative
+        return (_horner if ctx.cumulative else _residual)(adj, x, steps)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        fn = _horner if ctx.cumulative else _residual
+        return None, None, fn(ctx.adj_t, grad.contiguous(), ctx.steps), None, None
+
+
+def propagate_sum(adj: Tensor, x: Tensor, num_layers: int, adj_t: Tensor | None = None) -> Tensor:
+    r"""LightGCN-style layer sum :math:`\sum_{l=0}^{L} A^l X` (SUM, not mean, over the layers).
+
+    Evaluated by Horner's rule, :math:`T \leftarrow X + A T` repeated :math:`L` times, and
+    nothing is kept for backward, whose gradient :math:`\sum_l (A^\top)^l G` is the same
+    recursion with :math:`A^\top` (``adj`` itself when ``adj_t`` is ``None``, i.e. :math:`A`
+    symmetric, as the normalised bipartite adjacency is). Each step is one sparse kernel that
+    accumulates onto a copy of :math:`X` (``addmm`` with ``beta=1``): no layer tensors, no
+    separate additions. The same numbers as summing the layers one by one, up to float rounding.
+
+    Shapes:
+        - adj :math:`(N, N)` sparse, x :math:`(N, d)` -> :math:`(N, d)`
+    """
+    if num_layers == 0:
+        return x
+    if not x.requires_grad:
+        return _horner(adj, x, num_layers)
+    return _Polynomial.apply(adj, adj if adj_t is None else adj_t, x, num_layers, True)
+
+
+def residual_spmm(adj: Tensor, x: Tensor, power: int = 1, adj_t: Tensor | None = None) -> Tensor:
+    r"""Residual graph term :math:`X + A^n X` (LIRDRec's item-item kNN residual), the last product
+    accumulated onto :math:`X` in the sparse kernel; backward :math:`G + (A^\top)^n G`.
+
+    Shapes:
+        - adj :math:`(N, N)` sparse, x :math:`(N, d)` -> :math:`(N, d)`
+    """
+    if power == 0:
+        return x + x
+    if not x.requires_grad:
+        return _residual(adj, x, power)
+    return _Polynomial.apply(adj, adj if adj_t is None else adj_t, x, power, False)
 
 
 def transpose_csr(adj: Tensor) -> Tensor:
