@@ -80,6 +80,27 @@ def test_grid_selects_by_validation(syn_dir, tmp_path, capsys):
     assert winner["valid/Recall@20"] == df["valid/Recall@20"].max()
 
 
+def test_grid_shards_share_one_directory(syn_dir, tmp_path, capsys):
+    """Two shards train disjoint points; the second to finish writes the full table and winner."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("embedding_dim: [4, 8, 16]\n")
+    out = tmp_path / "g"
+    base = ["-q", "grid", "--model", "mf", "--data", str(syn_dir), "--grid", str(grid),
+            "--epochs", "1", "--out", str(out)]
+    assert main([*base, "--shard", "2/2"]) == 0
+    assert "1 of 3 grid points finished" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("point-*")) == ["point-001"]
+    assert not (out / "grid.csv").exists()
+    assert main([*base, "--shard", "1/2"]) == 0
+    assert "winner (by validation Recall@20)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("point-*")) == ["point-000", "point-001", "point-002"]
+    import pandas as pd
+
+    assert pd.read_csv(out / "grid.csv")["point"].tolist() == [0, 1, 2]
+    assert main([*base, "--shard", "3/2"]) == 1
+    assert "--shard must be K/N with 1 <= K <= N" in capsys.readouterr().err
+
+
 def test_mmrec_yaml_aliases(syn_dir, tmp_path):
     from lirdrec.cli.config import read_yaml, resolve
 

@@ -177,6 +177,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``1 <= K <= N``; ``None`` -> ``(1, 1)``."""
+    if text is None:
+        return 1, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard must be K/N with 1 <= K <= N (e.g. 1/2), got {text!r}")
+    return k, n
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     """Train every point of a grid; pick the winner by validation metric."""
     from lirdrec.cli.config import read_yaml
@@ -190,8 +203,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.grid}: grid key {k!r} must map to a non-empty list, got {v!r}")
     keys = list(grid)
     points = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    shard, n_shards = _parse_shard(args.shard)
     out = Path(args.out) if args.out else Path("runs") / f"grid-{args.model}-{Path(args.data).name}"
-    setup_logging(args.verbose, out / "log.txt")
+    setup_logging(args.verbose, out / ("log.txt" if n_shards == 1 else f"log-{shard}of{n_shards}.txt"))
     base = _resolve_args(args)  # validates the fixed part once
     rows = []
     metric = base.trainer_kwargs["valid_metric"]
@@ -204,12 +218,19 @@ def cmd_grid(args: argparse.Namespace) -> int:
             res = json.loads(done.read_text())
             check_finished_run(run_dir, cfg.to_dict(), res)
             valid, test, best = res["valid"], res["test"], res["best_epoch"]
+        elif idx % n_shards != shard - 1:
+            continue  # another shard's point, not finished yet
         else:
             logger.info("grid point %d/%d: %s", idx + 1, len(points), point)
             result, _, _ = _train(cfg, run_dir, resume=False)
             valid, test, best = result.valid, result.test, result.best_epoch
         rows.append({"point": idx, **point, "best_epoch": best, f"valid/{metric}": valid[metric],
                      "test/Recall@20": test.get("Recall@20"), "test/NDCG@20": test.get("NDCG@20")})
+    if len(rows) < len(points):
+        print(format_table(rows))
+        print(f"shard {shard}/{n_shards} done: {len(rows)} of {len(points)} grid points finished; "
+              f"run the other shards (or the grid without --shard) for the rest and the winner")
+        return 0
     win = max(rows, key=lambda r: r[f"valid/{metric}"])
     for r in rows:
         r["winner"] = "*" if r is win else ""
@@ -307,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.add_argument("--grid", required=True, help="YAML mapping key -> list of values")
     p.add_argument("--out", help="grid directory (default runs/grid-<model>-<data>)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="train only grid points K, K+N, K+2N, ... (1-based) that are not finished, so "
+                        "that N processes share one grid directory; the last to finish writes the winner")
     p.set_defaults(func=cmd_grid)
 
     for mod in PLUGINS:
