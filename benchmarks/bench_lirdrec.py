@@ -40,6 +40,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TIKTOK = ROOT / ".." / "shared" / "data" / "tiktok"
+#: glibc malloc settings of ``--malloc-tuned``: blocks of 4 MiB and more are mmap'ed (returned to
+#: the OS on free instead of kept in the heap) with transparent huge pages (few page faults)
+MALLOC_TUNED = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4194304"
 
 
 def synthetic(num_users: int, num_items: int, num_train: int, dims=(128, 768), seed: int = 0):
@@ -75,7 +78,7 @@ def peak_rss_gib() -> float:
 
 
 def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: int = 0,
-             seed: int = 999) -> dict:
+             seed: int = 999, fused_adam: bool = False, shared_input: str = "auto") -> dict:
     from lirdrec.data import load_dataset
     from lirdrec.evaluate import auto_batch_size, evaluate_splits
     from lirdrec.models import LIRDRec
@@ -102,9 +105,11 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: in
         proj = {m: x @ torch.randn(x.shape[1], knn_proj, generator=g) for m, x in ds.features.items()}
         extra["item_graph"] = build_item_graph(proj)
         del proj
-    model = LIRDRec.from_dataset(ds, autocast_dtype="bfloat16" if dtype == "bf16" else None, **extra)
+    model = LIRDRec.from_dataset(ds, autocast_dtype="bfloat16" if dtype == "bf16" else None,
+                                 shared_input=shared_input, **extra)
     build_s = time.perf_counter() - t0
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    # the trainer's optimiser (Trainer(fused_adam=...))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused_adam or None)
     sampler = BPRSampler(ds, torch.Generator().manual_seed(seed))
     batch = 2048
     n_batches = -(-len(sampler) // batch)
@@ -148,8 +153,23 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: in
         "eval_s": round(min(eval_times), 3), "eval_batch": eval_batch, "peak_rss_gib": round(peak_rss_gib(), 3),
         "last_loss": round(losses[-1], 5), "valid_recall20": round(valid["Recall@20"], 5),
         "threads": torch.get_num_threads(), "load_avg": os.getloadavg()[0],
-        "knn_projected_to": knn_proj or None,
+        "knn_projected_to": knn_proj or None, "fused_adam": fused_adam,
+        "shared_input": model.shared_input,
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
     }
+
+
+def write_shape(directory: str) -> None:
+    """The TikTok-shaped synthetic set as MMRec files (``shape.inter``, ``image_feat.npy``,
+    ``text_feat.npy``; x_label 0/1/2 = train/valid/test) to time another implementation on."""
+    from lirdrec.data.io import write_mmrec
+
+    ds = synthetic(9300, 6700, 42000)
+    parts = [ds.train, ds.valid, ds.test]
+    write_mmrec(directory, "shape", np.concatenate([p.users for p in parts]),
+                np.concatenate([p.items for p in parts]),
+                np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)]),
+                {m: x.numpy() for m, x in ds.features.items()})
 
 
 def main() -> None:
@@ -161,11 +181,24 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--knn-proj", type=int, default=0,
                    help="build the kNN graph on a random projection to this many dims (fast)")
+    p.add_argument("--fused-adam", action="store_true",
+                   help="torch's fused Adam kernel (the trainer's fused_adam=true)")
+    p.add_argument("--shared-input", choices=["auto", "cache", "fold"], default="auto",
+                   help="LIRDRec shared_input: cache the DCT channel or fold it into the weights")
+    p.add_argument("--malloc-tuned", action="store_true",
+                   help="run each case with GLIBC_TUNABLES=" + MALLOC_TUNED + " (large blocks "
+                        "mmap'ed with transparent huge pages, returned to the OS when freed)")
+    p.add_argument("--write-shape", metavar="DIR",
+                   help="only write the TikTok-shaped set as MMRec files into DIR, then exit")
     args = p.parse_args()
+    if args.write_shape:
+        write_shape(args.write_shape)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.case:
-        print(json.dumps(run_case(args.case, args.dtype, args.epochs, args.steps, args.knn_proj)))
+        print(json.dumps(run_case(args.case, args.dtype, args.epochs, args.steps, args.knn_proj,
+                                  fused_adam=args.fused_adam, shared_input=args.shared_input)))
         return
     plan = [("shape", "fp32", 3, None), ("shape", "bf16", 3, None), ("tiktok", "fp32", 3, None),
             ("tiktok", "bf16", 3, None), ("100k", "fp32", 1, 2), ("100k", "bf16", 1, 2)]
@@ -179,7 +212,11 @@ def main() -> None:
             cmd += ["--steps", str(steps)]
         if case == "100k" and args.knn_proj:
             cmd += ["--knn-proj", str(args.knn_proj)]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        if args.fused_adam:
+            cmd += ["--fused-adam"]
+        cmd += ["--shared-input", args.shared_input]
+        env = dict(os.environ, GLIBC_TUNABLES=MALLOC_TUNED) if args.malloc_tuned else None
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False, env=env)
         if out.returncode:
             print(f"{case:7} {dtype:5} failed:\n{out.stderr[-2000:]}")
             continue

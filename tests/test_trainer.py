@@ -52,6 +52,36 @@ def test_resume_reaches_the_uninterrupted_result(ds, tmp_path):
             _lightgcn(ds), ds, resume=True)
 
 
+def test_fused_adam_is_the_same_update_and_resumes(ds, tmp_path):
+    """``fused_adam``: torch's fused Adam kernel. Same algorithm as the default: a step from the
+    same state and gradient agrees to float rounding; a run's losses track the default's
+    closely; an interrupted fused run resumes to the uninterrupted fused result."""
+    p0 = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    steps = []
+    for fused in (False, True):
+        p = p0.clone().requires_grad_()
+        opt = torch.optim.Adam([p], lr=1e-2, fused=fused or None)
+        for k in range(3):
+            p.grad = torch.sin(p.detach() * (k + 1))
+            opt.step()
+        steps.append(p.detach())
+    assert not torch.equal(p0, steps[0])
+    torch.testing.assert_close(steps[1], steps[0], rtol=0, atol=1e-6)
+
+    base = _fit(ds, epochs=3)
+    trainer = Trainer(lr=5e-3, batch_size=256, seed=7, epochs=3, fused_adam=True,
+                      out_dir=tmp_path / "full", config={"x": 1}, show_progress=False)
+    fused = trainer.fit(_lightgcn(ds), ds)
+    assert trainer.optimizer.defaults["fused"] is True
+    assert [r["loss"] for r in fused.history] == pytest.approx([r["loss"] for r in base.history],
+                                                               rel=1e-4)
+    _fit(ds, epochs=1, fused_adam=True, out_dir=tmp_path / "cut", config={"x": 1})
+    resumed = Trainer(lr=5e-3, batch_size=256, seed=7, epochs=3, fused_adam=True,
+                      out_dir=tmp_path / "cut", config={"x": 1}, show_progress=False).fit(
+        _lightgcn(ds, seed=123), ds, resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in fused.history]
+
+
 def test_run_files(ds, tmp_path):
     res = _fit(ds, epochs=2, out_dir=tmp_path, config={"model": "lightgcn"})
     metrics = json.loads((tmp_path / "metrics.json").read_text())
