@@ -21,8 +21,8 @@ REF=$(cd "$1" && pwd); MODEL=$2; DATA=$(cd "$3" && pwd); shift 3
 NAME=$(basename "$DATA")
 WORK=$(mktemp -d)
 cp -r "$REF/src" "$WORK/src"
-mkdir -p "$WORK/data"
-ln -s "$DATA" "$WORK/data/$NAME"
+mkdir -p "$WORK/data/$NAME"  # a copy: some references cache graphs into the dataset directory
+cp "$DATA/$NAME.inter" "$DATA"/*_feat.npy "$WORK/data/$NAME/"
 mkdir -p "$WORK/shims/torchvision/transforms"
 : > "$WORK/shims/torchvision/__init__.py"
 echo 'def __getattr__(name): return None' > "$WORK/shims/torchvision/transforms/__init__.py"
@@ -31,8 +31,8 @@ printf 'def pad(*a, **k): raise NotImplementedError\ndef resize(*a, **k): raise 
 : > "$WORK/shims/lmdb.py"
 pip install -q --no-deps --target "$WORK/shims" torch-dct==0.1.6 2>/dev/null
 cd "$WORK/src"
-grep -rl 'np\.float\b\|np\.int\b' . | xargs -r sed -i 's/np\.float\b/np.float64/g; s/np\.int\b/np.int64/g'
-grep -rl 'A\._update(data_dict)' models | xargs -r sed -i 's/^\( *\)A\._update(data_dict)$/\1_k = np.array(list(data_dict.keys())); A = sp.coo_matrix((np.ones(len(_k), dtype=np.float32), (_k[:, 0], _k[:, 1])), shape=A.shape).tocsr()/'
+{ grep -rl 'np\.float\b\|np\.int\b' . || true; } | xargs -r sed -i 's/np\.float\b/np.float64/g; s/np\.int\b/np.int64/g'
+{ grep -rl 'A\._update(data_dict)' models || true; } | xargs -r sed -i 's/^\( *\)A\._update(data_dict)$/\1_k = np.array(list(data_dict.keys())); A = sp.coo_matrix((np.ones(len(_k), dtype=np.float32), (_k[:, 0], _k[:, 1])), shape=A.shape).tocsr()/'
 sed "s/baby\.inter/$NAME.inter/" configs/dataset/baby.yaml > "configs/dataset/$NAME.yaml"
 sed -i 's/^use_gpu: .*/use_gpu: False/' configs/overall.yaml
 for kv in "$@"; do
