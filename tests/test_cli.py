@@ -101,6 +101,38 @@ def test_grid_shards_share_one_directory(syn_dir, tmp_path, capsys):
     assert "--shard must be K/N with 1 <= K <= N" in capsys.readouterr().err
 
 
+def test_grid_shard_collects_points_another_shard_finished_meanwhile(syn_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    """Shard 1/2 passes point 1 (shard 2's) unfinished; shard 2 then runs while shard 1 is about to
+    train point 2: it trains point 1 and ends without point 2; shard 1 trains point 2, then
+    collects point 1 and, ending last, writes the full table."""
+    import lirdrec.cli.main as cli
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("embedding_dim: [4, 8, 16]\n")
+    out = tmp_path / "g"
+    base = ["-q", "grid", "--model", "mf", "--data", str(syn_dir), "--grid", str(grid),
+            "--epochs", "1", "--out", str(out)]
+    train, calls = cli._train, []
+
+    def train_and_run_other_shard(cfg, run_dir, resume):
+        calls.append(run_dir.name)
+        if run_dir.name == "point-002":  # shard 1 passed point 1 unfinished: shard 2 runs now
+            assert not (out / "point-001").exists()
+            assert main([*base, "--shard", "2/2"]) == 0
+        return train(cfg, run_dir, resume)
+
+    monkeypatch.setattr(cli, "_train", train_and_run_other_shard)
+    assert main([*base, "--shard", "1/2"]) == 0
+    text = capsys.readouterr().out
+    assert calls == ["point-000", "point-002", "point-001"]  # the last one by shard 2
+    assert "2 of 3 grid points finished" in text  # the inner shard 2 ended first
+    assert "winner (by validation Recall@20)" in text
+    import pandas as pd
+
+    assert pd.read_csv(out / "grid.csv")["point"].tolist() == [0, 1, 2]
+
+
 def test_mmrec_yaml_aliases(syn_dir, tmp_path):
     from lirdrec.cli.config import read_yaml, resolve
 

@@ -209,23 +209,38 @@ def cmd_grid(args: argparse.Namespace) -> int:
     base = _resolve_args(args)  # validates the fixed part once
     rows = []
     metric = base.trainer_kwargs["valid_metric"]
-    for idx, point in enumerate(points):
-        cfg = _resolve_args(args, extra=point)
+
+    def finished(idx: int, point: dict, cfg) -> dict | None:
         run_dir = out / f"point-{idx:03d}"
         done = run_dir / "metrics.json"
-        if done.is_file() and (run_dir / "config.yaml").is_file():
+        if not (done.is_file() and (run_dir / "config.yaml").is_file()):
+            return None
+        res = json.loads(done.read_text())
+        check_finished_run(run_dir, cfg.to_dict(), res)
+        return res
+
+    def row(idx: int, point: dict, valid: dict, test: dict, best: int) -> dict:
+        return {"point": idx, **point, "best_epoch": best, f"valid/{metric}": valid[metric],
+                "test/Recall@20": test.get("Recall@20"), "test/NDCG@20": test.get("NDCG@20")}
+
+    others = []  # other shards' points, unfinished when this shard passed them
+    for idx, point in enumerate(points):
+        cfg = _resolve_args(args, extra=point)
+        res = finished(idx, point, cfg)
+        if res is not None:
             logger.info("grid point %d/%d already finished: %s", idx + 1, len(points), point)
-            res = json.loads(done.read_text())
-            check_finished_run(run_dir, cfg.to_dict(), res)
-            valid, test, best = res["valid"], res["test"], res["best_epoch"]
+            rows.append(row(idx, point, res["valid"], res["test"], res["best_epoch"]))
         elif idx % n_shards != shard - 1:
-            continue  # another shard's point, not finished yet
+            others.append((idx, point, cfg))
         else:
             logger.info("grid point %d/%d: %s", idx + 1, len(points), point)
-            result, _, _ = _train(cfg, run_dir, resume=False)
-            valid, test, best = result.valid, result.test, result.best_epoch
-        rows.append({"point": idx, **point, "best_epoch": best, f"valid/{metric}": valid[metric],
-                     "test/Recall@20": test.get("Recall@20"), "test/NDCG@20": test.get("NDCG@20")})
+            result, _, _ = _train(cfg, out / f"point-{idx:03d}", resume=False)
+            rows.append(row(idx, point, result.valid, result.test, result.best_epoch))
+    for idx, point, cfg in others:  # finished by now? (the last shard to end collects them all)
+        res = finished(idx, point, cfg)
+        if res is not None:
+            rows.append(row(idx, point, res["valid"], res["test"], res["best_epoch"]))
+    rows.sort(key=lambda r: r["point"])
     if len(rows) < len(points):
         print(format_table(rows))
         print(f"shard {shard}/{n_shards} done: {len(rows)} of {len(points)} grid points finished; "
