@@ -40,9 +40,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TIKTOK = ROOT / ".." / "shared" / "data" / "tiktok"
-#: glibc malloc settings of ``--malloc-tuned``: blocks of 4 MiB and more are mmap'ed (returned to
-#: the OS on free instead of kept in the heap) with transparent huge pages (few page faults)
-MALLOC_TUNED = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4194304"
+#: glibc malloc settings of ``--malloc-tuned`` (the low-memory configuration of results/lirdrec.md):
+#: blocks of 1 MiB and more are mmap'ed (returned to the OS on free instead of kept in the heap)
+#: with transparent huge pages (few page faults)
+MALLOC_TUNED = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576"
 
 
 def synthetic(num_users: int, num_items: int, num_train: int, dims=(128, 768), seed: int = 0):

@@ -210,13 +210,15 @@ def cmd_grid(args: argparse.Namespace) -> int:
     rows = []
     metric = base.trainer_kwargs["valid_metric"]
 
-    def finished(idx: int, point: dict, cfg) -> dict | None:
-        run_dir = out / f"point-{idx:03d}"
-        done = run_dir / "metrics.json"
-        if not (done.is_file() and (run_dir / "config.yaml").is_file()):
+    def run_dir(idx: int) -> Path:
+        return out / f"point-{idx:03d}"
+
+    def finished(idx: int, cfg) -> dict | None:
+        done = run_dir(idx) / "metrics.json"
+        if not (done.is_file() and (run_dir(idx) / "config.yaml").is_file()):
             return None
         res = json.loads(done.read_text())
-        check_finished_run(run_dir, cfg.to_dict(), res)
+        check_finished_run(run_dir(idx), cfg.to_dict(), res)
         return res
 
     def row(idx: int, point: dict, valid: dict, test: dict, best: int) -> dict:
@@ -226,7 +228,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     others = []  # other shards' points, unfinished when this shard passed them
     for idx, point in enumerate(points):
         cfg = _resolve_args(args, extra=point)
-        res = finished(idx, point, cfg)
+        res = finished(idx, cfg)
         if res is not None:
             logger.info("grid point %d/%d already finished: %s", idx + 1, len(points), point)
             rows.append(row(idx, point, res["valid"], res["test"], res["best_epoch"]))
@@ -234,10 +236,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
             others.append((idx, point, cfg))
         else:
             logger.info("grid point %d/%d: %s", idx + 1, len(points), point)
-            result, _, _ = _train(cfg, out / f"point-{idx:03d}", resume=False)
+            result, _, _ = _train(cfg, run_dir(idx), resume=False)
             rows.append(row(idx, point, result.valid, result.test, result.best_epoch))
     for idx, point, cfg in others:  # finished by now? (the last shard to end collects them all)
-        res = finished(idx, point, cfg)
+        res = finished(idx, cfg)
         if res is not None:
             rows.append(row(idx, point, res["valid"], res["test"], res["best_epoch"]))
     rows.sort(key=lambda r: r["point"])

@@ -58,6 +58,11 @@ class _SpMM(torch.autograd.Function):
         return None, None, _mm(ctx.adj_t, grad)
 
 
+def _csr_kernel(adj: Tensor, x: Tensor) -> bool:
+    """Whether ``addmm`` can run ``adj @ x`` as torch's CPU CSR kernel (same dtype, CPU, CSR)."""
+    return adj.layout == torch.sparse_csr and x.device.type == "cpu" and x.dtype == adj.dtype
+
+
 def _mm(adj: Tensor, x: Tensor) -> Tensor:
     """``adj @ x``; on CPU with a CSR ``adj``, written into an uninitialised output.
 
@@ -66,7 +71,7 @@ def _mm(adj: Tensor, x: Tensor) -> Tensor:
     ``beta=0`` into an empty tensor runs the kernel alone (``beta=0`` ignores the output's
     contents, rows without entries come out 0). Issue 4, ``benchmarks/bench_lirdrec.py``.
     """
-    if adj.layout == torch.sparse_csr and x.device.type == "cpu" and x.dtype == adj.dtype:
+    if _csr_kernel(adj, x):
         out = torch.empty(adj.shape[0], x.shape[1], dtype=x.dtype)
         return torch.addmm(out, adj, x, beta=0.0, out=out)
     return torch.sparse.mm(adj, x)
@@ -89,7 +94,7 @@ def spmm(adj: Tensor, x: Tensor, adj_t: Tensor | None = None) -> Tensor:
 
 def _addmm(base: Tensor, adj: Tensor, x: Tensor) -> Tensor:
     """``base + adj @ x`` in one sparse kernel (``beta=1``); ``torch.sparse.mm`` + add elsewhere."""
-    if adj.layout == torch.sparse_csr and x.device.type == "cpu" and x.dtype == adj.dtype:
+    if _csr_kernel(adj, x):
         return torch.addmm(base, adj, x)
     return base + torch.sparse.mm(adj, x)
 

@@ -20,7 +20,8 @@ def propagate(adj: Tensor, x: Tensor, num_layers: int, combine: str = "mean") ->
     r"""LightGCN propagation :math:`\sum_{l=0}^{L}\alpha_l \hat A^l X`.
 
     ``combine="mean"`` uses :math:`\alpha_l = 1/(L+1)` (LightGCN, MMRec's LightGCN),
-    ``"sum"`` uses :math:`\alpha_l = 1` (LIRDRec).
+    ``"sum"`` uses :math:`\alpha_l = 1` (LIRDRec's combination; LIRDRec itself
+    uses :func:`lirdrec.graphs.propagate_sum`, the same sum by Horner's rule).
 
     Shapes:
         - adj :math:`(N, N)` sparse, x :math:`(N, d)` -> :math:`(N, d)`
