@@ -19,9 +19,14 @@ Evaluation is the trainer's: one eval-mode forward, then valid and test metrics 
 pass (`lirdrec.evaluate.evaluate_splits`) in blocks of min(4096, 2^23 / I) users, so that a
 (B, I) score block stays within 32 MiB (1,252 users at 6.7k items, 83 at 100k).
 
+``--floor`` replays, alone, the kernels of one TikTok-shaped step that any implementation of this
+math runs (the encoders' GEMMs, the sparse products), next to a full step: what is left is the
+element-wise work, the loss, PWC and Adam.
+
 Usage (from the repository root):
   python benchmarks/bench_lirdrec.py                       # every case, fp32 and bf16
   python benchmarks/bench_lirdrec.py --case shape --dtype fp32 --epochs 3
+  python benchmarks/bench_lirdrec.py --floor
 """
 
 from __future__ import annotations
@@ -160,6 +165,74 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: in
     }
 
 
+def step_floor(repeats: int = 20, seed: int = 0) -> dict:
+    """Milliseconds per training step of the TikTok-shaped case spent in kernels that any
+    implementation of this math runs: the encoders' dense GEMMs (forward, weight gradient, and the
+    second layers' input gradient) and the sparse products (Horner propagation forward and
+    backward, the kNN residual forward and backward), each replayed alone on tensors of the
+    step's shapes (median of ``repeats``), next to a measured full step of the same model."""
+    from lirdrec.graphs import propagate_sum, residual_spmm
+    from lirdrec.models import LIRDRec
+    from lirdrec.train.sampler import BPRSampler
+
+    ds = synthetic(9300, 6700, 42000)
+    model = LIRDRec.from_dataset(ds)
+    n_items, hidden, d = ds.num_items, 4 * model.embedding_dim, model.embedding_dim
+    g = torch.Generator().manual_seed(seed)
+
+    def median_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times)) * 1e3
+
+    gemm = 0.0
+    flops = 0
+    for c in model.channels:
+        x = torch.randn(n_items, model.in_dims[c], generator=g)
+        w1, b1 = torch.randn(hidden, x.shape[1], generator=g), torch.randn(hidden, generator=g)
+        dz = torch.randn(n_items, hidden, generator=g)
+        w2, dh = torch.randn(d, hidden, generator=g), torch.randn(n_items, d, generator=g)
+        gemm += median_ms(lambda: torch.addmm(b1, x, w1.t()))  # layer 1 forward
+        gemm += median_ms(lambda: dz.t().mm(x))  # layer 1 weight gradient
+        gemm += median_ms(lambda: dz.mm(w2.t()))  # layer 2 forward
+        gemm += median_ms(lambda: dh.t().mm(dz))  # layer 2 weight gradient
+        gemm += median_ms(lambda: dh.mm(w2))  # layer 2 input gradient
+        flops += 2 * n_items * hidden * (2 * x.shape[1] + 3 * d)
+    width = len(model.channels) * d
+    e = torch.randn(ds.num_users + n_items, width, generator=g)
+    z = torch.randn(n_items, width, generator=g)
+    layers, mm = model.n_ui_layers, model.n_mm_layers
+    sparse = 2 * median_ms(lambda: propagate_sum(model.adj, e, layers))  # forward and backward
+    sparse += median_ms(lambda: residual_spmm(model.item_graph, z, mm))
+    sparse += median_ms(lambda: residual_spmm(model.item_graph_t, z, mm))
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    users, pos, neg = BPRSampler(ds, torch.Generator().manual_seed(seed)).epoch()
+
+    def step(b: int) -> None:
+        sl = slice(b * 2048, (b + 1) * 2048)
+        opt.zero_grad(set_to_none=True)
+        model.loss(users[sl], pos[sl], neg[sl]).backward()
+        opt.step()
+
+    n_batches = len(users) // 2048
+    times = []
+    for b in range(repeats + 3):
+        t = time.perf_counter()
+        step(b % n_batches)
+        if b >= 3:
+            times.append(time.perf_counter() - t)
+    full = float(np.median(times)) * 1e3
+    return {"gemm_ms": round(gemm, 1), "gemm_gflop": round(flops / 1e9, 2),
+            "gemm_gflops_per_s": round(flops / gemm / 1e6, 0), "sparse_ms": round(sparse, 1),
+            "full_step_ms": round(full, 1), "rest_ms": round(full - gemm - sparse, 1),
+            "threads": torch.get_num_threads()}
+
+
 def write_shape(directory: str) -> None:
     """The TikTok-shaped synthetic set as MMRec files (``shape.inter``, ``image_feat.npy``,
     ``text_feat.npy``; x_label 0/1/2 = train/valid/test) to time another implementation on."""
@@ -189,6 +262,9 @@ def main() -> None:
     p.add_argument("--malloc-tuned", action="store_true",
                    help="run each case with GLIBC_TUNABLES=" + MALLOC_TUNED + " (large blocks "
                         "mmap'ed with transparent huge pages, returned to the OS when freed)")
+    p.add_argument("--floor", action="store_true",
+                   help="only time the step's dense GEMMs and sparse products alone (the part "
+                        "any implementation runs) next to a full step, TikTok shape, then exit")
     p.add_argument("--write-shape", metavar="DIR",
                    help="only write the TikTok-shaped set as MMRec files into DIR, then exit")
     args = p.parse_args()
@@ -197,6 +273,9 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.floor:
+        print(json.dumps(step_floor()))
+        return
     if args.case:
         print(json.dumps(run_case(args.case, args.dtype, args.epochs, args.steps, args.knn_proj,
                                   fused_adam=args.fused_adam, shared_input=args.shared_input)))
