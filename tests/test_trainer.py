@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import lirdrec
 from lirdrec.data import synthetic
 from lirdrec.errors import CheckpointError, TrainingError
 from lirdrec.models import LightGCN
@@ -15,6 +19,7 @@ from lirdrec.models.base import Recommender
 from lirdrec.train import Trainer
 from lirdrec.train.trainer import Callback, callback_keys
 from lirdrec.utils import seed_everything
+from lirdrec.utils.provenance import git_state
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +96,36 @@ def test_run_files(ds, tmp_path):
     assert len(lines) == 3 and lines[0].startswith("epoch,loss,train_s,eval_s,lr,valid/Recall@5")
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "config.yaml").is_file()
     assert not list(tmp_path.glob("*.tmp"))
+    # which code ran: the package version and the directory it was imported from
+    code = metrics["code"]
+    assert code["lirdrec"] == lirdrec.__version__ and code["torch"] == torch.__version__
+    assert Path(code["path"]) == Path(lirdrec.__file__).resolve().parent
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_state_names_the_commit_and_edits_under_the_path(tmp_path):
+    repo, pkg = tmp_path / "repo", tmp_path / "repo" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "mod.py").write_text("x = 1\n")
+    (repo / "other.py").write_text("y = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert git_state(pkg) == (head, False)
+    (repo / "other.py").write_text("y = 2\n")  # outside the package: still clean
+    (pkg / "new.py").write_text("z = 1\n")  # untracked: not an edit of the committed code
+    assert git_state(pkg) == (head, False)
+    (pkg / "mod.py").write_text("x = 2\n")
+    assert git_state(pkg) == (head, True)
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    assert git_state(outside) == (None, None)
 
 
 class _Stuck(Recommender):

@@ -22,6 +22,7 @@ from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits
 from lirdrec.train.checkpoint import load_checkpoint, save_checkpoint
 from lirdrec.train.sampler import BPRSampler
 from lirdrec.utils.io import atomic_write, hash_inputs
+from lirdrec.utils.provenance import code_version
 from lirdrec.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class Trainer:
         if self.out_dir is None:
             return
         with atomic_write(self.out_dir / "metrics.json", "w") as fh:
-            json.dump({**result.to_json(), **extra}, fh, indent=2)
+            json.dump({**result.to_json(), **extra, "code": code_version()}, fh, indent=2)
 
     # ------------------------------------------------------------------ main loop
     def fit(self, model, ds: Dataset, resume: bool = False) -> FitResult:
