@@ -262,6 +262,7 @@ class Trainer:
             torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
     def _fit(self, model, ds: Dataset, resume: bool) -> FitResult:
+        code_version()  # taken at the first fit's start, before any file can change under it
         seed_everything(self.seed)
         model.to(self.device)
         if self.out_dir is not None:

@@ -41,8 +41,8 @@ def git_state(path: str | Path) -> tuple[str | None, bool | None]:
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict[str, Any]:
     """``{"lirdrec", "path", "git_commit", "git_dirty", "torch"}`` of this process, computed once
-    (at the first run: the modules a run uses are imported by then, so later edits to the files
-    do not describe it)."""
+    (the trainer calls it when its first fit starts: the modules a run uses are imported by then,
+    so later edits to the files do not describe it)."""
     import lirdrec
 
     path = Path(lirdrec.__file__).resolve().parent
