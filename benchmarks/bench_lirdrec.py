@@ -43,6 +43,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import best_time  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 TIKTOK = ROOT / ".." / "shared" / "data" / "tiktok"
 #: glibc malloc settings of ``--malloc-tuned`` (the low-memory configuration of results/lirdrec.md):
@@ -170,7 +173,7 @@ def step_floor(repeats: int = 20, seed: int = 0) -> dict:
     implementation of this math runs: the encoders' dense GEMMs (forward, weight gradient, and the
     second layers' input gradient) and the sparse products (Horner propagation forward and
     backward, the kNN residual forward and backward), each replayed alone on tensors of the
-    step's shapes (median of ``repeats``), next to a measured full step of the same model."""
+    step's shapes (fastest of ``repeats``), next to a full step of the same model (median)."""
     from lirdrec.graphs import propagate_sum, residual_spmm
     from lirdrec.models import LIRDRec
     from lirdrec.train.sampler import BPRSampler
@@ -180,14 +183,8 @@ def step_floor(repeats: int = 20, seed: int = 0) -> dict:
     n_items, hidden, d = ds.num_items, 4 * model.embedding_dim, model.embedding_dim
     g = torch.Generator().manual_seed(seed)
 
-    def median_ms(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return float(np.median(times)) * 1e3
+    def ms(fn) -> float:
+        return best_time(fn, repeat=repeats) * 1e3
 
     gemm = 0.0
     flops = 0
@@ -196,19 +193,19 @@ def step_floor(repeats: int = 20, seed: int = 0) -> dict:
         w1, b1 = torch.randn(hidden, x.shape[1], generator=g), torch.randn(hidden, generator=g)
         dz = torch.randn(n_items, hidden, generator=g)
         w2, dh = torch.randn(d, hidden, generator=g), torch.randn(n_items, d, generator=g)
-        gemm += median_ms(lambda: torch.addmm(b1, x, w1.t()))  # layer 1 forward
-        gemm += median_ms(lambda: dz.t().mm(x))  # layer 1 weight gradient
-        gemm += median_ms(lambda: dz.mm(w2.t()))  # layer 2 forward
-        gemm += median_ms(lambda: dh.t().mm(dz))  # layer 2 weight gradient
-        gemm += median_ms(lambda: dh.mm(w2))  # layer 2 input gradient
+        gemm += ms(lambda: torch.addmm(b1, x, w1.t()))  # layer 1 forward
+        gemm += ms(lambda: dz.t().mm(x))  # layer 1 weight gradient
+        gemm += ms(lambda: dz.mm(w2.t()))  # layer 2 forward
+        gemm += ms(lambda: dh.t().mm(dz))  # layer 2 weight gradient
+        gemm += ms(lambda: dh.mm(w2))  # layer 2 input gradient
         flops += 2 * n_items * hidden * (2 * x.shape[1] + 3 * d)
     width = len(model.channels) * d
     e = torch.randn(ds.num_users + n_items, width, generator=g)
     z = torch.randn(n_items, width, generator=g)
     layers, mm = model.n_ui_layers, model.n_mm_layers
-    sparse = 2 * median_ms(lambda: propagate_sum(model.adj, e, layers))  # forward and backward
-    sparse += median_ms(lambda: residual_spmm(model.item_graph, z, mm))
-    sparse += median_ms(lambda: residual_spmm(model.item_graph_t, z, mm))
+    sparse = 2 * ms(lambda: propagate_sum(model.adj, e, layers))  # forward and backward
+    sparse += ms(lambda: residual_spmm(model.item_graph, z, mm))
+    sparse += ms(lambda: residual_spmm(model.item_graph_t, z, mm))
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     users, pos, neg = BPRSampler(ds, torch.Generator().manual_seed(seed)).epoch()
