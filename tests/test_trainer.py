@@ -102,8 +102,9 @@ def test_run_files(ds, tmp_path):
     assert Path(code["path"]) == Path(lirdrec.__file__).resolve().parent
 
 
-def _git(repo, *args):
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+def _git(repo, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -115,8 +116,7 @@ def test_git_state_names_the_commit_and_edits_under_the_path(tmp_path):
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    head = _git(repo, "rev-parse", "HEAD")
     assert git_state(pkg) == (head, False)
     (repo / "other.py").write_text("y = 2\n")  # outside the package: still clean
     (pkg / "new.py").write_text("z = 1\n")  # untracked: not an edit of the committed code
