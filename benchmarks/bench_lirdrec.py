@@ -54,6 +54,22 @@ TIKTOK = ROOT / ".." / "shared" / "data" / "tiktok"
 MALLOC_TUNED = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576"
 
 
+#: training batch of the trainer's loop (MMRec's default)
+BATCH = 2048
+
+
+def train_step(model, opt, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+               b: int) -> torch.Tensor:
+    """The trainer's step on batch ``b`` of an epoch's BPR triples: zero the gradients, loss,
+    backward, optimiser step; returns the detached loss."""
+    sl = slice(b * BATCH, (b + 1) * BATCH)
+    opt.zero_grad(set_to_none=True)
+    loss = model.loss(users[sl], pos[sl], neg[sl])
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def synthetic(num_users: int, num_items: int, num_train: int, dims=(128, 768), seed: int = 0):
     """A random SYNTHETIC dataset of the given shape (Zipf-ish item popularity)."""
     from lirdrec.data.dataset import Dataset, Split
@@ -120,8 +136,7 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: in
     # the trainer's optimiser (Trainer(fused_adam=...))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused_adam or None)
     sampler = BPRSampler(ds, torch.Generator().manual_seed(seed))
-    batch = 2048
-    n_batches = -(-len(sampler) // batch)
+    n_batches = -(-len(sampler) // BATCH)
     epoch_times, epoch_cpu = [], []
     for epoch in range(1, epochs + 1):
         model.on_epoch_start(epoch)
@@ -131,12 +146,7 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: in
         limit = n_batches if steps is None else min(steps, n_batches)
         losses = []
         for b in range(limit):
-            sl = slice(b * batch, (b + 1) * batch)
-            opt.zero_grad(set_to_none=True)
-            loss = model.loss(users[sl], pos[sl], neg[sl])
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(train_step(model, opt, users, pos, neg, b)))
         elapsed = time.perf_counter() - t
         epoch_times.append(elapsed * n_batches / limit)
         epoch_cpu.append((time.process_time() - c) * n_batches / limit)
@@ -209,18 +219,11 @@ def step_floor(repeats: int = 20, seed: int = 0) -> dict:
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     users, pos, neg = BPRSampler(ds, torch.Generator().manual_seed(seed)).epoch()
-
-    def step(b: int) -> None:
-        sl = slice(b * 2048, (b + 1) * 2048)
-        opt.zero_grad(set_to_none=True)
-        model.loss(users[sl], pos[sl], neg[sl]).backward()
-        opt.step()
-
-    n_batches = len(users) // 2048
+    n_batches = len(users) // BATCH
     times = []
     for b in range(repeats + 3):
         t = time.perf_counter()
-        step(b % n_batches)
+        train_step(model, opt, users, pos, neg, b % n_batches)
         if b >= 3:
             times.append(time.perf_counter() - t)
     full = float(np.median(times)) * 1e3

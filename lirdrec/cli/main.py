@@ -214,11 +214,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
         return out / f"point-{idx:03d}"
 
     def finished(idx: int, cfg) -> dict | None:
-        done = run_dir(idx) / "metrics.json"
-        if not (done.is_file() and (run_dir(idx) / "config.yaml").is_file()):
+        d = run_dir(idx)
+        if not ((d / "metrics.json").is_file() and (d / "config.yaml").is_file()):
             return None
-        res = json.loads(done.read_text())
-        check_finished_run(run_dir(idx), cfg.to_dict(), res)
+        res = json.loads((d / "metrics.json").read_text())
+        check_finished_run(d, cfg.to_dict(), res)
         return res
 
     def row(idx: int, point: dict, valid: dict, test: dict, best: int) -> dict:
