@@ -96,7 +96,8 @@ def _train(cfg, out_dir: Path | None, resume: bool, callbacks=(), data=None):
                         model_kwargs=cfg.model_kwargs, trainer_kwargs=cfg.trainer_kwargs,
                         modalities=cfg.data["modalities"], cold_items=cfg.data["cold_items"],
                         out_dir=out_dir, resume=resume, callbacks=callbacks,
-                        config=cfg.to_dict() | {"out": str(out_dir) if out_dir else None})
+                        config=cfg.to_dict() | {"out": str(out_dir) if out_dir else None},
+                        encoder=cfg.encoder)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -163,7 +164,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = resolve(saved.get("model"), [saved])
     seed = cfg.trainer_kwargs["seed"]
     ds = prepare_dataset(args.data or cfg.data["data"], cfg.data["modalities"], cfg.data["cold_items"], seed)
+    from lirdrec.train.encoded import encoder_features, encoder_settings
+
+    ds, feature_encoder = encoder_features(ds, encoder_settings(**cfg.encoder), seed, run_dir)
     model = build_model(cfg.model, ds, seed, **cfg.model_kwargs)
+    if feature_encoder is not None:
+        model.attach_feature_encoder(feature_encoder)
     ck = load_checkpoint(run_dir / "checkpoint.pt")
     model.load_state_dict(ck["best_state"])
     model.load_extra_state(ck.get("best_extra", {}))
