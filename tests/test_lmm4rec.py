@@ -438,3 +438,60 @@ def test_encoder_without_raw_items_is_a_clear_error(tmp_path):
     ds = _tiny_dataset(tmp_path)
     with pytest.raises(ConfigError, match="needs the dataset's raw items: set raw_items"):
         encoder_features(ds, encoder_settings(encoder="dual"), encoder=_dual())
+
+
+# ----------------------------------------------------------------------------- the command line
+def _raw_dataset(tmp_path):
+    """6 items with a recipe, an item table and pillow images (item 5 has none), 4 users."""
+    from PIL import Image
+
+    rows = []
+    for u in range(4):
+        items = [(u + k) % 6 for k in range(5)]
+        rows += [(u, i, 0) for i in items[:3]] + [(u, items[3], 1), (u, items[4], 2)]
+    rng = np.random.default_rng(0)
+    folder = write_tiny(tmp_path / "data", rows,
+                        {"image": rng.normal(size=(6, 3)).astype(np.float32),
+                         "text": rng.normal(size=(6, 4)).astype(np.float32)})
+    raw = folder / "raw"
+    (raw / "img").mkdir(parents=True)
+    lines = ["id,title,plot"]
+    for i in range(6):
+        lines.append(f"{101 + i},Movie {i},A story number {i} about {['cats', 'dogs'][i % 2]}.")
+        if i < 5:
+            colour = (40 * i, 200 - 30 * i, 90)
+            Image.new("RGB", (40, 60), colour).save(raw / "img" / f"{101 + i}.png")
+    (raw / "items.csv").write_text("\n".join(lines) + "\n")
+    (folder / "i_id_mapping.csv").write_text(
+        "item_id\titemID\n" + "".join(f"{101 + i}\t{i}\n" for i in range(6)))
+    (raw / "recipe.yaml").write_text(
+        "name: tiny\nraw_dir: .\ninteractions: {path: none.csv}\n"
+        "items: {path: items.csv, id_col: id, title_col: title}\n"
+        "images: {dir: img, pattern: '{id}.png'}\n"
+        "modalities:\n  text: {encoder: text, template: '{title}. {plot}'}\n")
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["finetuned", "end2end"])
+def test_cli_trains_with_the_dual_encoder_from_raw_items(tmp_path, capsys, mode):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("sentence_transformers")
+    from lirdrec.cli.main import main
+
+    data = _raw_dataset(tmp_path)
+    out = tmp_path / "run"
+    args = ["-q", "train", "--model", "vbpr", "--data", str(data), "--out", str(out),
+            "--epochs", "2", "--set", "encoder=dual", "--set", f"encoder_mode={mode}",
+            "--set", "encoder_dim=8", "--set", "finetune_epochs=2", "--set", "ks=2,5",
+            "--set", "valid_metric=Recall@5", "--set", "vl_loss_weight=0.1",
+            "--set", f"encoder_cache={tmp_path / 'cache'}"]
+    with pytest.warns(DataWarning, match="1 of 6 image"):
+        assert main(args) == 0
+    import yaml
+
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["encoder"] == "dual" and saved["encoder_mode"] == mode
+    assert (out / "encoder_top.pt").is_file() == (mode == "finetuned")
+    capsys.readouterr()
+    assert main(["-q", "evaluate", str(out)]) == 0  # rebuilds the encoder features, reads back
+    assert "| vbpr  | test  |" in capsys.readouterr().out

@@ -171,7 +171,9 @@ def _raw_items(ds: Dataset, settings: dict[str, Any]):
     path = _find_recipe(ds, settings)
     recipe = Recipe.from_dict(yaml.safe_load(path.read_text()) or {})
     raw_dir = Path(settings["raw_dir"] or recipe.raw_dir)
-    if not settings["raw_dir"] and not raw_dir.is_absolute() and not raw_dir.is_dir():
+    table = None if recipe.items is None else Path(recipe.items.path)
+    if (not settings["raw_dir"] and not raw_dir.is_absolute() and table is not None
+            and not (raw_dir / table).is_file()):
         raw_dir = path.parent / recipe.raw_dir  # relative to the recipe's folder instead
     raw = read_raw_items(recipe, ds.path, raw_dir=raw_dir)
     if len(raw) != ds.num_items:
