@@ -2,9 +2,10 @@
 
 For each feature-aware model, two copies are built from the same aligned dual encoder features
 (d = 128, the study's setting): frozen (the features are constants) and end-to-end (the
-encoder's heads recompute every item's features in every step, + 0.1 x the CLIP loss of the
-batch). Their epochs are timed alternately in one process, so machine drift hits both alike;
-the table reports the median over ``--repeats`` epochs.
+encoder's heads recompute every item's features in every step, plus ``--vl-loss-weight`` x the
+CLIP loss of the batch's items; default 0, the study's setting). Their epochs are timed
+alternately in one process, so machine drift hits both alike; the table reports the median over
+``--repeats`` epochs.
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/bench_encoders.py [--repeats 3]
 
@@ -49,6 +50,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--vl-loss-weight", type=float, default=0.0)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ds = load_dataset(REPO.parent / "shared/data/ml100k", modalities="image,text")
@@ -58,7 +60,8 @@ def main() -> None:
     for name in args.models:
         frozen = build_model(name, ds_frozen, 999)
         ds_e2e, source = encoder_features(
-            ds, encoder_settings(**common, encoder_mode="end2end", vl_loss_weight=0.1), 999)
+            ds, encoder_settings(**common, encoder_mode="end2end",
+                                 vl_loss_weight=args.vl_loss_weight), 999)
         e2e = build_model(name, ds_e2e, 999)
         e2e.attach_feature_encoder(source)
         times = {"frozen": [], "end2end": []}
