@@ -440,6 +440,34 @@ def test_encoder_without_raw_items_is_a_clear_error(tmp_path):
         encoder_features(ds, encoder_settings(encoder="dual"), encoder=_dual())
 
 
+def test_dual_encoder_with_its_last_image_block_unfrozen():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from lirdrec.features.image import ImageEncoder
+
+    torch.manual_seed(0)
+    enc = DualEncoder(dim=8, unfreeze_last_block=True)
+    images = _images()[:2]
+    h = enc.image_trunk(images)
+    assert h.shape == (2, 192, 7, 7)
+    # the trainable block reproduces the frozen pooled features exactly where it starts
+    head, enc.image_head = enc.image_head, nn.Identity()
+    with torch.no_grad():
+        pooled = enc.image_top(h)
+    enc.image_head = head
+    expected = torch.from_numpy(ImageEncoder(show_progress=False).encode(images))
+    torch.testing.assert_close(pooled, expected, rtol=1e-4, atol=1e-4)
+    # it trains (batch norm statistics stay frozen); the shared cached network is untouched
+    stats = enc.image_bn.running_mean.clone()
+    enc.train()
+    clip_loss(enc.image_top(h), torch.randn(2, 8), 10.0).backward()
+    assert enc.image_block._project_conv.weight.grad.abs().sum() > 0
+    assert torch.equal(stats, enc.image_bn.running_mean)
+    from lirdrec.features.image import _load_efficientnet
+
+    assert _load_efficientnet("cpu")._blocks[-1]._project_conv.weight.grad is None
+    assert "image_block._project_conv.weight" in enc.top_state_dict()
+
+
 # ----------------------------------------------------------------------------- the command line
 def _raw_dataset(tmp_path):
     """6 items with a recipe, an item table and pillow images (item 5 has none), 4 users."""

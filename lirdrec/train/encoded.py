@@ -51,7 +51,8 @@ FINETUNED_FILE = "encoder_top.pt"
 
 def encoder_settings(encoder: str = "none", encoder_mode: str = "pretrained",
                      vl_loss_weight: float = 0.0, encoder_dim: int = 256,
-                     encoder_hidden_dim: int = 0, encoder_init: str = "",
+                     encoder_hidden_dim: int = 0, unfreeze_last_block: bool = False,
+                     encoder_init: str = "",
                      raw_items: str = "", raw_dir: str = "", text_modality: str = "text",
                      finetune_epochs: int = 30, finetune_lr: float = 1e-3,
                      finetune_batch_size: int = 256,
@@ -67,6 +68,8 @@ def encoder_settings(encoder: str = "none", encoder_mode: str = "pretrained",
         vl_loss_weight (float): :math:`\beta` of the contrastive loss in ``end2end``. (default: 0)
         encoder_dim (int): shared width :math:`d` of the dual encoder. (default: ``256``)
         encoder_hidden_dim (int): MLP heads of this width in the dual encoder; 0: linear.
+        unfreeze_last_block (bool): the dual encoder's image top also trains EfficientNet-Lite0's
+            last block (its input is cached instead of the pooled features). (default: False)
         encoder_init (str): a file of the encoder's trainable top (:func:`save_encoder_top`),
             loaded before anything else, e.g. heads aligned on another dataset. (default: none)
         raw_items (str): the dataset recipe YAML naming its item table and images; ``""``:
@@ -104,6 +107,7 @@ def build_encoder(settings: dict[str, Any], seed: int = 0) -> AlignedEncoder:
             enc: AlignedEncoder = DualEncoder(
                 dim=int(settings["encoder_dim"]),
                 hidden_dim=int(settings["encoder_hidden_dim"]) or None,
+                unfreeze_last_block=bool(settings.get("unfreeze_last_block", False)),
                 cache=settings["encoder_cache"] or None)
         elif kind == "clip":
             from lirdrec.encoders.clip import ClipEncoder
