@@ -7,6 +7,7 @@ five feature-aware models), checkpoints and the missing-input policy.
 
 from __future__ import annotations
 
+import inspect
 import math
 import shutil
 
@@ -27,7 +28,7 @@ from lirdrec.encoders.contrastive import (
 from lirdrec.encoders.dual import DualEncoder
 from lirdrec.errors import ConfigError, DataWarning
 from lirdrec.train import Trainer
-from lirdrec.train.encoded import encoder_features, encoder_settings
+from lirdrec.train.encoded import build_encoder, encoder_features, encoder_settings
 from lirdrec.train.run import build_model
 
 
@@ -432,6 +433,10 @@ def test_encoder_settings_and_config_keys():
         encoder_settings(encoder="dual", encoder_mode="frozen")
     with pytest.raises(ConfigError, match="encoder must be"):
         encoder_settings(encoder="vlmo")
+    with pytest.raises(ConfigError, match="dual:last_block"):
+        encoder_settings(encoder="dual:all")
+    assert set(encoder_settings(encoder="dual:last_block")) == set(
+        inspect.signature(encoder_settings).parameters)
 
 
 def test_encoder_without_raw_items_is_a_clear_error(tmp_path):
@@ -445,7 +450,8 @@ def test_dual_encoder_with_its_last_image_block_unfrozen():
     from lirdrec.features.image import ImageEncoder
 
     torch.manual_seed(0)
-    enc = DualEncoder(dim=8, unfreeze_last_block=True)
+    enc = build_encoder(encoder_settings(encoder="dual:last_block", encoder_dim=8))
+    assert enc.unfreeze_last_block
     images = _images()[:2]
     h = enc.image_trunk(images)
     assert h.shape == (2, 192, 7, 7)

@@ -51,8 +51,7 @@ FINETUNED_FILE = "encoder_top.pt"
 
 def encoder_settings(encoder: str = "none", encoder_mode: str = "pretrained",
                      vl_loss_weight: float = 0.0, encoder_dim: int = 256,
-                     encoder_hidden_dim: int = 0, unfreeze_last_block: bool = False,
-                     encoder_init: str = "",
+                     encoder_hidden_dim: int = 0, encoder_init: str = "",
                      raw_items: str = "", raw_dir: str = "", text_modality: str = "text",
                      finetune_epochs: int = 30, finetune_lr: float = 1e-3,
                      finetune_batch_size: int = 256,
@@ -61,15 +60,14 @@ def encoder_settings(encoder: str = "none", encoder_mode: str = "pretrained",
 
     Args:
         encoder (str): ``"none"`` (the dataset's feature files, today's path), ``"dual"`` (the
-            offline aligned dual encoder, :class:`~lirdrec.encoders.dual.DualEncoder`),
+            offline aligned dual encoder, :class:`~lirdrec.encoders.dual.DualEncoder`;
+            ``"dual:last_block"`` also trains EfficientNet-Lite0's last block),
             ``"clip:<name or path>"`` (transformers, :class:`~lirdrec.encoders.clip.ClipEncoder`)
             or ``"open_clip:<arch>[:<pretrained>]"``. (default: ``"none"``)
         encoder_mode (str): ``"pretrained"`` | ``"finetuned"`` | ``"end2end"``.
         vl_loss_weight (float): :math:`\beta` of the contrastive loss in ``end2end``. (default: 0)
         encoder_dim (int): shared width :math:`d` of the dual encoder. (default: ``256``)
         encoder_hidden_dim (int): MLP heads of this width in the dual encoder; 0: linear.
-        unfreeze_last_block (bool): the dual encoder's image top also trains EfficientNet-Lite0's
-            last block (its input is cached instead of the pooled features). (default: False)
         encoder_init (str): a file of the encoder's trainable top (:func:`save_encoder_top`),
             loaded before anything else, e.g. heads aligned on another dataset. (default: none)
         raw_items (str): the dataset recipe YAML naming its item table and images; ``""``:
@@ -82,15 +80,18 @@ def encoder_settings(encoder: str = "none", encoder_mode: str = "pretrained",
         finetune_batch_size (int): pairs per fine-tuning step. (default: ``256``)
         encoder_cache (str): trunk output cache folder; ``""`` disables the disk cache.
     """
+    settings = dict(locals())
     if encoder_mode not in MODES:
         raise ConfigError(f"encoder_mode must be one of {', '.join(MODES)}, got {encoder_mode!r}")
-    kind = str(encoder).split(":", 1)[0]
-    if kind not in ("none", "dual", "clip", "open_clip"):
-        raise ConfigError(f"encoder must be 'none', 'dual', 'clip:<name or path>' or "
+    kind, _, rest = str(encoder).partition(":")
+    if kind not in ("none", "dual", "clip", "open_clip") or (kind == "dual"
+                                                              and rest not in ("", "last_block")):
+        raise ConfigError(f"encoder must be 'none', 'dual', 'dual:last_block', "
+                          f"'clip:<name or path>' or "
                           f"'open_clip:<arch>[:<pretrained>]', got {encoder!r}")
     if not vl_loss_weight >= 0:
         raise ConfigError(f"vl_loss_weight must be >= 0, got {vl_loss_weight!r}")
-    return dict(locals())
+    return settings
 
 
 def build_encoder(settings: dict[str, Any], seed: int = 0) -> AlignedEncoder:
@@ -107,7 +108,7 @@ def build_encoder(settings: dict[str, Any], seed: int = 0) -> AlignedEncoder:
             enc: AlignedEncoder = DualEncoder(
                 dim=int(settings["encoder_dim"]),
                 hidden_dim=int(settings["encoder_hidden_dim"]) or None,
-                unfreeze_last_block=bool(settings.get("unfreeze_last_block", False)),
+                unfreeze_last_block=rest == "last_block",
                 cache=settings["encoder_cache"] or None)
         elif kind == "clip":
             from lirdrec.encoders.clip import ClipEncoder
