@@ -166,3 +166,19 @@ def test_the_audit_sees_what_it_forbids(tmp_path):
     found = [(o, n) for _, o, n, _ in _calls(ast.parse(src))]
     assert ("torch", "load") in found and ("np", "load") in found and ("yaml", "load") in found
     assert ("", "eval") in found
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_writes_get_the_umask_mode_not_mkstemps_private_one(tmp_path, umask):
+    from lirdrec.utils.io import atomic_write, current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        with atomic_write(tmp_path / "f.txt", "w") as fh:
+            fh.write("x")
+        save_checkpoint(tmp_path / "c.pt", {"a": 1})
+    finally:
+        os.umask(old)
+    for name in ("f.txt", "c.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
