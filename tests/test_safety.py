@@ -1,4 +1,4 @@
-"""Nothing lirdrec opens can run code: checkpoints load weights-only, and no unsafe loader exists."""
+"""Nothing lirdrec opens can run code: checkpoints load weights-only; no unsafe loader exists."""
 
 from __future__ import annotations
 
@@ -93,7 +93,8 @@ def test_foreign_and_corrupt_files_are_not_checkpoints(tmp_path):
 
 def test_state_round_trips_exactly_through_a_safe_file(tmp_path):
     rng = np.random.RandomState(3).get_state()
-    state = {"rng": rng, "u64": np.array([2**64 - 1], dtype=np.uint64), "be": np.arange(3, dtype=">f4"),
+    state = {"rng": rng, "u64": np.array([2**64 - 1], dtype=np.uint64),
+             "be": np.arange(3, dtype=">f4"),
              "n": np.int64(7), "f": np.float64(0.25), "p": Path("/x/y"), "t": (torch.ones(2), None),
              "rows": [{"a": 1.5, "b": True}], "inf": -float("inf")}
     save_checkpoint(tmp_path / "c.pt", state)
@@ -114,7 +115,7 @@ def test_state_round_trips_exactly_through_a_safe_file(tmp_path):
 
 def test_unsafe_state_is_refused_at_save_time_naming_its_key(tmp_path):
     with pytest.raises(CheckpointError, match=r"state\['cb'\]\['f'\]: a function"):
-        save_checkpoint(tmp_path / "c.pt", {"cb": {"f": test_the_payload_does_run_code_under_pickle}})
+        save_checkpoint(tmp_path / "c.pt", {"cb": {"f": _plant}})
     with pytest.raises(CheckpointError, match="object arrays"):
         save_checkpoint(tmp_path / "c.pt", {"a": np.array([None, 1], dtype=object)})
     assert not (tmp_path / "c.pt").exists()
@@ -138,8 +139,8 @@ def test_no_unsafe_loader_anywhere_in_the_package():
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
-                if any(n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "shelve", "marshal")
-                       for n in names):
+                roots = {n.split(".")[0] for n in names}
+                if roots & {"pickle", "cPickle", "dill", "joblib", "shelve", "marshal"}:
                     bad.append(f"{where(node)}: imports a pickle-family module")
         for node, owner, name, kw in _calls(tree):
             if isinstance(node.func, ast.Name) and name in ("eval", "exec", "__import__"):

@@ -67,7 +67,8 @@ def decode_state(obj: Any) -> Any:
     if isinstance(obj, dict):
         if set(obj) == {_ND, "dtype"}:
             arr, dtype = obj[_ND].numpy(), np.dtype(obj["dtype"])
-            return arr.view(dtype) if dtype.kind == "u" and dtype.itemsize == 8 else arr.astype(dtype)
+            wide = dtype.kind == "u" and dtype.itemsize == 8
+            return arr.view(dtype) if wide else arr.astype(dtype)
         return {k: decode_state(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [decode_state(v) for v in obj]
@@ -87,7 +88,7 @@ def _storable(arr: np.ndarray) -> np.ndarray:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Encode ``state`` safely, ``torch.save`` it to a temporary file, then move it over ``path``."""
+    """Encode ``state`` safely, ``torch.save`` it to a temporary file, move it over ``path``."""
     payload = {"format": FORMAT, **encode_state(state)}
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -110,8 +111,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # pickle.UnpicklingError for refused globals; others: corrupt
         what = _unsafe_global(str(exc)) if "Weights only load failed" in str(exc) else None
         if what is None:  # corrupt, foreign, or an opcode the safe loader lacks: nothing ran
-            why = ("corrupt, or a pickle the safe loader does not read" if "Weights only" in str(exc)
-                   else _first_line(exc))  # never echo torch's advice to retry unsafely
+            # never echo torch's advice to retry with weights_only=False
+            why = ("corrupt, or a pickle the safe loader does not read"
+                   if "Weights only" in str(exc) else _first_line(exc))
             raise CheckpointError(f"{path}: not a lirdrec checkpoint ({why})") from None
         if what.startswith("numpy"):
             raise CheckpointError(
@@ -132,7 +134,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _unsafe_global(message: str) -> str | None:
     """The global torch's weights-only unpickler refused, from its message (None if none)."""
-    found = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"Unsupported global: ([\w.]+)", message)
+    found = (re.search(r"GLOBAL ([\w.]+)", message)
+             or re.search(r"Unsupported global: ([\w.]+)", message))
     return found.group(1) if found else None
 
 
