@@ -17,7 +17,8 @@ import torch
 
 from lirdrec.data.dataset import Dataset
 from lirdrec.errors import CheckpointError, ConfigError, TrainingError
-from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits
+from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits, per_user_metrics
+from lirdrec.evaluate.statistics import write_per_user
 from lirdrec.train.checkpoint import load_checkpoint, save_checkpoint
 from lirdrec.train.state import TrainState
 from lirdrec.train.sampler import BPRSampler
@@ -232,6 +233,15 @@ class Trainer:
         with atomic_write(self.out_dir / "log.csv", "w") as fh:
             fh.write(buf.getvalue())
 
+    def _write_per_user(self, model, ds: Dataset) -> None:
+        """Per-user test metrics of the selected model (paired significance tests read them)."""
+        if self.out_dir is None:
+            return
+        users, metrics = per_user_metrics(model, ds, "test", self.ks,
+                                          mask_valid=self.mask_valid_at_test,
+                                          batch_size=self.eval_batch_size)
+        write_per_user(self.out_dir, users, metrics)
+
     def _write_metrics(self, result: FitResult, extra: dict[str, Any]) -> None:
         if self.out_dir is None:
             return
@@ -277,6 +287,7 @@ class Trainer:
             reps = self._forward_eval(model)
             valid, test = self._evaluate(model, ds, reps)
             result = FitResult(0, valid, test, [], False, self.out_dir)
+            self._write_per_user(model, ds)
             self._write_metrics(result, {"train_time_s": 0.0})
             for cb in self.callbacks:
                 cb.on_fit_end(self, model, result)
@@ -405,6 +416,7 @@ class Trainer:
         result = FitResult(st.best_epoch, st.best_valid, st.best_test, st.history, stopped_early,
                            self.out_dir)
         n_ep = len(st.history)
+        self._write_per_user(model, ds)
         self._write_metrics(result, {"train_time_s": round(st.train_time, 3),
                                      "seconds_per_epoch": round(st.train_time / max(n_ep, 1), 4)})
         for cb in self.callbacks:
