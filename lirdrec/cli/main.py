@@ -28,7 +28,7 @@ logger = logging.getLogger("lirdrec")
 
 #: Modules that add sub-commands with ``add_parser(subparsers)``; each sets ``func``.
 PLUGINS = ("lirdrec.cli.prepare", "lirdrec.diagnostics.cli", "lirdrec.experiments.cli",
-           "lirdrec.cli.download")
+           "lirdrec.cli.download", "lirdrec.cli.tune")
 
 METRIC_COLUMNS = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "Precision@20", "MAP@20")
 
