@@ -61,3 +61,19 @@ def test_logger_names():
         "TensorBoardLogger", "MLflowLogger"]
     with pytest.raises(ConfigError, match=r"logger: unknown \['wandb'\]; valid: tensorboard"):
         make_loggers("wandb")
+
+
+def test_set_logger_from_the_command_line(tmp_path):
+    pytest.importorskip("tensorboard")
+    from lirdrec.cli.main import main
+    from lirdrec.data.synthetic import write_synthetic
+
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=40,
+                              num_items=60)
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--model", "mf", "--data", str(data), "--epochs", "2",
+                 "--set", "logger=tensorboard", "--out", str(out)]) == 0
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert "logger: tensorboard" in (out / "config.yaml").read_text()
+    assert main(["-q", "train", "--model", "mf", "--data", str(data), "--epochs", "1",
+                 "--set", "logger=wandb", "--out", str(tmp_path / "r2")]) == 1
