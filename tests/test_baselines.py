@@ -401,7 +401,7 @@ def test_bm3_target_dropout_uses_own_generator(ds):
 def test_default_and_grid_configs_resolve(name):
     from pathlib import Path
 
-    from lirdrec.cli.config import read_yaml, resolve
+    from lirdrec.config import read_yaml, resolve
 
     root = Path(__file__).resolve().parents[1] / "datasets" / "configs"
     cfg = resolve(None, [read_yaml(root / f"{name}.yaml")])

@@ -107,7 +107,7 @@ def test_grid_shard_collects_points_another_shard_finished_meanwhile(syn_dir, tm
     """Shard 1/2 passes point 1 (shard 2's) unfinished; shard 2 then runs while shard 1 is about to
     train point 2: it trains point 1 and ends without point 2; shard 1 trains point 2, then
     collects point 1 and, ending last, writes the full table."""
-    import lirdrec.cli.main as cli
+    import lirdrec.cli.grid as cli
 
     grid = tmp_path / "grid.yaml"
     grid.write_text("embedding_dim: [4, 8, 16]\n")
@@ -135,7 +135,7 @@ def test_grid_shard_collects_points_another_shard_finished_meanwhile(syn_dir, tm
 
 
 def test_mmrec_yaml_aliases(syn_dir, tmp_path):
-    from lirdrec.cli.config import read_yaml, resolve
+    from lirdrec.config import read_yaml, resolve
 
     cfg_file = tmp_path / "mmrec.yaml"
     cfg_file.write_text("embedding_size: 32\nlearning_rate: 0.01\nstopping_step: 5\nn_layers: 3\n")
@@ -167,7 +167,7 @@ def test_console_script_runs_as_module():
 
 
 def test_model_reference_trainer_defaults_sit_below_user_settings():
-    from lirdrec.cli.config import resolve
+    from lirdrec.config import resolve
 
     assert resolve("lirdrec", [{}]).trainer_kwargs["lr"] == 1e-4  # LIRDRec's reference lr
     assert resolve("lirdrec", [{"lr": 1e-3}]).trainer_kwargs["lr"] == 1e-3
@@ -175,7 +175,7 @@ def test_model_reference_trainer_defaults_sit_below_user_settings():
 
 
 def test_yaml_booleans_words_stay_words():
-    from lirdrec.cli.config import parse_sets, resolve
+    from lirdrec.config import parse_sets, resolve
 
     assert parse_sets(["item_id=off", "mask_valid_at_test=true"]) == {"item_id": "off",
                                                                      "mask_valid_at_test": True}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lirdrec.cli.config import read_yaml, resolve
+from lirdrec.config import read_yaml, resolve
 from lirdrec.models import registry
 
 CONFIGS = Path(__file__).resolve().parents[1] / "datasets" / "configs"

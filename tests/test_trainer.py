@@ -236,7 +236,7 @@ def test_lr_decay_follows_mmrec_schedule_and_resumes(ds, tmp_path):
 
 
 def test_lattice_reference_decay_is_its_trainer_default():
-    from lirdrec.cli.config import resolve
+    from lirdrec.config import resolve
 
     assert resolve("lattice", []).trainer_kwargs["lr_decay"] == 0.96
     assert resolve("lattice", []).trainer_kwargs["lr_decay_epochs"] == 50

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lirdrec.errors import ConfigError
+from lirdrec.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +193,6 @@ def recipe_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Build the dataset, then load it once with every check (as ``lirdrec validate``)."""
-    from lirdrec.cli.main import setup_logging
     from lirdrec.data import load_dataset
     from lirdrec.features.recipe import check_paths, prepare_dataset
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lirdrec.cli.config import read_yaml, resolve
+from lirdrec.config import read_yaml, resolve
 from lirdrec.data.loader import load_dataset
 from lirdrec.data.sample import subsample_users
 from lirdrec.errors import ConfigError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
+from lirdrec.config import provide
 from lirdrec.errors import ConfigError
 
 __all__ = ["register", "get", "names"]
@@ -36,3 +37,6 @@ def get(name: str) -> type:
 def names() -> list[str]:
     """Every registered model name, sorted."""
     return sorted(_REGISTRY)
+
+
+provide(model_class=get, model_names=names)  # the config core reads constructors through these

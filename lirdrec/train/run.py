@@ -21,12 +21,16 @@ from lirdrec.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["prepare_dataset", "build_model", "run_training", "check_finished_run"]
+__all__ = ["load_run_dataset", "build_model", "run_training", "check_finished_run"]
 
 
-def prepare_dataset(data: str | Path | Dataset, modalities: str | None = None,
+def load_run_dataset(data: str | Path | Dataset, modalities: str | None = None,
                     cold_items: float = 0.0, seed: int = 999) -> Dataset:
-    """Load ``data`` (or take a Dataset) and apply the cold-item protocol if asked."""
+    """Load ``data`` (or take a Dataset) and apply the cold-item protocol if asked.
+
+    (Reads a finished MMRec-format dataset; building one from raw files is
+    :func:`lirdrec.features.recipe.prepare`.)
+    """
     ds = data if isinstance(data, Dataset) else load_dataset(data, modalities=modalities)
     if cold_items:
         ds = hold_out_items(ds, cold_items, np.random.default_rng(seed))
@@ -58,7 +62,7 @@ def run_training(
     """Train one model; returns ``(FitResult, model, dataset)``."""
     trainer_kwargs = dict(trainer_kwargs or {})
     seed = int(trainer_kwargs.get("seed", 999))
-    ds = prepare_dataset(data, modalities, cold_items, seed)
+    ds = load_run_dataset(data, modalities, cold_items, seed)
     model = build_model(model_name, ds, seed, **(model_kwargs or {}))
     logger.info("%s", model)
     trainer = Trainer(**trainer_kwargs, callbacks=callbacks, out_dir=out_dir, config=config,
@@ -68,7 +72,7 @@ def run_training(
 
 
 def _config_defaults(model: str) -> dict[str, Any]:
-    from lirdrec.cli.config import DATA_KEYS, model_defaults, trainer_defaults
+    from lirdrec.config import DATA_KEYS, model_defaults, trainer_defaults
     from lirdrec.models import registry
 
     return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults()}

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from lirdrec.config import provide
 from lirdrec.data.dataset import Dataset
 from lirdrec.errors import CheckpointError, ConfigError, TrainingError
 from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits
@@ -423,3 +424,6 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_end(self, model, result)
         return result
+
+
+provide(trainer=Trainer)  # the config core reads the trainer's keys from its signature
