@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lirdrec.config import read_yaml, resolve
+from lirdrec.config import config_layers, read_yaml, resolve
 from lirdrec.data.loader import load_dataset
 from lirdrec.data.sample import subsample_users
 from lirdrec.errors import ConfigError
@@ -136,7 +136,8 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
             for seed in exp.seeds:
                 best = None
                 for idx, point in enumerate(points):
-                    layers = [exp.trainer, mcfg.get("params") or {}, point, overrides, {"seed": seed}]
+                    layers = config_layers(exp.trainer, (), mcfg.get("params"), point, overrides,
+                                           {"seed": seed})
                     cfg = resolve(mcfg["model"], layers)
                     run_dir = out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}"
                     config = {**cfg.to_dict(), "data": dcfg["data"],

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "propagate",
     "propagate_sum",
     "residual_spmm",
     "sparse_from_coo",
@@ -150,6 +151,35 @@ def propagate_sum(adj: Tensor, x: Tensor, num_layers: int, adj_t: Tensor | None 
     if not x.requires_grad:
         return _horner(adj, x, num_layers)
     return _Polynomial.apply(adj, adj if adj_t is None else adj_t, x, num_layers, True)
+
+
+def propagate(adj: Tensor, x: Tensor, num_layers: int, combine: str = "mean") -> Tensor:
+    r"""The propagation of LightGCN and of every model built on it (FREEDOM, BM3, LIRDRec):
+    :math:`\sum_{l=0}^{L}\alpha_l \hat A^l X`.
+
+    ``combine="mean"`` uses :math:`\alpha_l = 1/(L+1)` (LightGCN, MMRec's LightGCN, FREEDOM,
+    BM3), ``"sum"`` uses :math:`\alpha_l = 1` (LIRDRec's combination) and is
+    :func:`propagate_sum`. The mean adds the layers one by one (:math:`L` calls of
+    :func:`spmm`), the order every recorded LightGCN, FREEDOM and BM3 run used, so those numbers
+    reproduce to the last bit; :func:`propagate_sum` gives the same sum by Horner's rule, equal
+    up to float rounding.
+
+    Shapes:
+        - adj :math:`(N, N)` sparse, x :math:`(N, d)` -> :math:`(N, d)`
+
+    >>> a = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).to_sparse_csr()
+    >>> x = torch.tensor([[1.0], [3.0]])
+    >>> propagate(a, x, 1).tolist(), propagate(a, x, 1, "sum").tolist()   # (x + Ax) / 2, x + Ax
+    ([[2.0], [2.0]], [[4.0], [4.0]])
+    """
+    if combine == "sum":
+        return propagate_sum(adj, x, num_layers)
+    out = x
+    h = x
+    for _ in range(num_layers):
+        h = spmm(adj, h)
+        out = out + h
+    return out / (num_layers + 1)
 
 
 def residual_spmm(adj: Tensor, x: Tensor, power: int = 1, adj_t: Tensor | None = None) -> Tensor:

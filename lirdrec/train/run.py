@@ -71,6 +71,11 @@ def run_training(
     return result, model, ds
 
 
+#: Settings that change memory and time but no number (the kNN neighbours are the same for any
+#: chunk size; ``tests/test_graphs.py``).
+NUMBER_NEUTRAL = ("knn_chunk_size",)
+
+
 def _config_defaults(model: str) -> dict[str, Any]:
     from lirdrec.config import DATA_KEYS, model_defaults, trainer_defaults
     from lirdrec.models import registry
@@ -83,8 +88,8 @@ def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str,
     for (its numbers would silently belong to another setting).
 
     Used by ``lirdrec experiment`` and ``lirdrec grid`` before they read a finished run back.
-    Tolerated: the data path (machine-specific; the run directory names the dataset) and the
-    run's own ``out``, keys that a newer lirdrec added whose value is their default (the older
+    Tolerated: the data path (machine-specific; the run directory names the dataset), the
+    run's own ``out``, memory knobs that change no number (:data:`NUMBER_NEUTRAL`), keys that a newer lirdrec added whose value is their default (the older
     run behaved as the default), keys of the saved file that the current version no longer has,
     and a different ``epochs`` when the run stopped early before either cap.
 
@@ -101,7 +106,7 @@ def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str,
     defaults = _config_defaults(str(config.get("model")))
     diffs = []
     for key in sorted(set(config) | set(saved)):
-        if key in ("data", "out") or key not in config:
+        if key in ("data", "out", *NUMBER_NEUTRAL) or key not in config:
             continue
         new = config[key]
         if key not in saved:
