@@ -7,9 +7,9 @@
 torch.Size([2, 900])
 """
 
-__version__ = "0.1.0"
-
 import torch  # noqa: F401  (doctest namespace)
+
+from lirdrec.utils.provenance import __version__  # noqa: E402,F401  (lirdrec.__version__)
 
 from lirdrec import data, evaluate, features, graphs, models, train  # noqa: E402
 from lirdrec.data import Dataset, load_dataset  # noqa: E402

@@ -328,7 +328,7 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir):
 
 # ------------------------------------------------------------------------- synthetic media
 def test_encode_synthetic_media_carries_the_topic():
-    from lirdrec.data.synthetic_media import encode_synthetic_media
+    from lirdrec.features.synthetic_media import encode_synthetic_media
 
     topics = np.repeat(np.arange(4), 3)
     feats = encode_synthetic_media(topics, np.random.default_rng(0), show_progress=False)

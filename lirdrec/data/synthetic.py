@@ -10,6 +10,7 @@ is real data; every generated name says ``synthetic``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,18 @@ def generate(seed: int = 0, **kwargs) -> Dataset:
                    features={"image": torch.from_numpy(a["image"]), "text": torch.from_numpy(a["text"])})
 
 
+#: The function that turns item topics into real-encoder features; handed over by
+#: :mod:`lirdrec.features.synthetic_media` when it is imported (``import lirdrec`` does), since a
+#: data/ module never imports the features/ stage above it.
+_MEDIA_ENCODER: Callable[..., dict[str, np.ndarray]] | None = None
+
+
+def provide_media_encoder(fn: Callable[..., dict[str, np.ndarray]]) -> None:
+    """Register ``fn(item_topic, rng)`` -> ``{"image": (I, d), "text": (I, d)}``."""
+    global _MEDIA_ENCODER
+    _MEDIA_ENCODER = fn
+
+
 def write_synthetic(directory: str | Path, seed: int = 0, use_encoders: bool | None = None,
                     **kwargs) -> tuple[Path, str]:
     """Write the synthetic dataset in MMRec format to ``directory`` (``synthetic.inter`` + features).
@@ -112,7 +125,7 @@ def write_synthetic(directory: str | Path, seed: int = 0, use_encoders: bool | N
     With ``use_encoders`` (default: whenever pillow, sentence-transformers and the offline image
     model are installed), the image and text features are made by the real encoders from
     pillow-drawn images and template texts of each item's topic
-    (:mod:`lirdrec.data.synthetic_media`); otherwise the numeric generator's matrices are used.
+    (:mod:`lirdrec.features.synthetic_media`); otherwise the numeric generator's matrices are used.
 
     Returns:
         ``(directory, how)`` where ``how`` is ``"encoders"`` or ``"numeric"``.
@@ -122,9 +135,9 @@ def write_synthetic(directory: str | Path, seed: int = 0, use_encoders: bool | N
     how = "numeric"
     if use_encoders is not False:
         try:
-            from lirdrec.data.synthetic_media import encode_synthetic_media
-
-            feats = encode_synthetic_media(a["item_topic"], np.random.default_rng(seed))
+            if _MEDIA_ENCODER is None:
+                raise ImportError("lirdrec.features.synthetic_media is not imported")
+            feats = _MEDIA_ENCODER(a["item_topic"], np.random.default_rng(seed))
             how = "encoders"
         except (ImportError, OSError) as exc:
             if use_encoders:

@@ -6,7 +6,9 @@ that shape in that colour (position, size, rotation, background and noise jitter
 generator) and described by a sentence from the topic's vocabulary, so its image and text
 features carry the topic through the same networks real data goes through
 (:class:`~lirdrec.features.image.ImageEncoder`, :class:`~lirdrec.features.text.TextEncoder`).
-Nothing here is real data.
+Nothing here is real data. It lives in ``features/`` because it runs the encoders;
+:func:`lirdrec.data.synthetic.write_synthetic` receives it through
+:func:`~lirdrec.data.synthetic.provide_media_encoder` (data/ never imports features/).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import logging
 import math
 
 import numpy as np
+
+from lirdrec.data.synthetic import provide_media_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -152,3 +156,6 @@ def encode_synthetic_media(
     ).encode(images)
     text = TextEncoder(text_model, device=device, show_progress=show_progress).encode(texts)
     return {"image": image.astype(np.float32), "text": text.astype(np.float32)}
+
+
+provide_media_encoder(encode_synthetic_media)  # data/ writes the demo dataset with it
