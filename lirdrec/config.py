@@ -69,12 +69,19 @@ def _provided(key: str) -> Any:
     return _PROVIDED[key]
 
 
-def parse_value(text: str) -> Any:
-    """Parse a command-line value with ``yaml.safe_load`` (never ``eval``); ``1e-4`` is a float."""
+def parse_value(text: str, key: str | None = None) -> Any:
+    """Parse a command-line value with ``yaml.safe_load`` (never ``eval``); ``1e-4`` is a float.
+
+    Raises:
+        ConfigError: one line naming the key (when given), the value and YAML's complaint.
+    """
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse value {text!r}: {exc}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or "not valid YAML").split())
+        where = f"--set {key}={text}" if key is not None else f"value {text!r}"
+        raise ConfigError(f"{where}: cannot parse the value ({problem}); give a number, a word or "
+                          "a comma-separated list such as image,text") from None
     if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
         return text.strip()  # YAML 1.1 reads on/off/yes/no as booleans: keep the word (item_id=off)
     if isinstance(value, str):
@@ -92,7 +99,7 @@ def parse_sets(items: Iterable[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = parse_value(value.strip())
+        out[key.strip()] = parse_value(value.strip(), key.strip())
     return out
 
 

@@ -180,3 +180,13 @@ def test_yaml_booleans_words_stay_words():
     assert parse_sets(["item_id=off", "mask_valid_at_test=true"]) == {"item_id": "off",
                                                                      "mask_valid_at_test": True}
     assert resolve("lirdrec", [{"item_id": False}]).model_kwargs["item_id"] == "off"  # YAML `off`
+
+
+def test_unparseable_set_value_is_one_line_naming_the_key(syn_dir, capsys):
+    base = ["train", "--model", "mf", "--data", str(syn_dir), "--epochs", "1", "--out", "/tmp/never"]
+    assert main([*base, "--set", "modalities=,"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("lirdrec: error: --set modalities=,: cannot parse")
+    assert main([*base, "--set", "modalities=','"]) == 1  # parses, but names no modality
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "modalities: expected modality names" in err

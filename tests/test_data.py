@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 import lirdrec
 from lirdrec.errors import ConfigError, DataWarning, FeatureError, IdError, SchemaError, SplitError
@@ -81,10 +82,55 @@ def test_item_beyond_feature_rows(tmp_path):
         lirdrec.load_dataset(write_tiny(tmp_path / "b", rows, F2))
 
 
-def test_feature_rows_differ_from_items(tmp_path):
-    d = write_tiny(tmp_path / "b", GOOD, {"image": np.ones((3, 3), np.float32)})
-    with pytest.raises(IdError, match="unused id"):  # item 2 exists in the features only
+def test_items_with_features_but_no_interaction_are_accepted_cold(tmp_path, capsys):
+    from lirdrec.cli.main import main
+    from lirdrec.evaluate import evaluate
+    from lirdrec.models import MF
+
+    feats = {"image": np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)}
+    d = write_tiny(tmp_path / "b", GOOD, feats)  # items 2, 3, 4 exist in the features only
+    with pytest.warns(DataWarning, match=r"3 item\(s\) have feature rows but no interaction \(ids "
+                      r"\[2, 3, 4\]\); they are ranked like any other item and never trained on"):
+        ds = lirdrec.load_dataset(d)
+    assert ds.num_items == 5 and ds.summary()["items_without_interactions"] == 3
+    assert ds.summary()["items_not_in_train"] == 3
+    assert main(["validate", str(d)]) == 0
+    assert "items       5  (3 never in training, 3 without interactions)" in capsys.readouterr().out
+    torch.manual_seed(0)
+    model = MF.from_dataset(ds, embedding_dim=4)
+    assert model.score(torch.tensor([0, 1])).shape == (2, 5)  # cold items ranked like any other
+    assert np.isfinite(list(evaluate(model, ds, "test", ks=(1, 5)).values())).all()
+    # ...and never trained on: the sampler draws positives from training interactions only
+    from lirdrec.train.sampler import BPRSampler
+    users, pos, neg = BPRSampler(ds, torch.Generator().manual_seed(0)).epoch()
+    assert set(pos.tolist()) == {0, 1} and len(pos) == 2
+    # without feature files an unused item id is still a gap (nothing defines the item)
+    d2 = write_tiny(tmp_path / "c", [(0, 0, 0), (0, 2, 1), (1, 2, 0), (1, 0, 2)], {})
+    with pytest.raises(IdError, match="unused id"):
+        lirdrec.load_dataset(d2)
+
+
+def test_duplicated_header_column_is_an_error_naming_it(tmp_path):
+    d = tmp_path / "dup"
+    d.mkdir()
+    (d / "dup.inter").write_text("userID\titemID\titemID\ttimestamp\tx_label\n"
+                                 "0\t0\t1\t5\t0\n1\t1\t0\t5\t1\n1\t0\t1\t5\t2\n")
+    with pytest.raises(SchemaError, match=r"dup\.inter, line 1, column itemID: expected each "
+                       r"column named once, found header userID itemID itemID timestamp x_label"):
         lirdrec.load_dataset(d)
+
+
+@pytest.mark.parametrize("label,split", [(0, "training"), (1, "validation"), (2, "test")])
+def test_empty_split_is_named_before_any_id_check(tmp_path, label, split):
+    # ids leave gaps once a split is gone: the old message blamed "unused ids"
+    rows = [(u, i, lab) for u, i, lab in [(0, 0, 0), (0, 1, 1), (1, 2, 2), (2, 3, 0), (2, 4, 1),
+                                          (3, 5, 2)] if lab != label]
+    with pytest.raises(SplitError, match=rf"expected at least one {split} row \(x_label {label}\), "
+                       rf"found the {split} split is empty"):
+        lirdrec.load_dataset(write_tiny(tmp_path / "b", rows, {}))
+
+
+def test_feature_rows_differ_between_modalities(tmp_path):
     d = write_tiny(tmp_path / "c", GOOD, {"image": np.ones((2, 3), np.float32),
                                            "text": np.ones((3, 3), np.float32)})
     with pytest.raises(FeatureError, match=r"same number of rows.*image: 2, text: 3"):
@@ -99,7 +145,7 @@ def test_bad_x_label(tmp_path):
 
 def test_empty_train_split(tmp_path):
     rows = [(0, 0, 1), (0, 1, 2), (1, 1, 1), (1, 0, 2)]
-    with pytest.raises(SplitError, match="expected at least one training row"):
+    with pytest.raises(SplitError, match="expected at least one training row.*split is empty"):
         lirdrec.load_dataset(write_tiny(tmp_path / "b", rows, F2))
 
 

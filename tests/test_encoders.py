@@ -3,6 +3,8 @@ the prepare pipeline end to end on generated pillow images, and the demo's synth
 
 from __future__ import annotations
 
+import logging
+
 import importlib.util
 
 import numpy as np
@@ -256,7 +258,7 @@ def test_label_captioner_end_to_end(smollm2, image_dir, tmp_path):
 
 
 # ----------------------------------------------------------------------- prepare end to end
-def test_prepare_cli_end_to_end(tmp_path, image_dir):
+def test_prepare_cli_end_to_end(tmp_path, image_dir, caplog):
     from lirdrec.cli.main import main
     from lirdrec.data import load_dataset
 
@@ -278,7 +280,7 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir):
         Image.new("RGB", (40, 60), (30 * i, 200 - 20 * i, 90)).save(raw / "img" / f"{i}.jpg")
     (raw / "img" / "8.jpg").write_bytes(b"broken")
     out = tmp_path / "out"
-    with pytest.warns(DataWarning):
+    with pytest.warns(DataWarning) as caught, caplog.at_level(logging.INFO, "lirdrec"):
         rc = main(
             [
                 "-q",
@@ -316,6 +318,14 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir):
             ]
         )
     assert rc == 0
+    # missing images: one summary line (count, first ids), the full list in a file
+    image_lines = [r.getMessage() for r in caplog.records
+                   if r.levelno >= logging.WARNING and "image" in r.getMessage()]
+    assert len(image_lines) == 1 and image_lines[0].startswith("2 of 8 image(s) missing or unreadable")
+    assert sum("image(s) missing" in str(w.message) for w in caught) == 1
+    listing = (out / "image_missing_images.tsv").read_text().splitlines()
+    assert listing[0] == "item\tfile\treason" and len(listing) == 3
+    assert [line.split("\t")[1].rsplit("/", 1)[-1] for line in listing[1:]] == ["7.jpg", "8.jpg"]
     ds = load_dataset(out)
     assert (ds.num_users, ds.num_items) == (12, 8)
     assert ds.features["text"].shape == (8, 384) and ds.features["image"].shape == (8, 1280)

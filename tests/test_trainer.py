@@ -17,6 +17,7 @@ from lirdrec.errors import CheckpointError, TrainingError
 from lirdrec.models import LightGCN
 from lirdrec.models.base import Recommender
 from lirdrec.train import Trainer
+from lirdrec.train.checkpoint import load_checkpoint
 from lirdrec.train.trainer import Callback, callback_keys
 from lirdrec.utils import seed_everything
 from lirdrec.utils.provenance import git_state
@@ -211,7 +212,7 @@ def test_callback_state_is_checkpointed(ds, tmp_path):
     resumed = [_Steps(), _Steps()]
     _fit(ds, epochs=3, out_dir=tmp_path, callbacks=resumed, resume=True)
     assert [c.steps for c in resumed] == [c.steps for c in full] and full[0].steps > 0
-    states = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["callbacks"]
+    states = load_checkpoint(tmp_path / "checkpoint.pt")["callbacks"]
     assert states == {"_Steps": {"steps": full[0].steps}, "_Steps#1": {"steps": full[1].steps}}
     assert callback_keys([Callback(), _Steps(), Callback()]) == ["Callback", "_Steps", "Callback#1"]
 

@@ -27,20 +27,20 @@ def run(args: argparse.Namespace) -> int:
     from lirdrec.utils.table import format_table
 
     run_dir = Path(args.run_dir)
+    ck = load_checkpoint(run_dir / "checkpoint.pt")  # refused before any data is read
     saved = read_yaml(run_dir / "config.yaml")
     cfg = resolve(saved.get("model"), [saved])
     seed = cfg.trainer_kwargs["seed"]
     ds = load_run_dataset(args.data or cfg.data["data"], cfg.data["modalities"],
                           cfg.data["cold_items"], seed)
     model = build_model(cfg.model, ds, seed, **cfg.model_kwargs)
-    ck = load_checkpoint(run_dir / "checkpoint.pt")
-    model.load_state_dict(ck["best_state"])
-    model.load_extra_state(ck.get("best_extra", {}))
+    model.load_state_dict(ck["train"]["best_state"])
+    model.load_extra_state(ck["train"]["best_extra"])
     ks = cfg.trainer_kwargs["ks"]
     rows = []
     for split in ("valid", "test"):
         m = evaluate(model, ds, split, ks, mask_valid=cfg.trainer_kwargs["mask_valid_at_test"])
-        rows.append({"model": cfg.model, "split": split, "best_epoch": ck["best_epoch"],
+        rows.append({"model": cfg.model, "split": split, "best_epoch": ck["train"]["best_epoch"],
                      **{k: m.get(k, float("nan")) for k in METRIC_COLUMNS}})
     print(format_table(rows))
     return 0

@@ -29,6 +29,7 @@ COMMANDS = (
     "prepare",
     "gradient_bias",
     "experiment",
+    "download",  # adds `datasets` and `download`
 )
 
 

@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     s = ds.summary()
     print(f"dataset     {s['name']}  ({args.path})")
     print(f"users       {s['users']}")
-    print(f"items       {s['items']}  ({s['items_not_in_train']} never in training)")
+    print(f"items       {s['items']}  ({s['items_not_in_train']} never in training, "
+          f"{s['items_without_interactions']} without interactions)")
     print(f"interactions train {s['train']}, valid {s['valid']}, test {s['test']}")
     print(f"density     {s['density']:.5f} (training)")
     for m, shape in s["features"].items():

@@ -130,6 +130,8 @@ class Dataset:
             "cold_users_valid": int(len(np.unique(self.valid.users)) - len(self.eval_users("valid"))),
             "cold_users_test": int(len(np.unique(self.test.users)) - len(self.eval_users("test"))),
             "items_not_in_train": int((self.item_degree() == 0).sum()),
+            "items_without_interactions": int(self.num_items - len(np.unique(np.concatenate(
+                [self.train.items, self.valid.items, self.test.items])))),
         }
 
     def __repr__(self) -> str:

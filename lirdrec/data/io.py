@@ -40,8 +40,8 @@ def read_inter(path: str | Path) -> pd.DataFrame:
     ``r + 2`` (the header is line 1; blank lines are kept as rows so numbering stays exact).
 
     Raises:
-        SchemaError: the file is missing, empty, or lacks ``userID``, ``itemID`` or ``x_label``
-            (with a "did you mean" hint for renamed columns).
+        SchemaError: the file is missing, empty, names a column twice, or lacks ``userID``,
+            ``itemID`` or ``x_label`` (with a "did you mean" hint for renamed columns).
     """
     import pandas as pd
 
@@ -56,6 +56,15 @@ def read_inter(path: str | Path) -> pd.DataFrame:
                           found="an empty file") from None
     except pd.errors.ParserError as exc:
         raise SchemaError(path, message=f"not a tab-separated table ({exc})") from None
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        header = fh.readline().rstrip("\r\n").split("\t")
+    seen: set[str] = set()
+    for name in header:  # pandas would rename a repeat to 'itemID.1' and one column would win
+        if name in seen:
+            raise SchemaError(path, line=1, column=name,
+                              expected="each column named once",
+                              found="header " + " ".join(header))
+        seen.add(name)
     cols = [str(c) for c in df.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in cols]
     if missing:

@@ -236,6 +236,13 @@ def _texts(records: list[dict], spec: dict, modality: str) -> list[str]:
     return join_fields(records, fields_, sep=sep, template=template)
 
 
+def _write_missing(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    """``item  file  reason`` per missing or unreadable image, tab-separated with a header."""
+    with atomic_write(path, "w") as fh:
+        fh.write("item\tfile\treason\n")
+        fh.writelines("\t".join(c.replace("\t", " ") for c in row) + "\n" for row in rows)
+
+
 def _write_captions(path: Path, item_ids, titles, labels, captions) -> None:
     df = pd.DataFrame(
         {
@@ -363,13 +370,12 @@ def build_dataset(
             )
             features[modality], masks[modality] = feats, present
             info["missing_images"] = int((~present).sum())
-            logger.info(
-                "%s: %d of %d items have no readable image (filled: %s)",
-                modality,
-                (~present).sum(),
-                len(present),
-                enc.fill,
-            )
+            if enc.missing:
+                listing = out_dir / f"{modality}_missing_images.tsv"
+                _write_missing(listing, enc.missing)
+                info["missing_images_list"] = listing.name
+                logger.info("%s: the %d items without a readable image are listed in %s",
+                            modality, len(enc.missing), listing)
         else:  # mllm: image -> caption -> embedding
             if recipe.images is None:
                 raise ConfigError(f"recipe: modality {modality!r} needs an 'images' section")

@@ -213,7 +213,7 @@ class FREEDOM(Recommender):
 
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "FREEDOM":
-        """:math:`\hat A` and the frozen item graph :math:`S` from :mod:`lirdrec.graphs`."""
+        r""":math:`\hat A` and the frozen item graph :math:`S` from :mod:`lirdrec.graphs`."""
         cls.check_kwargs(ds, kwargs)
         adj = bipartite_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
         features = ds.features_tensor()

@@ -247,7 +247,7 @@ class LATTICE(Recommender):
 
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "LATTICE":
-        """:math:`\hat A` and the frozen per-modality kNN graphs from :mod:`lirdrec.graphs`."""
+        r""":math:`\hat A` and the frozen per-modality kNN graphs from :mod:`lirdrec.graphs`."""
         cls.check_kwargs(ds, kwargs)
         adj = lattice_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
         features = ds.features_tensor()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -19,8 +18,10 @@ import torch
 from lirdrec.config import provide
 from lirdrec.data.dataset import Dataset
 from lirdrec.errors import CheckpointError, ConfigError, TrainingError
-from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits
+from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits, per_user_metrics
+from lirdrec.evaluate.statistics import write_per_user
 from lirdrec.train.checkpoint import load_checkpoint, save_checkpoint
+from lirdrec.train.state import TrainState
 from lirdrec.train.sampler import BPRSampler
 from lirdrec.utils.io import atomic_write, hash_inputs
 from lirdrec.utils.provenance import code_version
@@ -233,6 +234,15 @@ class Trainer:
         with atomic_write(self.out_dir / "log.csv", "w") as fh:
             fh.write(buf.getvalue())
 
+    def _write_per_user(self, model, ds: Dataset) -> None:
+        """Per-user test metrics of the selected model (paired significance tests read them)."""
+        if self.out_dir is None:
+            return
+        users, metrics = per_user_metrics(model, ds, "test", self.ks,
+                                          mask_valid=self.mask_valid_at_test,
+                                          batch_size=self.eval_batch_size)
+        write_per_user(self.out_dir, users, metrics)
+
     def _write_metrics(self, result: FitResult, extra: dict[str, Any]) -> None:
         if self.out_dir is None:
             return
@@ -278,6 +288,7 @@ class Trainer:
             reps = self._forward_eval(model)
             valid, test = self._evaluate(model, ds, reps)
             result = FitResult(0, valid, test, [], False, self.out_dir)
+            self._write_per_user(model, ds)
             self._write_metrics(result, {"train_time_s": 0.0})
             for cb in self.callbacks:
                 cb.on_fit_end(self, model, result)
@@ -289,15 +300,11 @@ class Trainer:
                                           fused=self.fused_adam or None)
         decay, period = self.lr_decay, self.lr_decay_epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / period))
-        start_epoch, best_score, best_epoch, bad_epochs = 1, -math.inf, 0, 0
-        best_state = copy.deepcopy(model.state_dict())
-        best_extra = copy.deepcopy(model.extra_state())
-        best_valid: dict[str, float] = {}
-        best_test: dict[str, float] = {}
-        history: list[dict[str, Any]] = []
-        train_time = 0.0
+        st = TrainState()
+        st.snapshot_best(model)
         self.global_step = 0
         ckpt_path = None if self.out_dir is None else self.out_dir / "checkpoint.pt"
+        keys = callback_keys(self.callbacks)
         if resume:
             if ckpt_path is None:
                 raise CheckpointError("resume needs an out_dir holding checkpoint.pt")
@@ -306,31 +313,28 @@ class Trainer:
                 raise CheckpointError(f"{ckpt_path}: written by a run with a different configuration "
                                       "or data; start a new run directory instead")
             model.load_state_dict(ck["model"])
-            model.load_extra_state(ck.get("model_extra", {}))
+            model.load_extra_state(ck["model_extra"])
             self.optimizer.load_state_dict(ck["optimizer"])
-            if "scheduler" in ck:
-                scheduler.load_state_dict(ck["scheduler"])
+            scheduler.load_state_dict(ck["scheduler"])
             generator.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
             np.random.set_state(ck["numpy_rng"])
-            start_epoch = ck["epoch"] + 1
-            best_score, best_epoch, bad_epochs = ck["best_score"], ck["best_epoch"], ck["bad_epochs"]
-            best_state, best_extra = ck["best_state"], ck.get("best_extra", {})
-            best_valid, best_test, history = ck["best_valid"], ck["best_test"], ck["history"]
-            train_time, self.global_step = ck["train_time"], ck["global_step"]
-            states = ck.get("callbacks", {})
-            for key, cb in zip(callback_keys(self.callbacks), self.callbacks):
+            st.load_state_dict(ck["train"])
+            self.global_step = st.global_step
+            states = ck["callbacks"]
+            for key, cb in zip(keys, self.callbacks):
                 if key in states:
                     cb.load_state_dict(states[key])
                 elif cb.state_dict():
                     logger.warning("%s: no state of callback %s; it starts afresh", ckpt_path, key)
-            logger.info("resumed %s at epoch %d (best epoch %d, %s %.4f)", ckpt_path, ck["epoch"],
-                        best_epoch, self.valid_metric, best_score)
+            logger.info("resumed %s at epoch %d (best epoch %d, %s %.4f)", ckpt_path, st.epoch,
+                        st.best_epoch, self.valid_metric, st.best_score)
+        start_epoch = st.epoch + 1
 
         show = _progress_enabled(self.show_progress)
         from tqdm.auto import tqdm
 
-        stopped_early = bool(history) and bad_epochs > self.patience
+        stopped_early = bool(st.history) and st.bad_epochs > self.patience
         bar = tqdm(range(start_epoch, self.epochs + 1), desc=type(model).__name__, disable=not show,
                    initial=start_epoch - 1, total=self.epochs, dynamic_ncols=True)
         epoch = start_epoch - 1
@@ -364,63 +368,58 @@ class Trainer:
                 n_batches += 1
                 self.global_step += 1
             t1 = time.perf_counter()
-            train_time += t1 - t0
+            st.train_time += t1 - t0
             epoch_lr = self.optimizer.param_groups[0]["lr"]
             scheduler.step()  # the next epoch's learning rate
             reps = self._forward_eval(model)
             valid, test = self._evaluate(model, ds, reps)  # test kept only when valid improves
             score = valid[self.valid_metric]
-            improved = score > best_score
+            improved = score > st.best_score
             if improved:
-                best_score, best_epoch, bad_epochs = score, epoch, 0
-                best_test = test
-                best_valid = valid
-                best_state = copy.deepcopy(model.state_dict())
-                best_extra = copy.deepcopy(model.extra_state())
+                st.improve(epoch, score, valid, test, model)
             else:
-                bad_epochs += 1
+                st.bad_epochs += 1
             t2 = time.perf_counter()
             row = {"epoch": epoch, "loss": total / max(n_batches, 1), "train_s": round(t1 - t0, 4),
                    "eval_s": round(t2 - t1, 4), "lr": epoch_lr}
             row.update({f"valid/{k}": v for k, v in valid.items()
                         if k.split("@")[0] in ("Recall", "NDCG")})
             row["best"] = improved
-            history.append(row)
+            st.history.append(row)
+            st.epoch, st.global_step = epoch, self.global_step
             logger.info("epoch %d: loss %.4f, valid %s %.4f%s (%.2fs train, %.2fs eval)", epoch,
                         row["loss"], self.valid_metric, score, " *" if improved else "",
                         t1 - t0, t2 - t1)
             bar.set_postfix(loss=f"{row['loss']:.4f}", **{self.valid_metric: f"{score:.4f}"})
-            stopped_early = bad_epochs > self.patience
+            stopped_early = st.bad_epochs > self.patience
             for cb in self.callbacks:
                 cb.on_epoch_end(self, model, epoch, valid)
-            self._write_log(history)
+            self._write_log(st.history)
             if ckpt_path is not None and (epoch % self.checkpoint_every == 0 or stopped_early
                                           or epoch == self.epochs):
                 save_checkpoint(ckpt_path, {
+                    "train": st.state_dict(),
                     "model": model.state_dict(), "model_extra": model.extra_state(),
                     "optimizer": self.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                    "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs, "best_state": best_state, "best_extra": best_extra,
-                    "best_valid": best_valid, "best_test": best_test, "history": history,
-                    "train_time": train_time, "global_step": self.global_step,
                     "fingerprint": self._fingerprint() if self.config is not None else None,
-                    "callbacks": {key: cb.state_dict() for key, cb in
-                                  zip(callback_keys(self.callbacks), self.callbacks)},
+                    "callbacks": {key: cb.state_dict() for key, cb in zip(keys, self.callbacks)},
                 })
             if stopped_early:
                 logger.info("early stop after epoch %d: no %s improvement for %d epochs; best epoch %d",
-                            epoch, self.valid_metric, bad_epochs, best_epoch)
+                            epoch, self.valid_metric, st.bad_epochs, st.best_epoch)
                 break
         bar.close()
-        model.load_state_dict(best_state)
-        model.load_extra_state(best_extra)
+        model.load_state_dict(st.best_state)
+        model.load_extra_state(st.best_extra)
         model.eval()
-        result = FitResult(best_epoch, best_valid, best_test, history, stopped_early, self.out_dir)
-        n_ep = len(history)
-        self._write_metrics(result, {"train_time_s": round(train_time, 3),
-                                     "seconds_per_epoch": round(train_time / max(n_ep, 1), 4)})
+        result = FitResult(st.best_epoch, st.best_valid, st.best_test, st.history, stopped_early,
+                           self.out_dir)
+        n_ep = len(st.history)
+        self._write_per_user(model, ds)
+        self._write_metrics(result, {"train_time_s": round(st.train_time, 3),
+                                     "seconds_per_epoch": round(st.train_time / max(n_ep, 1), 4)})
         for cb in self.callbacks:
             cb.on_fit_end(self, model, result)
         return result
