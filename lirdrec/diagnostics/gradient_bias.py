@@ -1,6 +1,6 @@
 r"""Gradient-bias diagnostic: where does the BPR training signal go, ID rows or feature parameters?
 
-LIRDRec's motivation (Zhou et al., arXiv:2505.04960, section 1; derivation in
+LIRDRec's motivation (Zhou et al., arXiv:2505.04960; derivation in
 ``docs/gradient_bias.md``): when an item is learned as :math:`\mathbf{e}_i + f_\theta(\mathbf{x}_i)`,
 the shared feature parameters :math:`\theta` receive gradient from every item of every batch,
 while the ID row :math:`\mathbf{e}_i` receives gradient only when item :math:`i` is sampled. So

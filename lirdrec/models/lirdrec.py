@@ -2,7 +2,7 @@ r"""LIRDRec: items learned directly from their multimodal features, without item
 
 Zhou, Zhang, Niyato, Shen, "Learning Item Representations Directly from Multimodal Features for
 Effective Recommendation", arXiv:2505.04960; reference code GitHub ``enoche/LIRDRec``. The math
-follows the paper's sections 3.2-3.5 (encoders, propagation, fusion, loss); see :class:`LIRDRec`.
+follows the paper (encoders, propagation, fusion, loss); see :class:`LIRDRec`.
 """
 
 from __future__ import annotations
