@@ -30,6 +30,7 @@ COMMANDS = (
     "gradient_bias",
     "experiment",
     "download",  # adds `datasets` and `download`
+    "tune",
 )
 
 

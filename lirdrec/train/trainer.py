@@ -50,7 +50,8 @@ class Callback:
     def on_fit_end(self, trainer: "Trainer", model, result: "FitResult") -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint keeps of this callback (picklable); default: nothing."""
+        """What a checkpoint keeps of this callback (tensors, numbers, strings, numpy arrays and
+        containers of them: checkpoints load weights-only); default: nothing."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -301,6 +302,7 @@ class Trainer:
         decay, period = self.lr_decay, self.lr_decay_epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / period))
         st = TrainState()
+        self.state = st  # callbacks read the progress here (e.g. state.history[-1]["loss"])
         st.snapshot_best(model)
         self.global_step = 0
         ckpt_path = None if self.out_dir is None else self.out_dir / "checkpoint.pt"
