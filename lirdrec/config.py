@@ -60,7 +60,8 @@ _PROVIDED: dict[str, Any] = {}
 
 def provide(**owners: Any) -> None:
     """Hand the config core what it reads signatures from (called by the model registry and the
-    trainer module on import, so that this module never imports a higher stage)."""
+    trainer module on import, so that this module never imports a higher stage).
+    """
     _PROVIDED.update(owners)
 
 
@@ -127,7 +128,8 @@ def _hyper_parameters(fn) -> dict[str, Any]:
 
 def model_defaults(cls: type) -> dict[str, Any]:
     """Hyper-parameters of a model class with their defaults (constructor arguments with a
-    default; tensors and graphs have none and are built by ``from_dataset``)."""
+    default; tensors and graphs have none and are built by ``from_dataset``).
+    """
     return _hyper_parameters(cls.__init__)
 
 
@@ -157,13 +159,15 @@ def _coerce(key: str, value: Any, default: Any, owner: str) -> Any:
         if isinstance(default, (tuple, list)):
             if isinstance(value, str):
                 value = [parse_value(v) for v in value.split(",") if v]
-            return type(default)(value) if isinstance(value, (list, tuple)) else type(default)([value])
+            return type(default)(value) if isinstance(value,
+                                                      (list, tuple)) else type(default)([value])
         if isinstance(default, str) and isinstance(value, bool):
             return "on" if value else "off"  # `item_id: off` in a YAML file
         if isinstance(default, str) and not isinstance(value, str):
             raise TypeError
     except (TypeError, ValueError):
-        raise ConfigError(f"{owner}: {key} must be of type {type(default).__name__}, got {value!r}") from None
+        raise ConfigError(f"{owner}: {key} must be of type {type(default).__name__}, "
+                          f"got {value!r}") from None
     return value
 
 
@@ -184,7 +188,8 @@ class RunConfig:
         out.update(self.data)
         out.update({k: v for k, v in self.run.items() if k != "model"})
         out.update(self.model_kwargs)
-        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.trainer_kwargs.items()})
+        out.update({k: list(v) if isinstance(v, tuple) else v
+                    for k, v in self.trainer_kwargs.items()})
         return out
 
 

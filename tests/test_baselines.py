@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-
 import numpy as np
 import pytest
 import torch
@@ -25,7 +24,7 @@ from lirdrec.models.lattice import lattice_adjacency, learned_knn_edges
 from lirdrec.models.vbpr import VBPR
 from lirdrec.train import Trainer
 
-U, I = 12, 16
+U, I = 12, 16  # noqa: E741  (I: the item count)
 MODELS = ["vbpr", "lattice", "bm3", "freedom"]
 # small k for 16 items; FREEDOM's feature-side term switched on so its projections get gradient
 SMALL = {"vbpr": {}, "lattice": {"knn_k": 3, "reg_weight": 1e-3},
@@ -46,7 +45,8 @@ def planted(seed: int = 0) -> Dataset:
     group = (np.arange(I) >= 8).astype(np.float32)
     image = np.stack([group, 1 - group], 1) * 2 + 0.3 * rng.normal(size=(I, 2))
     image = np.concatenate([image, rng.normal(size=(I, 4))], 1).astype(np.float32)
-    text = (np.stack([1 - group, group, group], 1) + 0.3 * rng.normal(size=(I, 3))).astype(np.float32)
+    text = np.stack([1 - group, group, group], 1) + 0.3 * rng.normal(size=(I, 3))
+    text = text.astype(np.float32)
     split = [Split(users[labels == k], items[labels == k]) for k in (0, 1, 2)]
     return Dataset("planted", U, I, *split, features={"image": torch.from_numpy(image),
                                                       "text": torch.from_numpy(text)})
@@ -150,7 +150,8 @@ def test_same_seed_same_output_and_state_round_trip(name, ds):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_trainer_fit_and_resume_bit_identical(name, ds, tmp_path):
-    kw = dict(batch_size=32, lr=1e-2, seed=5, show_progress=False, ks=(5, 10), valid_metric="Recall@10")
+    kw = dict(batch_size=32, lr=1e-2, seed=5, show_progress=False, ks=(5, 10),
+              valid_metric="Recall@10")
     full = Trainer(epochs=4, **kw).fit(build(name, ds), ds)
     Trainer(epochs=2, out_dir=tmp_path, **kw).fit(build(name, ds), ds)
     resumed = Trainer(epochs=4, out_dir=tmp_path, **kw).fit(build(name, ds), ds, resume=True)
@@ -173,7 +174,8 @@ def test_features_with_wrong_rows_raise(name, ds):
     cls = get(name)
     feats = {"image": torch.zeros(I - 1, 3)}
     adj = bipartite_adjacency(U, I, ds.train.users, ds.train.items)
-    args = {"vbpr": (U, I, feats), "lattice": (U, I, lattice_adjacency(U, I, ds.train.users, ds.train.items),
+    args = {"vbpr": (U, I, feats),
+            "lattice": (U, I, lattice_adjacency(U, I, ds.train.users, ds.train.items),
                                                 feats),
             "bm3": (U, I, adj, feats), "freedom": (U, I, adj, feats, None)}[name]
     with pytest.raises(ConfigError, match=r"features\['image'\] must be a 2-D tensor with 16 rows"):
@@ -330,11 +332,13 @@ def test_lattice_learned_graph_mixes_with_frozen_and_trains_projection(ds):
     # the first loss of an epoch back-propagates into the projections and modality weights ...
     batch = train_batch(ds)
     model.loss(*batch).backward()
-    assert model.projections[0].weight.grad.abs().sum() > 0 and model.modal_weight.grad.abs().sum() > 0
+    assert model.projections[0].weight.grad.abs().sum() > 0
+    assert model.modal_weight.grad.abs().sum() > 0
     # ... later losses of the same epoch use the graph detached (the reference's schedule)
     model.zero_grad()
     model.loss(*batch).backward()
-    assert model.projections[0].weight.grad is None or model.projections[0].weight.grad.abs().sum() == 0
+    grad = model.projections[0].weight.grad
+    assert grad is None or grad.abs().sum() == 0
     model.on_epoch_start(2)
     model.zero_grad()
     model.loss(*batch).backward()
@@ -349,7 +353,8 @@ def test_lattice_items_add_normalised_graph_embedding(ds):
     a = lattice_adjacency(U, I, ds.train.users, ds.train.items).to_dense()
     e = torch.cat([model.user_emb, model.item_emb]).detach()
     mean = (e + a @ e + a @ a @ e) / 3
-    torch.testing.assert_close(item_emb.detach(), mean[U:] + F.normalize(s @ model.item_emb.detach(), dim=1))
+    torch.testing.assert_close(item_emb.detach(),
+                               mean[U:] + F.normalize(s @ model.item_emb.detach(), dim=1))
     torch.testing.assert_close(user_emb.detach(), mean[:U])
 
 
@@ -405,7 +410,8 @@ def test_default_and_grid_configs_resolve(name):
 
     root = Path(__file__).resolve().parents[1] / "datasets" / "configs"
     cfg = resolve(None, [read_yaml(root / f"{name}.yaml")])
-    assert cfg.model == name and cfg.trainer_kwargs["lr"] == 1e-3 and cfg.trainer_kwargs["seed"] == 999
+    assert cfg.model == name
+    assert cfg.trainer_kwargs["lr"] == 1e-3 and cfg.trainer_kwargs["seed"] == 999
     grid = read_yaml(root / f"{name}_grid.yaml")
     sizes = {"vbpr": 7, "lattice": 16, "bm3": 8, "freedom": 8}  # MMRec's reference grids
     assert math.prod(len(v) for v in grid.values()) == sizes[name]

@@ -15,7 +15,8 @@ from lirdrec.data.synthetic import write_synthetic
 
 @pytest.fixture(scope="module")
 def syn_dir(tmp_path_factory):
-    d, how = write_synthetic(tmp_path_factory.mktemp("syn") / "synthetic", seed=0, use_encoders=False,
+    d, how = write_synthetic(tmp_path_factory.mktemp("syn") / "synthetic", seed=0,
+                             use_encoders=False,
                              num_users=100, num_items=150)
     assert how == "numeric"
     return d
@@ -24,7 +25,8 @@ def syn_dir(tmp_path_factory):
 def test_validate_prints_summary(syn_dir, capsys):
     assert main(["validate", str(syn_dir)]) == 0
     out = capsys.readouterr().out
-    assert "users       100" in out and "feature     image: 150 x 64" in out and out.strip().endswith("OK")
+    assert "users       100" in out and "feature     image: 150 x 64" in out
+    assert out.strip().endswith("OK")
 
 
 def test_validate_error_is_one_line_exit_1(tmp_path, capsys):
@@ -162,7 +164,8 @@ def test_two_processes_train_bit_identical_runs(syn_dir, tmp_path):
 
 
 def test_console_script_runs_as_module():
-    out = subprocess.run([sys.executable, "-m", "lirdrec", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "lirdrec", "--help"], capture_output=True,
+                         text=True)
     assert out.returncode == 0 and "demo" in out.stdout and "grid" in out.stdout
 
 
@@ -183,10 +186,12 @@ def test_yaml_booleans_words_stay_words():
 
 
 def test_unparseable_set_value_is_one_line_naming_the_key(syn_dir, capsys):
-    base = ["train", "--model", "mf", "--data", str(syn_dir), "--epochs", "1", "--out", "/tmp/never"]
+    base = ["train", "--model", "mf", "--data", str(syn_dir), "--epochs", "1", "--out",
+            "/tmp/never"]
     assert main([*base, "--set", "modalities=,"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("lirdrec: error: --set modalities=,: cannot parse")
+    assert err.count("\n") == 0
+    assert err.startswith("lirdrec: error: --set modalities=,: cannot parse")
     assert main([*base, "--set", "modalities=','"]) == 1  # parses, but names no modality
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "modalities: expected modality names" in err

@@ -45,7 +45,8 @@ def test_second_entry_points_are_gone():
 
 
 def test_diagnostics_files_stay_small():
-    sizes = {p.name: len(p.read_text().splitlines()) for p in (PACKAGE / "diagnostics").glob("*.py")}
+    files = (PACKAGE / "diagnostics").glob("*.py")
+    sizes = {p.name: len(p.read_text().splitlines()) for p in files}
     assert max(sizes.values()) <= 520, sizes
 
 
@@ -60,7 +61,8 @@ def test_argument_errors_name_the_subclass_and_use_one_template(ds):
         pass
 
     adj = bipartite_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
-    with pytest.raises(ConfigError, match=r"^WideLightGCN: num_layers must be an int >= 0, got -1$"):
+    with pytest.raises(ConfigError,
+                       match=r"^WideLightGCN: num_layers must be an int >= 0, got -1$"):
         WideLightGCN(ds.num_users, ds.num_items, adj, num_layers=-1)
     with pytest.raises(ConfigError, match=r"^LightGCN: adj must be a tensor of shape \(100, 100\), "
                                           r"got \(3, 3\)$"):

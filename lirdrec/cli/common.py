@@ -1,5 +1,6 @@
 """What several commands share: the run options, their config layers, one training run, the
-metrics table."""
+metrics table.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def resolve_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) 
     """Config file < ``--set`` < ``extra`` (a grid point) < explicit flags."""
     flags = {"epochs": args.epochs, "seed": args.seed, "device": args.device,
              "cold_items": args.cold_items, "data": str(args.data)}
-    return resolve(args.model, config_layers(getattr(args, "config", None), args.sets, extra, flags))
+    return resolve(args.model,
+                   config_layers(getattr(args, "config", None), args.sets, extra, flags))
 
 
 def metrics_rows(name: str, result) -> list[dict[str, Any]]:

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     models = [m for m in ("pop", "mf", "lightgcn", "lirdrec") if m in registry.names()]
     # one short-budget setting for every model (LIRDRec's reference lr 1e-4 needs hundreds of
     # epochs; 1e-3 lets every model converge within the demo's 40)
-    train = {"lr": 1e-3, "epochs": args.epochs, "patience": 10, "seed": args.seed, "batch_size": 1024}
+    train = {"lr": 1e-3, "epochs": args.epochs, "patience": 10, "seed": args.seed,
+             "batch_size": 1024}
     rows = []
     for name in models:
         t0 = time.perf_counter()

@@ -1,8 +1,8 @@
-"""``lirdrec gradient-bias``: train several models with the gradient-bias recorder.
+r"""``lirdrec gradient-bias``: train several models with the gradient-bias recorder.
 
 Example::
 
-    lirdrec gradient-bias --models vbpr,freedom,bm3,lattice,lirdrec-id,lirdrec \\
+    lirdrec gradient-bias --models vbpr,freedom,bm3,lattice,lirdrec-id,lirdrec \
         --data ../shared/data/tiktok --epochs 30 --out results/gradient_bias/tiktok
 """
 

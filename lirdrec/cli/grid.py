@@ -24,8 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--grid", required=True, help="YAML mapping key -> list of values")
     p.add_argument("--out", help="grid directory (default runs/grid-<model>-<data>)")
     p.add_argument("--shard", metavar="K/N",
-                   help="train only grid points K, K+N, K+2N, ... (1-based) that are not finished, so "
-                        "that N processes share one grid directory; the last to finish writes the winner")
+                   help="train only grid points K, K+N, K+2N, ... (1-based) that are not "
+                        "finished, so that N processes share one grid directory; the last to "
+                        "finish writes the winner")
     p.set_defaults(func=run)
     return p
 
@@ -53,12 +54,14 @@ def run(args: argparse.Namespace) -> int:
     grid = read_yaml(args.grid)
     for k, v in grid.items():
         if not isinstance(v, list) or not v:
-            raise ConfigError(f"{args.grid}: grid key {k!r} must map to a non-empty list, got {v!r}")
+            raise ConfigError(f"{args.grid}: grid key {k!r} must map to a non-empty list, "
+                              f"got {v!r}")
     keys = list(grid)
     points = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
     shard, n_shards = _parse_shard(args.shard)
     out = Path(args.out) if args.out else Path("runs") / f"grid-{args.model}-{Path(args.data).name}"
-    setup_logging(args.verbose, out / ("log.txt" if n_shards == 1 else f"log-{shard}of{n_shards}.txt"))
+    setup_logging(args.verbose,
+                  out / ("log.txt" if n_shards == 1 else f"log-{shard}of{n_shards}.txt"))
     base = resolve_args(args)  # validates the fixed part once
     rows = []
     metric = base.trainer_kwargs["valid_metric"]
@@ -106,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         r["winner"] = "*" if r is win else ""
     table = format_table(rows)
     with atomic_write(out / "grid.md", "w") as fh:
-        fh.write(f"# Grid: {args.model} on {args.data}\n\nSelected by validation {metric}.\n\n{table}\n")
+        fh.write(f"# Grid: {args.model} on {args.data}\n\n"
+                 f"Selected by validation {metric}.\n\n{table}\n")
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(out / "grid.csv", index=False)

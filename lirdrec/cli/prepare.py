@@ -1,10 +1,10 @@
-"""``lirdrec prepare``: raw interactions, item texts and images -> an MMRec-format dataset.
+r"""``lirdrec prepare``: raw interactions, item texts and images -> an MMRec-format dataset.
 
 Either a recipe (``lirdrec prepare datasets/ml100k/recipe.yaml --out runs/data/ml100k``) or flags
 alone for a quick build::
 
-    lirdrec prepare --interactions ratings.csv --user-col user --item-col item \\
-        --items items.csv --item-id-col item --text-fields title description \\
+    lirdrec prepare --interactions ratings.csv --user-col user --item-col item \
+        --items items.csv --item-id-col item --text-fields title description \
         --images posters/ --image-pattern "{id}.jpg" --image-text mllm --out runs/data/mine
 
 Flags override the recipe's values. This module only parses arguments; the pipeline, top to

@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         return resume(args)
     cfg = resolve_args(args)
-    out = Path(args.out) if args.out else Path("runs") / f"{cfg.model}-{Path(args.data).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    default = Path("runs") / f"{cfg.model}-{Path(args.data).name}-{stamp}"
+    out = Path(args.out) if args.out else default
     setup_logging(args.verbose, out / "log.txt")
     result, _, _ = train_run(cfg, out, resume=False)
     print(format_table(metrics_rows(cfg.model, result)))

@@ -1,11 +1,12 @@
 r"""Gradient-bias diagnostic: where does the BPR training signal go, ID rows or feature parameters?
 
 LIRDRec's motivation (Zhou et al., arXiv:2505.04960; derivation in
-``docs/gradient_bias.md``): when an item is learned as :math:`\mathbf{e}_i + f_\theta(\mathbf{x}_i)`,
-the shared feature parameters :math:`\theta` receive gradient from every item of every batch,
-while the ID row :math:`\mathbf{e}_i` receives gradient only when item :math:`i` is sampled. So
-:math:`\theta` converges and the ID table stays under-trained. :class:`GradientBiasRecorder` is a
-trainer :class:`~lirdrec.train.trainer.Callback` that measures this on any model exposing
+``docs/gradient_bias.md``): when an item is learned as
+:math:`\mathbf{e}_i + f_\theta(\mathbf{x}_i)`, the shared feature parameters :math:`\theta`
+receive gradient from every item of every batch, while the ID row :math:`\mathbf{e}_i` receives
+gradient only when item :math:`i` is sampled. So :math:`\theta` converges and the ID table stays
+under-trained. :class:`GradientBiasRecorder` is a trainer
+:class:`~lirdrec.train.trainer.Callback` that measures this on any model exposing
 :meth:`~lirdrec.models.base.Recommender.parameter_groups`:
 
 - **per step** (every ``every``-th), per group ``item_id``, ``item_feature``, ``user``, ``other``:
@@ -204,7 +205,8 @@ def run_gradient_bias(
                 (),
                 fixed,
                 (overrides or {}).get(label),
-                {"epochs": int(epochs), "patience": int(epochs), "seed": int(seed), "device": device},
+                {"epochs": int(epochs), "patience": int(epochs), "seed": int(seed),
+                 "device": device},
                 drop=("model", "epochs", "patience", "seed"),
             )
             cfg = resolve(name, layers)

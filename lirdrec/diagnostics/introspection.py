@@ -1,8 +1,8 @@
-"""Model introspection for the gradient-bias diagnostic: parameter groups, the feature branch,
+r"""Model introspection for the gradient-bias diagnostic: parameter groups, the feature branch,
 and the ID-only / feature-only probe (:func:`keep_only`).
 
 The feature branch is found through an optional class attribute ``feature_branch``: a tuple of
-submodule names whose forward output is an :math:`(I, \\cdot)` item representation computed from
+submodule names whose forward output is an :math:`(I, \cdot)` item representation computed from
 the features (a ``ModuleList``/``ModuleDict`` stands for each of its children), e.g.
 ``feature_branch = ("item_linear",)`` in VBPR.
 """

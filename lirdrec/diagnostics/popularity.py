@@ -53,7 +53,9 @@ def popularity_buckets(
 
 
 def predicted_touch_fraction(degree: np.ndarray, num_pairs: int, batch_size: int) -> np.ndarray:
-    r"""Expected fraction of an epoch's steps whose batch contains item :math:`i` (``docs/gradient_bias.md``).
+    r"""Expected fraction of an epoch's steps whose batch contains item :math:`i`.
+
+    Derivation in ``docs/gradient_bias.md``.
 
     A triple holds :math:`i` as the positive with probability :math:`d_i/N` and as the negative
     with :math:`1/I_+` (:class:`~lirdrec.train.sampler.BPRSampler` draws negatives uniformly from
@@ -65,7 +67,8 @@ def predicted_touch_fraction(degree: np.ndarray, num_pairs: int, batch_size: int
 
     >>> predicted_touch_fraction(np.array([0, 1, 3]), 4, 1).round(4).tolist()
     [0.0, 0.75, 1.0]
-    >>> predicted_touch_fraction(np.array([0, 1, 3]), 4, 3).round(4).tolist()  # (1 - 0.25**3 + 0.75) / 2
+    >>> # (1 - 0.25**3 + 0.75) / 2
+    >>> predicted_touch_fraction(np.array([0, 1, 3]), 4, 3).round(4).tolist()
     [0.0, 0.8672, 1.0]
     """
     degree = np.asarray(degree, dtype=np.float64)

@@ -226,7 +226,7 @@ class GradientBiasRecorder(Callback):
             output.register_hook(self._feature_grad_hook)
 
     def _feature_grad_hook(self, grad: Tensor) -> None:
-        """Keep each item's output-gradient norm, :math:`(I, d) \\to (I,)`."""
+        r"""Keep each item's output-gradient norm, :math:`(I, d) \to (I,)`."""
         rows = torch.linalg.vector_norm(grad.detach(), dim=1, dtype=torch.float32)
         self._feat_norms.append(rows)
         self._feat_seen = True
@@ -292,7 +292,8 @@ class GradientBiasRecorder(Callback):
 
     def on_step_end(self, trainer, model, step: int) -> None:
         r"""Per-tensor update norms :math:`\lVert\theta_{before} - \theta_{after}\rVert` from the
-        copies; the step's :math:`(5, T)` numbers are kept as one tensor until :meth:`_flush`."""
+        copies; the step's :math:`(5, T)` numbers are kept as one tensor until :meth:`_flush`.
+        """
         if step % self.every != 0:
             self._recording = (step + 1) % self.every == 0
             return

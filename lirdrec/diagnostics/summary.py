@@ -21,15 +21,16 @@ __all__ = ["CONVERGED_BELOW", "DIRECT_MODELS", "PROBE_NOTES", "load_recorded", "
 
 #: What the probe's two ablations mean for each script model (written into summary.md).
 PROBE_NOTES = {
-    "vbpr": "item = [e_i ‖ W x_i + b]: 'ID only' zeroes the feature half, 'feature only' the ID half.",
-    "lirdrec-id": "each channel is h_c(x_i) + e_i before normalisation: 'ID only' zeroes the encoder "
-    "outputs, 'feature only' the ID table.",
+    "vbpr": "item = [e_i ‖ W x_i + b]: 'ID only' zeroes the feature half, 'feature only' the "
+    "ID half.",
+    "lirdrec-id": "each channel is h_c(x_i) + e_i before normalisation: 'ID only' zeroes the "
+    "encoder outputs, 'feature only' the ID table.",
     "lattice": "features only build the learned item-item graph that propagates the ID embeddings: "
     "'ID only' zeroes the projected features (the frozen raw-feature kNN graph stays); "
     "'feature only' zeroes the ID table, which also removes what the graph propagates, "
     "so what is left is user-graph propagation, not a feature model.",
-    "freedom": "features do not enter the scored item representation (they shape the frozen kNN graph "
-    "and an auxiliary BPR term): no ID/feature probe.",
+    "freedom": "features do not enter the scored item representation (they shape the frozen kNN "
+    "graph and an auxiliary BPR term): no ID/feature probe.",
     "bm3": "features do not enter the scored item representation (they enter an alignment loss "
     "only): no ID/feature probe.",
     "lirdrec": "no item ID table: the full model is already feature-only.",
@@ -240,11 +241,13 @@ def verdict(stats: Mapping[str, Any]) -> tuple[str, str]:
     later = (cf is not None and (ci is None or ci > cf)) or (
         dm.get("item_id", 0.0) > dm.get("item_feature", 0.0)
     )
-    text = f"convergence: relative update < {CONVERGED_BELOW:g} at epoch feature {cf or 'never'}, ID {ci or 'never'}"
+    text = (f"convergence: relative update < {CONVERGED_BELOW:g} at epoch feature "
+            f"{cf or 'never'}, ID {ci or 'never'}")
     if dm:
         text += (
             f"; relative distance to final at epoch {stats['mid_epoch']}: feature "
-            f"{_fmt(dm.get('item_feature', float('nan')))}, ID {_fmt(dm.get('item_id', float('nan')))}"
+            f"{_fmt(dm.get('item_feature', float('nan')))}, "
+            f"ID {_fmt(dm.get('item_id', float('nan')))}"
         )
     checks.append((text, later))
     bp = stats["best_probe"] or {}
@@ -253,8 +256,8 @@ def verdict(stats: Mapping[str, Any]) -> tuple[str, str]:
         checks.append(
             (
                 (
-                    f"probe: best valid Recall@20 ID part only {_fmt(i_only, 4)} vs feature part only "
-                    f"{_fmt(f_only, 4)} (full {_fmt(bp.get('full', float('nan')), 4)})"
+                    f"probe: best valid Recall@20 ID part only {_fmt(i_only, 4)} vs feature "
+                    f"part only {_fmt(f_only, 4)} (full {_fmt(bp.get('full', float('nan')), 4)})"
                 ),
                 i_only < f_only,
             )
@@ -273,7 +276,8 @@ def write_summary(
     notes: Sequence[str] = (),
 ) -> Path:
     """``summary.md``: per model a per-epoch table, the convergence epochs, probe recalls, a
-    verdict; an overall plain-words verdict on the paper's claim at the top."""
+    verdict; an overall plain-words verdict on the paper's claim at the top.
+    """
     lines = [f"# {title}", ""]
     lines += list(notes) + ([""] if notes else [])
     stats = {name: model_statistics(rec) for name, rec in recorders.items()}
@@ -282,16 +286,17 @@ def write_summary(
         "## Verdict",
         "",
         (
-            "Claim (spec section 1): with items learned as ID embedding + multimodal features under "
-            "BPR, the feature parameters receive most of the gradient and converge, while item ID "
-            "embeddings stay under-trained."
+            "Claim (spec section 1): with items learned as ID embedding + multimodal features "
+            "under BPR, the feature parameters receive most of the gradient and converge, while "
+            "item ID embeddings stay under-trained."
         ),
         "",
     ]
     lines += [
         (
-            "| model | verdict | feature/ID grad-norm ratio (2nd half / all steps) | epoch rel. update "
-            "< 1e-3 (feature / ID) | valid Recall@20 best (full / ID only / feature only) |"
+            "| model | verdict | feature/ID grad-norm ratio (2nd half / all steps) "
+            "| epoch rel. update < 1e-3 (feature / ID) "
+            "| valid Recall@20 best (full / ID only / feature only) |"
         ),
         "|---|---|---|---|---|",
     ]
@@ -358,10 +363,11 @@ def write_summary(
         if brows:
             lines += [
                 (
-                    f"Per item, by training-degree bucket (epoch {last}; per-step means): gradient norm "
-                    "reaching the ID row and the feature output, fraction of steps the ID row got a "
-                    "gradient (measured, and predicted for direct lookup: 1 − (1 − π)^B averaged over the "
-                    "epoch's batches, π = degree/N + 1/I₊ with I₊ the items seen in training), and "
+                    f"Per item, by training-degree bucket (epoch {last}; per-step means): "
+                    "gradient norm reaching the ID row and the feature output, fraction of steps "
+                    "the ID row got a gradient (measured, and predicted for direct lookup: "
+                    "1 − (1 − π)^B averaged over the epoch's batches, π = degree/N + 1/I₊ with I₊ "
+                    "the items seen in training), and "
                     "‖∇θ_feature‖ / ‖∇e_i‖ (the per-item bias of the derivation)."
                 ),
                 "",
@@ -465,8 +471,9 @@ def summarize(out_dir: str | Path, figures: bool = True) -> Path:
         notes += [
             (
                 f"Dataset `{ds['name']}`: {ds['users']} users, {ds['items']} items, {ds['train']} "
-                f"training interactions, modalities {', '.join(ds['modalities'])}; {meta['epochs']} "
-                f"epochs per model, seed {meta['seed']}, recorded every {meta['every']} step(s). "
+                f"training interactions, modalities {', '.join(ds['modalities'])}; "
+                f"{meta['epochs']} epochs per model, seed {meta['seed']}, "
+                f"recorded every {meta['every']} step(s). "
                 "Hyper-parameters: `datasets/configs/<model>.yaml` (lirdrec-id = lirdrec with "
                 "item_id=add), early stopping off."
             ),

@@ -461,7 +461,8 @@ def prepare(
 ) -> Dataset:
     """``lirdrec prepare``: check the recipe's paths, build the dataset into ``out_dir`` with
     :func:`build_dataset` (same arguments), then load it once with every check (as
-    ``lirdrec validate``) and return it."""
+    ``lirdrec validate``) and return it.
+    """
     check_paths(recipe)
     out = build_dataset(recipe, out_dir, cache_dir=cache_dir, modalities=modalities,
                         device=device, show_progress=show_progress)

@@ -119,9 +119,13 @@ def encode_synthetic_media(
             dominant topic is used).
         rng: draws the image jitter and the text templates.
         image_size: drawn image side in pixels.
-        image_resize, image_crop: encoder preprocessing; smaller than the 256/224 of real
-            photos to keep the demo fast on a CPU (the drawings have no fine detail).
-        text_model, image_backend: encoder choices (offline defaults).
+        image_resize: encoder resize; smaller than the 256 of real photos to keep the demo fast
+            on a CPU (the drawings have no fine detail).
+        image_crop: encoder centre crop (224 for real photos).
+        text_model: text encoder (offline default).
+        image_backend: image encoder (offline default).
+        device: torch device of both encoders.
+        show_progress: progress bars (``None``: when INFO logging is on).
 
     Returns:
         ``{"image": (I, 1280), "text": (I, 384)}`` float32 for the defaults.

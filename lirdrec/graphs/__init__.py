@@ -1,6 +1,6 @@
-"""Graphs built from the training interactions and the item features.
+r"""Graphs built from the training interactions and the item features.
 
-- :func:`bipartite_adjacency`: :math:`\\hat A = D^{-1/2} A D^{-1/2}` of the user-item graph.
+- :func:`bipartite_adjacency`: :math:`\hat A = D^{-1/2} A D^{-1/2}` of the user-item graph.
 - :func:`build_knn_graph`: chunked cosine top-k item-item graph (:func:`auto_chunk_size`, the
   one chunk policy); :func:`build_item_graph`: the frozen multimodal item graph of LIRDRec and
   FREEDOM, mixed by :func:`knn_modality_weights`.

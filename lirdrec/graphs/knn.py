@@ -100,7 +100,8 @@ def build_knn_graph(
     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
     """
     if normalization not in ("sym", "row", "none"):
-        raise ConfigError(f"knn: normalization must be 'sym', 'row' or 'none', got {normalization!r}")
+        raise ConfigError("knn: normalization must be 'sym', 'row' or 'none', "
+                          f"got {normalization!r}")
     n = x.shape[0]
     values, indices = knn_indices(x, k, chunk_size)
     row = torch.arange(n).repeat_interleave(k)
@@ -125,7 +126,8 @@ def combine_graphs(graphs: Sequence[Tensor], weights: Sequence[float]) -> Tensor
         rows.append(r)
         cols.append(c)
         vals.append(v * float(w))
-    return sparse_from_coo(torch.cat(rows), torch.cat(cols), torch.cat(vals), tuple(graphs[0].shape))
+    return sparse_from_coo(torch.cat(rows), torch.cat(cols), torch.cat(vals),
+                           tuple(graphs[0].shape))
 
 
 def knn_modality_weights(

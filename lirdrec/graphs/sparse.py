@@ -103,7 +103,8 @@ def _addmm(base: Tensor, adj: Tensor, x: Tensor) -> Tensor:
 def _horner(adj: Tensor, x: Tensor, steps: int) -> Tensor:
     r""":math:`\sum_{l=0}^{L} A^l x` by Horner's rule :math:`t \leftarrow x + A t` (``steps`` =
     :math:`L`): one sparse kernel per step that accumulates onto a copy of :math:`x`
-    (``addmm``, ``beta=1``), no separate layer tensors or additions."""
+    (``addmm``, ``beta=1``), no separate layer tensors or additions.
+    """
     out = x
     for _ in range(steps):
         out = _addmm(x, adj, out)
@@ -120,7 +121,8 @@ def _residual(adj: Tensor, x: Tensor, power: int) -> Tensor:
 
 class _Polynomial(torch.autograd.Function):
     r"""``propagate_sum`` / ``residual_spmm`` with the same polynomial in :math:`A^\top` as
-    backward; nothing is saved for backward (the graph is constant)."""
+    backward; nothing is saved for backward (the graph is constant).
+    """
 
     @staticmethod
     def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor, steps: int, cumulative: bool):  # type: ignore[override]

@@ -36,7 +36,8 @@ def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
 
 def emb_loss(*embeddings: Tensor) -> Tensor:
     r"""MMRec's embedding regulariser: :math:`\frac1B\sum_t \lVert E_t\rVert_2` (unsquared
-    Frobenius norms of the batch's embedding rows, divided by the batch size :math:`B`)."""
+    Frobenius norms of the batch's embedding rows, divided by the batch size :math:`B`).
+    """
     return sum(torch.linalg.vector_norm(e) for e in embeddings) / embeddings[-1].shape[0]
 
 
@@ -44,7 +45,8 @@ def emb_loss(*embeddings: Tensor) -> Tensor:
 def check_param(cls_name: str, name: str, value: Any, ok: bool, expectation: str) -> None:
     """The one message template: ``ConfigError("<cls>: <name> must be <expectation>, got
     <value>")`` unless ``ok`` (used by :func:`check_arguments` and by checks of whole inputs,
-    such as a feature dict, that no table row describes)."""
+    such as a feature dict, that no table row describes).
+    """
     if not ok:
         raise ConfigError(f"{cls_name}: {name} must be {expectation}, got {value!r}")
 
@@ -110,7 +112,8 @@ class Interval(Constraint):
             return f"{kind}{'>=' if left else '>'} {fmt(self.low)}"
         if self.low is None:
             return f"{kind}{'<=' if right else '<'} {fmt(self.high)}"
-        return f"{kind}in {'[' if left else '('}{fmt(self.low)}, {fmt(self.high)}{']' if right else ')'}"
+        opening, closing = "[" if left else "(", "]" if right else ")"
+        return f"{kind}in {opening}{fmt(self.low)}, {fmt(self.high)}{closing}"
 
 
 @dataclass(frozen=True, init=False)
@@ -223,7 +226,8 @@ class Recommender(nn.Module):
     # ------------------------------------------------------------------ ID tables
     def _add_id_embeddings(self, dim: int) -> None:
         """Create ``user_emb`` :math:`(U, d)` and ``item_emb`` :math:`(I, d)` ID tables
-        (uninitialised; :meth:`_reset_id_embeddings` draws them)."""
+        (uninitialised; :meth:`_reset_id_embeddings` draws them).
+        """
         self.user_emb = nn.Parameter(torch.empty(self.num_users, dim))
         self.item_emb = nn.Parameter(torch.empty(self.num_items, dim))
 
@@ -237,7 +241,8 @@ class Recommender(nn.Module):
         """Return ``(user_emb (U, d'), item_emb (I, d'))``, the representations that are scored."""
         raise NotImplementedError
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:  # pragma: no cover
+    def loss(self, users: Tensor, pos_items: Tensor,
+             neg_items: Tensor) -> Tensor:  # pragma: no cover
         """Training loss of a batch: three int64 ``(B,)`` tensors -> scalar."""
         raise NotImplementedError
 
@@ -272,13 +277,15 @@ class Recommender(nn.Module):
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "Recommender":  # pragma: no cover
         """Ask :mod:`lirdrec.graphs` for the model's graphs, take its tensors from a
-        :class:`~lirdrec.data.Dataset`, and pass them to the constructor."""
+        :class:`~lirdrec.data.Dataset`, and pass them to the constructor.
+        """
         return cls(ds.num_users, ds.num_items, **kwargs)
 
     @classmethod
     def check_kwargs(cls, ds: "Dataset", kwargs: Mapping[str, Any]) -> None:
         """Check hyper-parameters against the table before ``from_dataset`` builds graphs with
-        them (the same error as the constructor would raise)."""
+        them (the same error as the constructor would raise).
+        """
         import types
 
         sizes = types.SimpleNamespace(num_users=ds.num_users, num_items=ds.num_items,
@@ -288,7 +295,8 @@ class Recommender(nn.Module):
     @classmethod
     def default(cls, name: str, kwargs: Mapping[str, Any]) -> Any:
         """``kwargs[name]``, else the constructor's default (what ``from_dataset`` needs to build
-        a graph with the same setting the constructor will get)."""
+        a graph with the same setting the constructor will get).
+        """
         import inspect
 
         if name in kwargs:

@@ -152,7 +152,8 @@ class BM3(Recommender):
 
     def _drop(self, x: Tensor) -> Tensor:
         """Inverted dropout from the model's generator: zero w.p. :math:`p`, else scale
-        :math:`1/(1-p)`."""
+        :math:`1/(1-p)`.
+        """
         if self.dropout <= 0.0:
             return x
         keep = torch.rand(x.shape, generator=self.generator).to(x.device) >= self.dropout

@@ -45,8 +45,10 @@ def frozen_item_graph(mats: Sequence[Tensor], modalities: Sequence[str], knn_k: 
     r""":math:`S = \sum_m w_m\, D_m^{-1/2} S_m D_m^{-1/2}`: unit-weight cosine kNN graph of each
     modality's raw features (item itself included, every kept value :math:`1/k`), mixed with
     :func:`modality_weights`: :func:`lirdrec.graphs.build_item_graph` of the matrices named by
-    ``modalities``. Sparse CSR :math:`(I, I)`, built in row chunks."""
-    return build_item_graph(dict(zip(modalities, mats)), knn_k, mm_image_weight, "image", chunk_size)
+    ``modalities``. Sparse CSR :math:`(I, I)`, built in row chunks.
+    """
+    return build_item_graph(dict(zip(modalities, mats)), knn_k, mm_image_weight, "image",
+                            chunk_size)
 
 
 def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor, num_users: int,
@@ -61,9 +63,11 @@ def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor, num_user
         \tilde A_{ui} = \tilde A_{iu} = \frac{1}{\sqrt{|\tilde N_u|}\sqrt{|\tilde N_i|}}.
 
     Args:
-        users, items (Tensor): int64 :math:`(E,)`, the training edges.
+        users (Tensor): int64 :math:`(E,)`, the users of the training edges.
+        items (Tensor): int64 :math:`(E,)`, their items.
         probs (Tensor): :math:`(E,)` sampling weights.
-        num_users, num_items (int): :math:`U`, :math:`I`.
+        num_users (int): :math:`U`.
+        num_items (int): :math:`I`.
         keep (int): edges to keep.
         generator (torch.Generator): source of randomness.
 
@@ -225,13 +229,15 @@ class FREEDOM(Recommender):
     # ------------------------------------------------------------------ graphs
     @property
     def num_kept_edges(self) -> int:
-        """:math:`\\lfloor |E| (1-\\rho) \\rfloor`, edges kept by each pruning (the reference's
-        ``int(E * (1. - dropout))``, float rounding included)."""
+        r""":math:`\lfloor |E| (1-\rho) \rfloor`, edges kept by each pruning (the reference's
+        ``int(E * (1. - dropout))``, float rounding included).
+        """
         return int(self._edge_users.shape[0] * (1.0 - self.dropout))
 
     def on_epoch_start(self, epoch: int) -> None:
-        """Prune the user-item graph for this epoch (the full :math:`\\hat A` if
-        ``dropout == 0``)."""
+        r"""Prune the user-item graph for this epoch (the full :math:`\hat A` if
+        ``dropout == 0``).
+        """
         if self.dropout <= 0.0:
             self._train_adj = self.adj
             return
@@ -258,8 +264,9 @@ class FREEDOM(Recommender):
         return self._embed(self.adj)
 
     def projected_features(self) -> list[Tensor]:
-        """:math:`\\mathbf{f}^m = W_m \\mathbf{X}_m + \\mathbf{b}_m`, one :math:`(I, d)` per
-        modality."""
+        r""":math:`\mathbf{f}^m = W_m \mathbf{X}_m + \mathbf{b}_m`, one :math:`(I, d)` per
+        modality.
+        """
         return [proj(x) for proj, x in zip(self.projections, self.features)]
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:

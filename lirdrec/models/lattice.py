@@ -66,7 +66,8 @@ def lattice_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
 def frozen_knn_graphs(mats: Sequence[Tensor], knn_k: int,
                       chunk_size: int | None = None) -> list[Tensor]:
     r"""LATTICE's frozen graphs: per modality, :func:`lirdrec.graphs.build_knn_graph` of the raw
-    features with cosine values kept (``weighted=True``) and :math:`D^{-1/2} S D^{-1/2}`."""
+    features with cosine values kept (``weighted=True``) and :math:`D^{-1/2} S D^{-1/2}`.
+    """
     return [build_knn_graph(x, knn_k, "sym", weighted=True, chunk_size=chunk_size) for x in mats]
 
 
@@ -92,7 +93,8 @@ def learned_knn_edges(x: Tensor, k: int,
 
 def normalize_edges(row: Tensor, col: Tensor, val: Tensor, n: int) -> Tensor:
     r"""Values of :math:`D^{-1/2} S D^{-1/2}` with :math:`D` the row sums of :math:`S` (zero for
-    rows that sum to 0); duplicate ``(row, col)`` entries act as their sum. Differentiable."""
+    rows that sum to 0); duplicate ``(row, col)`` entries act as their sum. Differentiable.
+    """
     deg = torch.zeros(n, dtype=val.dtype, device=val.device).index_add(0, row, val)
     inv = deg.pow(-0.5)
     inv = torch.where(torch.isinf(inv), torch.zeros_like(inv), inv)
@@ -272,7 +274,8 @@ class LATTICE(Recommender):
 
     def item_graph_edges(self) -> tuple[Tensor, Tensor, Tensor]:
         r"""Edges of :math:`S` with values differentiable in the projections, the (trainable)
-        features and :math:`\boldsymbol\omega`. Returns row, col, value of shape :math:`(E,)`."""
+        features and :math:`\boldsymbol\omega`. Returns row, col, value of shape :math:`(E,)`.
+        """
         alpha = self.modality_weights()
         rows, cols, vals = [], [], []
         for m, (proj, x) in enumerate(zip(self.projections, self.features)):

@@ -40,10 +40,10 @@ class LightGCN(Recommender):
 
     and :math:`\hat{y}_{ui} = \mathbf{e}_u^{\top}\mathbf{e}_i`. The loss is BPR plus MMRec's
     regulariser on the layer-0 embeddings of the batch
-    (:math:`\lambda(\lVert E^{(0)}_u\rVert+\lVert E^{(0)}_{i^+}\rVert+\lVert E^{(0)}_{i^-}\rVert)/B`,
-    unsquared norms). Propagation uses :func:`lirdrec.graphs.spmm` on a CSR adjacency, which
-    measured faster than torch_geometric's ``LGConv`` message passing on CPU
-    (``benchmarks/bench_core.py``).
+    (:math:`\lambda(\lVert E^{(0)}_u\rVert+\lVert E^{(0)}_{i^+}\rVert
+    +\lVert E^{(0)}_{i^-}\rVert)/B`, unsquared norms). Propagation uses
+    :func:`lirdrec.graphs.spmm` on a CSR adjacency, which measured faster than torch_geometric's
+    ``LGConv`` message passing on CPU (``benchmarks/bench_core.py``).
 
     Args:
         num_users (int): :math:`U`.
@@ -70,7 +70,8 @@ class LightGCN(Recommender):
     }
 
     def __init__(self, num_users: int, num_items: int, adj: Tensor, embedding_dim: int = 64,
-                 num_layers: int = 2, reg_weight: float = 1e-4, layer_combine: str = "mean") -> None:
+                 num_layers: int = 2, reg_weight: float = 1e-4,
+                 layer_combine: str = "mean") -> None:
         super().__init__(num_users, num_items)
         check_arguments(self, locals())
         self.embedding_dim = int(embedding_dim)
@@ -102,7 +103,8 @@ class LightGCN(Recommender):
         return rank + self.reg_weight * reg
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"item_id": [self.item_emb], "item_feature": [], "user": [self.user_emb], "other": []}
+        return {"item_id": [self.item_emb], "item_feature": [], "user": [self.user_emb],
+                "other": []}
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, embedding_dim={self.embedding_dim}, "

@@ -107,7 +107,8 @@ class _RowNormalize(torch.autograd.Function):
 def row_normalize(*parts: Tensor, eps: float = 1e-12) -> Tensor:
     """L2-normalise the rows of ``torch.cat(parts)`` along the last axis
     (``torch.nn.functional.normalize(torch.cat(parts), dim=-1)``) without the concatenated copy,
-    with a fast backward."""
+    with a fast backward.
+    """
     return _RowNormalize.apply(eps, *parts)
 
 
@@ -244,7 +245,8 @@ class LIRDRec(Recommender):
                     "a non-empty dict modality -> (num_items, d_m) tensor")
         for m, x in features.items():
             check_param(name, f"features[{m!r}]", tuple(getattr(x, "shape", ())),
-                        getattr(x, "ndim", 0) == 2 and x.shape[0] == self.num_items and x.shape[1] > 0,
+                        getattr(x, "ndim",
+                                0) == 2 and x.shape[0] == self.num_items and x.shape[1] > 0,
                         f"of shape ({self.num_items}, d_m)")
         check_param(name, "features", list(features), SHARED not in features,
                     f"modality names other than {SHARED!r} (the transformed channel's name)")
@@ -291,7 +293,8 @@ class LIRDRec(Recommender):
         self.register_buffer("adj", adj.to_sparse_csr() if adj.layout != torch.sparse_csr else adj,
                              persistent=False)
         if self.n_mm_layers > 0:
-            graph = item_graph.to_sparse_csr() if item_graph.layout != torch.sparse_csr else item_graph
+            graph = (item_graph.to_sparse_csr() if item_graph.layout != torch.sparse_csr
+                     else item_graph)
             self.register_buffer("item_graph", graph.float(), persistent=False)
             self.register_buffer("item_graph_t", transpose_csr(graph.float()), persistent=False)
         else:
@@ -330,7 +333,7 @@ class LIRDRec(Recommender):
 
     @classmethod
     def from_dataset(cls, ds: Dataset, **kwargs: Any) -> LIRDRec:
-        """:math:`\\hat A` of the training split and the frozen kNN item graph of
+        r""":math:`\hat A` of the training split and the frozen kNN item graph of
         ``ds.features`` from :mod:`lirdrec.graphs`, passed to the constructor.
 
         ``modalities`` (a list or comma-separated string) selects feature files; default all.
@@ -365,7 +368,8 @@ class LIRDRec(Recommender):
         :math:`I \times \sum_m d_m` copy, at an extra :math:`2\sum_m d_m^2 \cdot 4d` flops per
         step. ``"auto"``: fold for ``identity`` (free), and for ``dct`` when that extra is at most
         5 % of the shared channel's first layer (:math:`20\sum_m d_m^2 \le I \sum_m d_m`, e.g.
-        100k items) -- the same math either way, up to float rounding."""
+        100k items) -- the same math either way, up to float rounding.
+        """
         if self.transform == "none":
             return "none"
         if mode != "auto":
@@ -388,7 +392,7 @@ class LIRDRec(Recommender):
         return enc[2](enc[1](z))
 
     def item_channels(self) -> Tensor:
-        r"""Encoded items :math:`[\mathbf{h}_c]_c` (plus item IDs) as one float32 :math:`(I, C, d)`."""
+        r"""Encoded items :math:`[\mathbf{h}_c]_c` (plus item IDs): float32 :math:`(I, C, d)`."""
         with self._autocast():
             hs = [self.encoders[m](getattr(self, f"input_{m}")) for m in self.modalities]
             if self.transform != "none":
@@ -400,13 +404,14 @@ class LIRDRec(Recommender):
 
     def propagate(self) -> Tensor:
         r""":math:`\mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}\mathbf{E}^{(0)}`, users on top:
-        :math:`(U + I, C d)`, before the kNN residual and the user fusion."""
+        :math:`(U + I, C d)`, before the kNN residual and the user fusion.
+        """
         x = row_normalize(self.user_emb, self.item_channels())  # E^(0): per-channel L2, (U+I, C, d)
         # Horner's rule, T <- E0 + A T; adj is symmetric: its own transpose in backward
         return propagate_sum(self.adj, x.view(x.shape[0], -1), self.n_ui_layers)
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        """Users :math:`(U, C d)` after the fusion, items :math:`(I, C d)` after the kNN residual."""
+        """Users :math:`(U, C d)` after the fusion; items :math:`(I, C d)` after kNN residual."""
         user_rep, item_rep = self.propagate().split([self.num_users, self.num_items])
         if self.item_graph is not None:  # Z = E_I + S^n E_I
             item_rep = residual_spmm(self.item_graph, item_rep, self.n_mm_layers, self.item_graph_t)
@@ -440,7 +445,8 @@ class LIRDRec(Recommender):
     @torch.no_grad()
     def alpha(self) -> Tensor | None:
         r"""Current channel weights :math:`\boldsymbol\alpha` :math:`(U, C)` (``None`` for the
-        ``mean`` and ``concat`` fusions); computed in eval mode, so PWC's state is not touched."""
+        ``mean`` and ``concat`` fusions); computed in eval mode, so PWC's state is not touched.
+        """
         if self.fusion_module is None:
             return None
         was = self.training
@@ -454,7 +460,8 @@ class LIRDRec(Recommender):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """``item_id``: the item ID table (``item_id="add"`` only); ``item_feature``: every
         channel encoder; ``user``: per-user parameters (user ID tables and PWC's Θ);
-        ``other``: the PWC / attention scorers (shared, act on user channels)."""
+        ``other``: the PWC / attention scorers (shared, act on user channels).
+        """
         scorers = [] if self.fusion_module is None else list(
             self.fusion_module.scorers.parameters())
         user = [self.user_emb]

@@ -66,7 +66,8 @@ class MF(Recommender):
         return rank + self.reg_weight * emb_loss(u, p, n)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"item_id": [self.item_emb], "item_feature": [], "user": [self.user_emb], "other": []}
+        return {"item_id": [self.item_emb], "item_feature": [], "user": [self.user_emb],
+                "other": []}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, embedding_dim={self.embedding_dim}"

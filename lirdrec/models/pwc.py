@@ -116,7 +116,11 @@ class ChannelAttention(nn.Module):
         return torch.addmm(b2, hidden, w2.t())  # (U, C)
 
     def attention(self, users: Tensor) -> Tensor:
-        r""":math:`\boldsymbol\alpha = \mathrm{softmax}_{\mathrm{row}}(\mathbf{F})`, :math:`(U, C)`."""
+        r"""Attention :math:`\boldsymbol\alpha = \mathrm{softmax}_{\mathrm{row}}(\mathbf{F})`.
+
+        Shapes:
+            - users :math:`(U, C d)` -> :math:`(U, C)`
+        """
         return torch.softmax(self.logits(users), dim=1)
 
     def forward(self, users: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,7 +130,8 @@ class ChannelAttention(nn.Module):
         return fused, alpha
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, embedding_dim={self.embedding_dim}, hidden={self.hidden_dim}"
+        return (f"channels={self.channels}, embedding_dim={self.embedding_dim}, "
+                f"hidden={self.hidden_dim}")
 
 
 class PWC(ChannelAttention):
@@ -191,7 +196,7 @@ class PWC(ChannelAttention):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Re-draw scorers and :math:`\\Theta`; reset the schedule to epoch 0."""
+        r"""Re-draw scorers and :math:`\Theta`; reset the schedule to epoch 0."""
         super().reset_parameters()
         nn.init.xavier_normal_(self.theta)
         with torch.no_grad():

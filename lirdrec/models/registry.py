@@ -14,7 +14,7 @@ T = TypeVar("T", bound=type)
 
 
 def register(name: str) -> Callable[[T], T]:
-    """Class decorator: ``@register("lightgcn")`` makes the class reachable as ``get("lightgcn")``."""
+    """Class decorator: ``@register("lightgcn")`` makes the class ``get("lightgcn")``."""
 
     def deco(cls: T) -> T:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
@@ -27,7 +27,7 @@ def register(name: str) -> Callable[[T], T]:
 
 
 def get(name: str) -> type:
-    """The model class registered as ``name``; a :class:`ConfigError` lists valid names otherwise."""
+    """The model class registered as ``name``; a :class:`ConfigError` lists the valid names."""
     key = name.lower()
     if key not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(names())}")

@@ -89,9 +89,10 @@ def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str,
 
     Used by ``lirdrec experiment`` and ``lirdrec grid`` before they read a finished run back.
     Tolerated: the data path (machine-specific; the run directory names the dataset), the
-    run's own ``out``, memory knobs that change no number (:data:`NUMBER_NEUTRAL`), keys that a newer lirdrec added whose value is their default (the older
-    run behaved as the default), keys of the saved file that the current version no longer has,
-    and a different ``epochs`` when the run stopped early before either cap.
+    run's own ``out``, memory knobs that change no number (:data:`NUMBER_NEUTRAL`), keys that a
+    newer lirdrec added whose value is their default (the older run behaved as the default),
+    keys of the saved file that the current version no longer has, and a different ``epochs``
+    when the run stopped early before either cap.
 
     Raises:
         ConfigError: listing every differing key, with the way out.
