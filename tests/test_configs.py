@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lirdrec.cli.config import read_yaml, resolve
+from lirdrec.config import read_yaml, resolve
 from lirdrec.models import registry
 
 CONFIGS = Path(__file__).resolve().parents[1] / "datasets" / "configs"
@@ -33,5 +33,6 @@ def test_config_resolves(path):
     else:
         cfg = resolve(model, [data])
         for key, value in data.items():
-            got = {**cfg.model_kwargs, **cfg.trainer_kwargs, **cfg.data, "model": cfg.model}.get(key)
+            got = {**cfg.model_kwargs, **cfg.trainer_kwargs, **cfg.data,
+                   "model": cfg.model}.get(key)
             assert got == value or (isinstance(value, list) and list(got) == value), key

@@ -3,9 +3,8 @@ the prepare pipeline end to end on generated pillow images, and the demo's synth
 
 from __future__ import annotations
 
-import logging
-
 import importlib.util
+import logging
 
 import numpy as np
 import pytest
@@ -321,7 +320,8 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir, caplog):
     # missing images: one summary line (count, first ids), the full list in a file
     image_lines = [r.getMessage() for r in caplog.records
                    if r.levelno >= logging.WARNING and "image" in r.getMessage()]
-    assert len(image_lines) == 1 and image_lines[0].startswith("2 of 8 image(s) missing or unreadable")
+    assert len(image_lines) == 1
+    assert image_lines[0].startswith("2 of 8 image(s) missing or unreadable")
     assert sum("image(s) missing" in str(w.message) for w in caught) == 1
     listing = (out / "image_missing_images.tsv").read_text().splitlines()
     assert listing[0] == "item\tfile\treason" and len(listing) == 3
@@ -338,7 +338,7 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir, caplog):
 
 # ------------------------------------------------------------------------- synthetic media
 def test_encode_synthetic_media_carries_the_topic():
-    from lirdrec.data.synthetic_media import encode_synthetic_media
+    from lirdrec.features.synthetic_media import encode_synthetic_media
 
     topics = np.repeat(np.arange(4), 3)
     feats = encode_synthetic_media(topics, np.random.default_rng(0), show_progress=False)

@@ -13,7 +13,9 @@ output modality::
 Each modality becomes ``<modality>_feat.npy`` (row ``i`` = item ``i``); ``mllm`` modalities also
 write ``captions.tsv``. Every other key of a modality is passed to its encoder's constructor
 (``batch_size``, ``pooling``, ``top_k``, ...), so the encoders' docstrings are the reference.
-:func:`prepare_dataset` runs the whole recipe; a summary goes to ``prepare.json``.
+:func:`prepare` is ``lirdrec prepare`` top to bottom: it checks the paths, runs the whole recipe
+(:func:`build_dataset`; a summary goes to ``prepare.json``) and loads the result once with every
+check of :func:`lirdrec.data.load_dataset`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from lirdrec.data.build import (
     read_items,
     write_dataset,
 )
+from lirdrec.data.dataset import Dataset
+from lirdrec.data.loader import load_dataset
 from lirdrec.errors import ConfigError, DataWarning, SchemaError
 from lirdrec.features.cache import FeatureCache
 from lirdrec.features.image import fill_missing
@@ -51,7 +55,10 @@ __all__ = [
     "SplitSpec",
     "ItemsSpec",
     "ImagesSpec",
-    "prepare_dataset",
+    "build_dataset",
+    "check_paths",
+    "prepare",
+    "read_recipe",
     "ENCODERS",
 ]
 
@@ -250,7 +257,7 @@ def _write_captions(path: Path, item_ids, titles, labels, captions) -> None:
         df.to_csv(fh, sep="\t", index=False)
 
 
-def prepare_dataset(
+def build_dataset(
     recipe: Recipe,
     out_dir: str | Path,
     *,
@@ -426,3 +433,37 @@ def check_paths(recipe: Recipe) -> None:
                 message=f"{what} table not found",
                 hint="run from the repository root or pass --raw-dir",
             )
+
+
+def read_recipe(path: str | Path | None) -> dict[str, Any]:
+    """The mapping of a recipe YAML (``{}`` for ``None``), before flags are applied on top."""
+    import yaml
+
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"prepare: recipe {path} not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"prepare: {path} must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def prepare(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    modalities: list[str] | None = None,
+    device: str | None = None,
+    show_progress: bool | None = None,
+) -> Dataset:
+    """``lirdrec prepare``: check the recipe's paths, build the dataset into ``out_dir`` with
+    :func:`build_dataset` (same arguments), then load it once with every check (as
+    ``lirdrec validate``) and return it.
+    """
+    check_paths(recipe)
+    out = build_dataset(recipe, out_dir, cache_dir=cache_dir, modalities=modalities,
+                        device=device, show_progress=show_progress)
+    return load_dataset(out)

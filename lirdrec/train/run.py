@@ -21,12 +21,16 @@ from lirdrec.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["prepare_dataset", "build_model", "run_training", "check_finished_run"]
+__all__ = ["load_run_dataset", "build_model", "run_training", "check_finished_run"]
 
 
-def prepare_dataset(data: str | Path | Dataset, modalities: str | None = None,
+def load_run_dataset(data: str | Path | Dataset, modalities: str | None = None,
                     cold_items: float = 0.0, seed: int = 999) -> Dataset:
-    """Load ``data`` (or take a Dataset) and apply the cold-item protocol if asked."""
+    """Load ``data`` (or take a Dataset) and apply the cold-item protocol if asked.
+
+    (Reads a finished MMRec-format dataset; building one from raw files is
+    :func:`lirdrec.features.recipe.prepare`.)
+    """
     ds = data if isinstance(data, Dataset) else load_dataset(data, modalities=modalities)
     if cold_items:
         ds = hold_out_items(ds, cold_items, np.random.default_rng(seed))
@@ -58,7 +62,7 @@ def run_training(
     """Train one model; returns ``(FitResult, model, dataset)``."""
     trainer_kwargs = dict(trainer_kwargs or {})
     seed = int(trainer_kwargs.get("seed", 999))
-    ds = prepare_dataset(data, modalities, cold_items, seed)
+    ds = load_run_dataset(data, modalities, cold_items, seed)
     model = build_model(model_name, ds, seed, **(model_kwargs or {}))
     logger.info("%s", model)
     trainer = Trainer(**trainer_kwargs, callbacks=callbacks, out_dir=out_dir, config=config,
@@ -67,8 +71,13 @@ def run_training(
     return result, model, ds
 
 
+#: Settings that change memory and time but no number (the kNN neighbours are the same for any
+#: chunk size; ``tests/test_graphs.py``).
+NUMBER_NEUTRAL = ("knn_chunk_size",)
+
+
 def _config_defaults(model: str) -> dict[str, Any]:
-    from lirdrec.cli.config import DATA_KEYS, model_defaults, trainer_defaults
+    from lirdrec.config import DATA_KEYS, model_defaults, trainer_defaults
     from lirdrec.models import registry
 
     return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults()}
@@ -79,10 +88,11 @@ def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str,
     for (its numbers would silently belong to another setting).
 
     Used by ``lirdrec experiment`` and ``lirdrec grid`` before they read a finished run back.
-    Tolerated: the data path (machine-specific; the run directory names the dataset) and the
-    run's own ``out``, keys that a newer lirdrec added whose value is their default (the older
-    run behaved as the default), keys of the saved file that the current version no longer has,
-    and a different ``epochs`` when the run stopped early before either cap.
+    Tolerated: the data path (machine-specific; the run directory names the dataset), the
+    run's own ``out``, memory knobs that change no number (:data:`NUMBER_NEUTRAL`), keys that a
+    newer lirdrec added whose value is their default (the older run behaved as the default),
+    keys of the saved file that the current version no longer has, and a different ``epochs``
+    when the run stopped early before either cap.
 
     Raises:
         ConfigError: listing every differing key, with the way out.
@@ -97,7 +107,7 @@ def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str,
     defaults = _config_defaults(str(config.get("model")))
     diffs = []
     for key in sorted(set(config) | set(saved)):
-        if key in ("data", "out") or key not in config:
+        if key in ("data", "out", *NUMBER_NEUTRAL) or key not in config:
             continue
         new = config[key]
         if key not in saved:

@@ -15,13 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from lirdrec.config import provide
 from lirdrec.data.dataset import Dataset
 from lirdrec.errors import CheckpointError, ConfigError, TrainingError
 from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits, per_user_metrics
 from lirdrec.evaluate.statistics import write_per_user
 from lirdrec.train.checkpoint import load_checkpoint, save_checkpoint
-from lirdrec.train.state import TrainState
 from lirdrec.train.sampler import BPRSampler
+from lirdrec.train.state import TrainState
 from lirdrec.utils.io import atomic_write, hash_inputs
 from lirdrec.utils.provenance import code_version
 from lirdrec.utils.seed import seed_everything
@@ -45,12 +46,14 @@ class Callback:
     def on_epoch_start(self, trainer: "Trainer", model, epoch: int) -> None: ...
     def on_after_backward(self, trainer: "Trainer", model, step: int) -> None: ...
     def on_step_end(self, trainer: "Trainer", model, step: int) -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", model, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", model, epoch: int,
+                     metrics: dict[str, float]) -> None: ...
     def on_fit_end(self, trainer: "Trainer", model, result: "FitResult") -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback (tensors, numbers, strings, numpy arrays and
-        containers of them: checkpoints load weights-only); default: nothing."""
+        containers of them: checkpoints load weights-only); default: nothing.
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -131,7 +134,8 @@ class Trainer:
             (without ``epochs``) guards ``resume``.
         show_progress (bool | None): progress bars; ``None`` = when INFO logging is on.
         device (str): ``"cpu"`` or ``"cuda"``. (default: ``"cpu"``)
-        checkpoint_every (int): write ``checkpoint.pt`` every n epochs (and at the end). (default: ``1``)
+        checkpoint_every (int): write ``checkpoint.pt`` every n epochs (and at the end).
+            (default: ``1``)
         deterministic (bool): torch deterministic algorithms during :meth:`fit`. (default: ``True``)
         lr_decay (float): learning-rate decay :math:`\gamma`: epoch :math:`e` (1-based) trains
             with :math:`\mathrm{lr}\cdot\gamma^{(e-1)/T}` (MMRec's ``learning_rate_scheduler:
@@ -184,7 +188,8 @@ class Trainer:
         self.lr, self.epochs, self.batch_size = float(lr), int(epochs), int(batch_size)
         self.patience, self.seed, self.weight_decay = int(patience), int(seed), float(weight_decay)
         self.valid_metric, self.ks = valid_metric, tuple(int(k) for k in ks)
-        self.eval_batch_size, self.mask_valid_at_test = int(eval_batch_size), bool(mask_valid_at_test)
+        self.eval_batch_size = int(eval_batch_size)
+        self.mask_valid_at_test = bool(mask_valid_at_test)
         self.callbacks = list(callbacks)
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.config = config
@@ -296,10 +301,12 @@ class Trainer:
 
         generator = torch.Generator().manual_seed(self.seed)
         sampler = BPRSampler(ds, generator)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.lr,
+                                          weight_decay=self.weight_decay,
                                           fused=self.fused_adam or None)
         decay, period = self.lr_decay, self.lr_decay_epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / period))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                      lambda e: decay ** (e / period))
         st = TrainState()
         self.state = st  # callbacks read the progress here (e.g. state.history[-1]["loss"])
         st.snapshot_best(model)
@@ -311,8 +318,8 @@ class Trainer:
                 raise CheckpointError("resume needs an out_dir holding checkpoint.pt")
             ck = load_checkpoint(ckpt_path)
             if self.config is not None and ck.get("fingerprint") not in (None, self._fingerprint()):
-                raise CheckpointError(f"{ckpt_path}: written by a run with a different configuration "
-                                      "or data; start a new run directory instead")
+                raise CheckpointError(f"{ckpt_path}: written by a run with a different "
+                                      "configuration or data; start a new run directory instead")
             model.load_state_dict(ck["model"])
             model.load_extra_state(ck["model_extra"])
             self.optimizer.load_state_dict(ck["optimizer"])
@@ -408,8 +415,8 @@ class Trainer:
                     "callbacks": {key: cb.state_dict() for key, cb in zip(keys, self.callbacks)},
                 })
             if stopped_early:
-                logger.info("early stop after epoch %d: no %s improvement for %d epochs; best epoch %d",
-                            epoch, self.valid_metric, st.bad_epochs, st.best_epoch)
+                logger.info("early stop after epoch %d: no %s improvement for %d epochs; "
+                            "best epoch %d", epoch, self.valid_metric, st.bad_epochs, st.best_epoch)
                 break
         bar.close()
         model.load_state_dict(st.best_state)
@@ -424,3 +431,6 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_end(self, model, result)
         return result
+
+
+provide(trainer=Trainer)  # the config core reads the trainer's keys from its signature
