@@ -30,11 +30,29 @@ def add_run_options(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def resolve_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> RunConfig:
-    """Config file < ``--set`` < ``extra`` (a grid point) < explicit flags."""
+    """Config file < ``--set`` < ``extra`` (a grid point) < explicit flags, every value checked.
+
+    Nothing is loaded before this returns: unknown keys, types, the device, the trainer's
+    settings and every model argument that needs no data fail here in one line.
+    """
     flags = {"epochs": args.epochs, "seed": args.seed, "device": args.device,
              "cold_items": args.cold_items, "data": str(args.data)}
-    return resolve(args.model,
-                   config_layers(getattr(args, "config", None), args.sets, extra, flags))
+    cfg = resolve(args.model,
+                  config_layers(getattr(args, "config", None), args.sets, extra, flags))
+    check_early(cfg)
+    return cfg
+
+
+def check_early(cfg: RunConfig) -> None:
+    """What can be checked without data: device, trainer settings, model arguments, loggers."""
+    from lirdrec.models import registry
+    from lirdrec.models.base import check_arguments_early
+    from lirdrec.train import Trainer
+    from lirdrec.train.tracking import make_loggers
+
+    Trainer(**cfg.trainer_kwargs)  # validates lr, epochs, ks, valid_metric, device, ...
+    check_arguments_early(registry.get(cfg.model), cfg.model_kwargs)
+    make_loggers(cfg.run.get("logger"))
 
 
 def metrics_rows(name: str, result) -> list[dict[str, Any]]:

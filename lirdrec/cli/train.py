@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from lirdrec.cli.common import add_run_options, metrics_rows, resolve_args, train_run
-from lirdrec.utils.logging import setup_logging
+from lirdrec.utils.logging import close_log_files, setup_logging
 
 __all__ = ["add_parser", "run"]
 
@@ -40,11 +40,34 @@ def run(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     default = Path("runs") / f"{cfg.model}-{Path(args.data).name}-{stamp}"
     out = Path(args.out) if args.out else default
+    existed = out.exists()
     setup_logging(args.verbose, out / "log.txt")
-    result, _, _ = train_run(cfg, out, resume=False)
+    try:
+        result, _, _ = train_run(cfg, out, resume=False)
+    except KeyboardInterrupt:
+        raise  # a checkpoint (if any) is what --resume continues from
+    except BaseException as exc:
+        mark_failed(out, exc, created=not existed)
+        raise
     print(format_table(metrics_rows(cfg.model, result)))
     print(f"run directory: {out}")
     return 0
+
+
+def mark_failed(out: Path, exc: BaseException, created: bool) -> None:
+    """A failed run never looks like a run: removed if this call created it and it holds no
+    checkpoint, else marked with ``FAILED.txt`` (the error), which ``--resume`` and the readers
+    of ``metrics.json`` ignore.
+    """
+    import shutil
+
+    if not out.is_dir():
+        return
+    if created and not (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists():
+        close_log_files(out)  # the run's log.txt first, then its folder
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    (out / "FAILED.txt").write_text(f"{type(exc).__name__}: {exc}\n")
 
 
 def resume(args: argparse.Namespace) -> int:

@@ -181,6 +181,26 @@ def check_arguments(owner: Any, values: Mapping[str, Any], cls: type | None = No
                             constraint.ok(value, owner), constraint.describe(owner))
 
 
+def check_arguments_early(cls: type, values: Mapping[str, Any]) -> None:
+    """The rows of ``cls``'s ``constraints`` tables that need no data, checked before any is read.
+
+    Rows whose bounds name a size of the data (``"num_items"``) and tensor shapes are left to
+    the constructor; everything else (``lr``-like ranges, ``fusion`` choices) fails here, so a
+    bad setting costs no data loading.
+
+    Raises:
+        ConfigError: the constructor's own message for the first bad argument.
+    """
+    for klass in reversed(cls.__mro__):
+        for name, c in vars(klass).get("constraints", {}).items():
+            if name not in values or isinstance(c, Shape):
+                continue
+            if isinstance(c, Interval) and (isinstance(c.low, str) or isinstance(c.high, str)):
+                continue
+            value = values[name]
+            check_param(cls.__name__, name, c.shown(value), c.ok(value, None), c.describe(None))
+
+
 class Recommender(nn.Module):
     """Base class of every model.
 

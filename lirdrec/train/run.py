@@ -64,7 +64,7 @@ def run_training(
     seed = int(trainer_kwargs.get("seed", 999))
     ds = load_run_dataset(data, modalities, cold_items, seed)
     model = build_model(model_name, ds, seed, **(model_kwargs or {}))
-    logger.info("%s", model)
+    logger.debug("%s", model)  # the structure only with -v: ~40 lines per run otherwise
     trainer = Trainer(**trainer_kwargs, callbacks=callbacks, out_dir=out_dir, config=config,
                       show_progress=show_progress)
     result: FitResult = trainer.fit(model, ds, resume=resume)

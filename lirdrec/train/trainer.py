@@ -23,6 +23,7 @@ from lirdrec.evaluate.statistics import write_per_user
 from lirdrec.train.checkpoint import load_checkpoint, save_checkpoint
 from lirdrec.train.sampler import BPRSampler
 from lirdrec.train.state import TrainState
+from lirdrec.utils.device import check_device
 from lirdrec.utils.io import atomic_write, hash_inputs
 from lirdrec.utils.provenance import code_version
 from lirdrec.utils.seed import seed_everything
@@ -100,7 +101,9 @@ class FitResult:
 
 
 def _progress_enabled(show_progress: bool | None) -> bool:
-    return logger.isEnabledFor(logging.INFO) if show_progress is None else bool(show_progress)
+    from lirdrec.utils.logging import progress_enabled
+
+    return progress_enabled(show_progress)
 
 
 class Trainer:
@@ -172,7 +175,7 @@ class Trainer:
         lr_decay_epochs: float = 50,
         fused_adam: bool = False,
     ) -> None:
-        checks = [("lr", lr, lr > 0, "> 0"), ("epochs", epochs, epochs >= 0, ">= 0"),
+        checks = [("lr", lr, lr > 0, "> 0"), ("epochs", epochs, epochs >= 1, ">= 1"),
                   ("batch_size", batch_size, batch_size > 0, "> 0"),
                   ("patience", patience, patience >= 0, ">= 0"),
                   ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
@@ -181,6 +184,8 @@ class Trainer:
         for name, value, ok, exp in checks:
             if not ok:
                 raise ConfigError(f"Trainer: {name} must be {exp}, got {value!r}")
+        if not ks or any(int(k) < 1 for k in ks):
+            raise ConfigError(f"Trainer: ks must be cut-offs >= 1, got {list(ks)!r}")
         metric_names = {f"{m}@{k}" for m in ("Recall", "NDCG", "Precision", "MAP") for k in ks}
         if valid_metric not in metric_names:
             raise ConfigError(f"Trainer: valid_metric must be one of {sorted(metric_names)}, "
@@ -194,7 +199,7 @@ class Trainer:
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.config = config
         self.show_progress = show_progress
-        self.device = torch.device(device)
+        self.device = torch.device(check_device(device))
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.lr_decay, self.lr_decay_epochs = float(lr_decay), float(lr_decay_epochs)
         self.deterministic = bool(deterministic)
@@ -278,6 +283,11 @@ class Trainer:
             torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
     def _fit(self, model, ds: Dataset, resume: bool) -> FitResult:
+        too_big = [k for k in self.ks if k > ds.num_items]
+        if too_big:  # found before the first epoch, not by the first evaluation
+            raise ConfigError(f"Trainer: ks {too_big} exceed the {ds.num_items} items of dataset "
+                              f"{ds.name!r}; use cut-offs up to {ds.num_items}, e.g. --set "
+                              f"ks={','.join(str(k) for k in (5, 10, 20) if k <= ds.num_items)}")
         code_version()  # taken at the first fit's start, before any file can change under it
         seed_everything(self.seed)
         model.to(self.device)
