@@ -27,7 +27,7 @@ from lirdrec.errors import ConfigError, LirdrecError
 logger = logging.getLogger("lirdrec")
 
 #: Modules that add sub-commands with ``add_parser(subparsers)``; each sets ``func``.
-PLUGINS = ("lirdrec.cli.prepare", "lirdrec.diagnostics.cli", "lirdrec.experiments.cli")
+PLUGINS = ("lirdrec.cli.prepare", "lirdrec.diagnostics.cli", "lirdrec.experiments.cli", "lirdrec.cli.represent")
 
 METRIC_COLUMNS = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "Precision@20", "MAP@20")
 

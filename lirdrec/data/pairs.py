@@ -24,7 +24,14 @@ import scipy.sparse as sp
 
 from lirdrec.errors import ConfigError
 
-__all__ = ["cooccurrence_scores", "top_k_pairs", "cooccurrence_pairs", "split_pairs", "PairSplit"]
+__all__ = [
+    "cooccurrence_scores",
+    "top_k_pairs",
+    "cooccurrence_pairs",
+    "split_pairs",
+    "dataset_pairs",
+    "PairSplit",
+]
 
 
 def cooccurrence_scores(
@@ -177,3 +184,31 @@ def split_pairs(
     return PairSplit(
         train=p[n_test + n_valid :], valid=p[n_test : n_test + n_valid], test=p[:n_test]
     )
+
+
+def dataset_pairs(
+    ds,
+    *,
+    top_k: int = 10,
+    valid: float = 0.1,
+    test: float = 0.1,
+    seed: int = 999,
+    max_train_pairs: int | None = None,
+) -> PairSplit:
+    """Pairs of a :class:`~lirdrec.data.Dataset` from its TRAINING interactions, split.
+
+    Args:
+        ds: the dataset (``ds.train.users``, ``ds.train.items``, ``ds.num_items``).
+        top_k: partners kept per item.
+        valid: share of the pairs for validation.
+        test: share of the pairs for the test.
+        seed: the split's seed.
+        max_train_pairs: keep only this many training pairs (a seeded subsample; a budget cut).
+    """
+    pairs, _ = cooccurrence_pairs(ds.train.users, ds.train.items, ds.num_items, top_k=top_k)
+    rng = np.random.default_rng(seed)
+    split = split_pairs(pairs, rng, valid=valid, test=test)
+    if max_train_pairs is not None and len(split.train) > max_train_pairs:
+        keep = np.sort(rng.choice(len(split.train), size=int(max_train_pairs), replace=False))
+        split = PairSplit(train=split.train[keep], valid=split.valid, test=split.test)
+    return split
