@@ -413,9 +413,13 @@ def _export(ns: argparse.Namespace) -> int:
     if ns.data:
         args["data"] = ns.data
     src, dst = Path(args["data"]), Path(ns.out)
-    _, _, _, items, _ = _load_inputs(args, with_vision=args["variant"] != "text")
-    model = NoteLLM2.load(run_dir / "best")
-    emb = model.encode(items, mode=ns.mode).astype(np.float32)
+    saved = run_dir / "item_vectors.npy"
+    if ns.mode == "both" and saved.is_file() and not ns.data:  # the best model's, from training
+        emb = np.load(saved, allow_pickle=False).astype(np.float32)
+    else:
+        _, _, _, items, _ = _load_inputs(args, with_vision=args["variant"] != "text")
+        model = NoteLLM2.load(run_dir / "best")
+        emb = model.encode(items, mode=ns.mode).astype(np.float32)
     if dst.resolve() != src.resolve():
         dst.mkdir(parents=True, exist_ok=True)
         for f in src.iterdir():

@@ -10,7 +10,8 @@ evaluated once, with the best model.
 
 Run directory (``out_dir``): ``log.csv`` (a row per evaluation), ``best/`` (the best model,
 :meth:`NoteLLM2.save`), ``last/`` + ``checkpoint.pt`` (optimiser, scheduler, step, RNG: what
-``resume=True`` needs; ``torch.load(weights_only=True)``) and ``metrics.json``.
+``resume=True`` needs; ``torch.load(weights_only=True)``), ``item_vectors.npy`` (the best model's
+vectors of every item, row = item) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ class RepresentationTrainer:
             disable=not show_progress_default(self.show_progress, logger),
         )
         losses: list[float] = []
+        best_emb = None  # vectors of the best model (saves encoding it again at the end)
         while step < total:
             idx = self._batch_pairs(pairs.train, step, per_epoch)
             t0 = time.perf_counter()
@@ -256,9 +258,8 @@ class RepresentationTrainer:
             bar.set_postfix(loss=f"{losses[-1]:.4f}", tau=f"{model.temperature.item():.3f}")
             at_eval = step == total or (self.eval_every is not None and step % self.eval_every == 0)
             if at_eval:
-                valid = evaluate_i2i(
-                    model, items, pairs.valid, self.ks, self.eval_batch_size, show_progress=False
-                )
+                emb = model.encode(items, batch_size=self.eval_batch_size, show_progress=False)
+                valid = i2i_recall(emb, pairs.valid, self.ks)
                 row = {
                     "step": step,
                     "epoch": round(step / per_epoch, 3),
@@ -279,7 +280,7 @@ class RepresentationTrainer:
                     valid[self.valid_metric],
                 )
                 if valid[self.valid_metric] > best:
-                    best, best_step = valid[self.valid_metric], step
+                    best, best_step, best_emb = valid[self.valid_metric], step, emb
                     if self.out_dir is not None:
                         model.save(self.out_dir / "best")
                     else:
@@ -305,13 +306,10 @@ class RepresentationTrainer:
             load_model(model, str(self.out_dir / "best" / "model.safetensors"), strict=False)
         elif getattr(self, "_best_state", None) is not None:
             model.load_state_dict(self._best_state)
-        kw = {"show_progress": False}
-        valid = evaluate_i2i(model, items, pairs.valid, self.ks, self.eval_batch_size, **kw)
-        test = (
-            evaluate_i2i(model, items, pairs.test, self.ks, self.eval_batch_size, **kw)
-            if len(pairs.test)
-            else {}
-        )
+        if best_emb is None:  # resumed after the best step
+            best_emb = model.encode(items, batch_size=self.eval_batch_size, show_progress=False)
+        valid = i2i_recall(best_emb, pairs.valid, self.ks)
+        test = i2i_recall(best_emb, pairs.test, self.ks) if len(pairs.test) else {}
         n_pairs = total * self.batch_size
         result = RepresentationResult(
             best_step=best_step,
@@ -322,6 +320,8 @@ class RepresentationTrainer:
             pairs_per_second=round(n_pairs / train_seconds, 3) if train_seconds else 0.0,
         )
         if self.out_dir is not None:
+            with atomic_write(self.out_dir / "item_vectors.npy", "wb") as fh:
+                np.save(fh, best_emb.astype(np.float32), allow_pickle=False)
             with atomic_write(self.out_dir / "metrics.json", "w") as fh:
                 json.dump(asdict(result), fh, indent=2)
         return result
