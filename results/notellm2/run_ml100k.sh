@@ -5,7 +5,7 @@
 # 2 Q-Former layers, 480 training pairs (60 steps of 8 pairs, 1 epoch), lr 1e-4.
 set -euo pipefail
 RUNS=${RUNS:-/work/runs/notellm2}
-export OMP_NUM_THREADS=1 PYTHONPATH=${CODE:-$PWD}  # CODE: a snapshot of the repository (git archive)
+export OMP_NUM_THREADS=1 PYTHONPATH=$PWD
 LIRDREC="python -m lirdrec"
 DATA=../shared/data/ml100k
 COMMON=(--data $DATA --recipe datasets/ml100k/recipe.yaml --text-template "{Summary}"
