@@ -1,6 +1,6 @@
 """Collect the NoteLLM-2 runs into results/notellm2/*.json and print the markdown tables.
 
-    python results/notellm2/collect.py [RUNS]        # RUNS default /work/runs/notellm2
+python results/notellm2/collect.py [RUNS]        # RUNS default /work/runs/notellm2
 """
 
 from __future__ import annotations
