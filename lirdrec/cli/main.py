@@ -32,6 +32,7 @@ COMMANDS = (
     "experiment",
     "download",  # adds `datasets` and `download`
     "tune",
+    "represent",  # NoteLLM-2: train / evaluate / export item representations
 )
 
 
