@@ -141,6 +141,14 @@ def trainer_defaults() -> dict[str, Any]:
     return d
 
 
+def encoder_defaults() -> dict[str, Any]:
+    """Keys of the aligned-encoder settings (:func:`lirdrec.train.encoded.encoder_settings`);
+    empty until that module is imported (it hands itself in with :func:`provide`).
+    """
+    fn = _PROVIDED.get("encoder_settings")
+    return {} if fn is None else _hyper_parameters(fn)
+
+
 def _coerce(key: str, value: Any, default: Any, owner: str) -> Any:
     """Cast ``value`` to the type of ``default`` where that is unambiguous."""
     if default is None or value is None:
@@ -175,8 +183,10 @@ class RunConfig:
     """A resolved run: ``model`` name, ``model_kwargs``, ``trainer_kwargs``, ``data`` options."""
 
     def __init__(self, model: str, model_kwargs: dict[str, Any], trainer_kwargs: dict[str, Any],
-                 data: dict[str, Any], run: dict[str, Any]) -> None:
+                 data: dict[str, Any], run: dict[str, Any],
+                 encoder: dict[str, Any] | None = None) -> None:
         self.model = model
+        self.encoder = dict(encoder or {})
         self.model_kwargs = model_kwargs
         self.trainer_kwargs = trainer_kwargs
         self.data = data
@@ -188,6 +198,8 @@ class RunConfig:
         out.update(self.data)
         out.update({k: v for k, v in self.run.items() if k != "model"})
         out.update(self.model_kwargs)
+        if self.encoder.get("encoder", "none") != "none":  # older configs stay as they were
+            out.update(self.encoder)
         out.update({k: list(v) if isinstance(v, tuple) else v
                     for k, v in self.trainer_kwargs.items()})
         return out
@@ -235,8 +247,8 @@ def resolve(model: str | None, layers: Iterable[dict[str, Any]]) -> RunConfig:
     cls = model_class(str(name))
     merged = {**getattr(cls, "trainer_defaults", {}), **merged}
     merged["model"] = cls.registry_name
-    m_def, t_def = model_defaults(cls), trainer_defaults()
-    valid = set(m_def) | set(t_def) | set(DATA_KEYS) | set(RUN_KEYS)
+    m_def, t_def, e_def = model_defaults(cls), trainer_defaults(), encoder_defaults()
+    valid = set(m_def) | set(t_def) | set(e_def) | set(DATA_KEYS) | set(RUN_KEYS)
     unknown = sorted(k for k in merged if k not in valid)
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))} for model "
@@ -251,4 +263,5 @@ def resolve(model: str | None, layers: Iterable[dict[str, Any]]) -> RunConfig:
     # defaults are resolved too, so config.yaml records every value actually used
     full_model = {**m_def, **model_kwargs}
     full_trainer = {**t_def, **trainer_kwargs}
-    return RunConfig(cls.registry_name, full_model, full_trainer, data, run)
+    encoder = {k: _coerce(k, merged.get(k, d), d, "encoder") for k, d in e_def.items()}
+    return RunConfig(cls.registry_name, full_model, full_trainer, data, run, encoder)

@@ -75,4 +75,5 @@ def train_run(cfg: RunConfig, out_dir: Path | None, resume: bool, callbacks=(), 
                         model_kwargs=cfg.model_kwargs, trainer_kwargs=cfg.trainer_kwargs,
                         modalities=cfg.data["modalities"], cold_items=cfg.data["cold_items"],
                         out_dir=out_dir, resume=resume, callbacks=callbacks,
-                        config=cfg.to_dict() | {"out": str(out_dir) if out_dir else None})
+                        config=cfg.to_dict() | {"out": str(out_dir) if out_dir else None},
+                        encoder=cfg.encoder)

@@ -33,7 +33,12 @@ def run(args: argparse.Namespace) -> int:
     seed = cfg.trainer_kwargs["seed"]
     ds = load_run_dataset(args.data or cfg.data["data"], cfg.data["modalities"],
                           cfg.data["cold_items"], seed)
+    from lirdrec.train.encoded import encoder_features, encoder_settings
+
+    ds, feature_encoder = encoder_features(ds, encoder_settings(**cfg.encoder), seed, run_dir)
     model = build_model(cfg.model, ds, seed, **cfg.model_kwargs)
+    if feature_encoder is not None:
+        model.attach_feature_encoder(feature_encoder)
     model.load_state_dict(ck["train"]["best_state"])
     model.load_extra_state(ck["train"]["best_extra"])
     ks = cfg.trainer_kwargs["ks"]

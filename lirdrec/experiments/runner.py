@@ -169,8 +169,8 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
                         result, _, _ = run_training(
                             cfg.model, base_ds, cfg.model_kwargs, cfg.trainer_kwargs,
                             cold_items=float(cfg.data["cold_items"]), out_dir=run_dir,
-                            resume=resume,
-                            config=config, show_progress=show_progress)
+                            resume=resume, config=config, show_progress=show_progress,
+                            encoder=cfg.encoder)
                         valid, test, best_epoch = result.valid, result.test, result.best_epoch
                     score = valid[exp.metric]
                     selection.append({"dataset": dname, "variant": variant, "seed": seed,

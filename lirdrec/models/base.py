@@ -278,6 +278,50 @@ class Recommender(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before epoch ``epoch`` (1-based). Default: nothing."""
 
+    def training_loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+        r"""What the trainer minimises: :meth:`loss`, plus, with a feature encoder attached
+        whose ``vl_loss_weight`` :math:`\beta > 0`, :math:`\beta` times its contrastive loss on
+        the batch's distinct items (``pos_items``, and ``neg_items`` when the model reads them).
+        """
+        loss = self.loss(users, pos_items, neg_items)
+        encoder = getattr(self, "feature_encoder", None)
+        if encoder is not None and encoder.vl_loss_weight > 0:
+            items = torch.cat([pos_items, neg_items]) if self.uses_negatives else pos_items
+            loss = loss + encoder.vl_loss_weight * encoder.contrastive_loss(items)
+        return loss
+
+    # ------------------------------------------------------------------ end-to-end features
+    def attach_feature_encoder(self, encoder: nn.Module) -> None:
+        """Read the item features from ``encoder`` from now on (the end-to-end mode).
+
+        ``encoder`` is an :class:`~lirdrec.encoders.aligned.ItemFeatureEncoder` (calling it
+        returns ``{modality: (I, d_m)}`` with gradient into its trainable top); it becomes the
+        submodule ``feature_encoder``, so its trainable parameters are trained by the model's
+        optimiser and saved in the model's ``state_dict``. The model must have been built from
+        the same modalities and widths (the encoder's initial output). Anything the model built
+        from its features at construction (kNN item graphs) stays as built.
+
+        Raises:
+            ConfigError: the model reads no features, or a modality the encoder lacks.
+        """
+        names = list(getattr(self, "modalities", []))
+        check_param(type(self).__name__, "feature encoder", names, bool(names),
+                    "attached to a model that reads item features")
+        missing = [m for m in names if m not in encoder.modalities]
+        check_param(type(self).__name__, "feature encoder", list(encoder.modalities), not missing,
+                    f"an encoder providing the model's modalities {names}")
+        self.feature_encoder = encoder
+
+    def encoded_features(self) -> list[Tensor] | None:
+        """The attached encoder's item features in the order of ``self.modalities``, recomputed
+        with gradient, each :math:`(I, d_m)`; ``None`` without an encoder (constant features).
+        """
+        encoder = getattr(self, "feature_encoder", None)
+        if encoder is None:
+            return None
+        feats = encoder()
+        return [feats[m] for m in self.modalities]
+
     def extra_state(self) -> dict[str, Any]:
         """Per-epoch state outside ``state_dict`` (buffers are preferred; default empty)."""
         return {}

@@ -161,7 +161,8 @@ class BM3(Recommender):
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor | None = None) -> Tensor:
         user_emb, item_emb = self.online()
-        feats = [proj(x) for proj, x in zip(self.projections, self.features)]  # M x (I, d)
+        raw = self.encoded_features() or list(self.features)  # end-to-end: from an encoder
+        feats = [proj(x) for proj, x in zip(self.projections, raw)]  # M x (I, d)
         with torch.no_grad():
             user_t = self._drop(user_emb)[users]  # (B, d)
             item_t = self._drop(item_emb)[pos_items]  # (B, d)

@@ -267,7 +267,8 @@ class FREEDOM(Recommender):
         r""":math:`\mathbf{f}^m = W_m \mathbf{X}_m + \mathbf{b}_m`, one :math:`(I, d)` per
         modality.
         """
-        return [proj(x) for proj, x in zip(self.projections, self.features)]
+        raw = self.encoded_features() or list(self.features)  # end-to-end: from an encoder
+        return [proj(x) for proj, x in zip(self.projections, raw)]
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         if self._train_adj is None:

@@ -278,7 +278,8 @@ class LATTICE(Recommender):
         """
         alpha = self.modality_weights()
         rows, cols, vals = [], [], []
-        for m, (proj, x) in enumerate(zip(self.projections, self.features)):
+        feats = self.encoded_features() or list(self.features)  # end-to-end: from an encoder
+        for m, (proj, x) in enumerate(zip(self.projections, feats)):
             r, c, v = learned_knn_edges(proj(x), self.knn_k, self.knn_chunk_size)
             rows.append(r)
             cols.append(c)

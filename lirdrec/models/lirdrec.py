@@ -379,24 +379,40 @@ class LIRDRec(Recommender):
         dims = [self.in_dims[m] for m in self.modalities]
         return "fold" if 20 * sum(x * x for x in dims) <= self.num_items * sum(dims) else "cache"
 
-    def _encode_shared(self) -> Tensor:
+    def _encode_shared(self, inputs: list[Tensor]) -> Tensor:
         r""":math:`\mathbf{h}_s` from the cached :math:`\mathbf{X}_s` or from the folded weights."""
         enc = self.encoders[SHARED]
         if self.shared_input == "cache":
             return enc(self.input_shared)
         weight = enc[0].weight.split([self.in_dims[m] for m in self.modalities], dim=1)
         z = enc[0].bias
-        for m, w in zip(self.modalities, weight):
+        for m, x, w in zip(self.modalities, inputs, weight):
             w_t = w.t() if self.transform == "identity" else getattr(self, f"dct_basis_{m}") @ w.t()
-            z = torch.addmm(z, getattr(self, f"input_{m}"), w_t)  # (I, 4d), accumulated in the GEMM
+            z = torch.addmm(z, x, w_t)  # (I, 4d), accumulated in the GEMM
         return enc[2](enc[1](z))
+
+    def attach_feature_encoder(self, encoder: nn.Module) -> None:
+        """As :meth:`Recommender.attach_feature_encoder`; a cached shared-channel input is
+        switched to the folded form (the same math), which follows the encoded features.
+        """
+        super().attach_feature_encoder(encoder)
+        if self.shared_input == "cache":
+            if self.transform == "dct":
+                for m in self.modalities:
+                    basis = dct(torch.eye(self.in_dims[m])).to(self.adj.device)
+                    self.register_buffer(f"dct_basis_{m}", basis, persistent=False)
+            del self.input_shared
+            self.shared_input = "fold"
 
     def item_channels(self) -> Tensor:
         r"""Encoded items :math:`[\mathbf{h}_c]_c` (plus item IDs): float32 :math:`(I, C, d)`."""
+        inputs = self.encoded_features()  # end-to-end: recomputed from an encoder
+        if inputs is None:
+            inputs = [getattr(self, f"input_{m}") for m in self.modalities]
         with self._autocast():
-            hs = [self.encoders[m](getattr(self, f"input_{m}")) for m in self.modalities]
+            hs = [self.encoders[m](x) for m, x in zip(self.modalities, inputs)]
             if self.transform != "none":
-                hs.append(self._encode_shared())
+                hs.append(self._encode_shared(inputs))
         h = torch.stack(hs, dim=1).float()  # (I, C, d)
         if self.item_id_emb is not None:
             h = h + self.item_id_emb.unsqueeze(1)

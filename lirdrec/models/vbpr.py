@@ -87,7 +87,9 @@ class VBPR(Recommender):
         return cls(ds.num_users, ds.num_items, ds.features_tensor(), **kwargs)
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        visual = self.item_linear(self.item_raw_features)  # (I, d)
+        encoded = self.encoded_features()  # end-to-end: recomputed from an encoder
+        raw = self.item_raw_features if encoded is None else torch.cat(encoded, dim=1)
+        visual = self.item_linear(raw)  # (I, d)
         return self.user_emb, torch.cat([self.item_emb, visual], dim=1)
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:

@@ -58,12 +58,22 @@ def run_training(
     callbacks: Sequence[Callback] = (),
     config: dict[str, Any] | None = None,
     show_progress: bool | None = None,
+    encoder: dict[str, Any] | None = None,
 ):
-    """Train one model; returns ``(FitResult, model, dataset)``."""
+    """Train one model; returns ``(FitResult, model, dataset)``.
+
+    ``encoder`` holds the aligned-encoder settings (:func:`lirdrec.train.encoded.encoder_settings`
+    keys): item features from an encoder, pre-trained, fine-tuned or trained end to end.
+    """
+    from lirdrec.train.encoded import encoder_features, encoder_settings
+
     trainer_kwargs = dict(trainer_kwargs or {})
     seed = int(trainer_kwargs.get("seed", 999))
     ds = load_run_dataset(data, modalities, cold_items, seed)
+    ds, feature_encoder = encoder_features(ds, encoder_settings(**(encoder or {})), seed, out_dir)
     model = build_model(model_name, ds, seed, **(model_kwargs or {}))
+    if feature_encoder is not None:
+        model.attach_feature_encoder(feature_encoder)
     logger.debug("%s", model)  # the structure only with -v: ~40 lines per run otherwise
     trainer = Trainer(**trainer_kwargs, callbacks=callbacks, out_dir=out_dir, config=config,
                       show_progress=show_progress)
@@ -77,10 +87,11 @@ NUMBER_NEUTRAL = ("knn_chunk_size",)
 
 
 def _config_defaults(model: str) -> dict[str, Any]:
-    from lirdrec.config import DATA_KEYS, model_defaults, trainer_defaults
+    from lirdrec.config import DATA_KEYS, encoder_defaults, model_defaults, trainer_defaults
     from lirdrec.models import registry
 
-    return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults()}
+    return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults(),
+            **encoder_defaults()}
 
 
 def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> None:

@@ -371,7 +371,7 @@ class Trainer:
                               desc=f"epoch {epoch}"):
                 sl = slice(start, start + self.batch_size)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = model.loss(users[sl], pos[sl], neg[sl])
+                loss = model.training_loss(users[sl], pos[sl], neg[sl])
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise TrainingError(f"{type(model).__name__}: non-finite loss {value} at epoch "
