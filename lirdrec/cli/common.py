@@ -48,11 +48,13 @@ def check_early(cfg: RunConfig) -> None:
     from lirdrec.models import registry
     from lirdrec.models.base import check_arguments_early
     from lirdrec.train import Trainer
+    from lirdrec.train.encoded import encoder_settings
     from lirdrec.train.tracking import make_loggers
 
     Trainer(**cfg.trainer_kwargs)  # validates lr, epochs, ks, valid_metric, device, ...
     check_arguments_early(registry.get(cfg.model), cfg.model_kwargs)
     make_loggers(cfg.run.get("logger"))
+    encoder_settings(**cfg.encoder)  # encoder name and mode
 
 
 def metrics_rows(name: str, result) -> list[dict[str, Any]]:
