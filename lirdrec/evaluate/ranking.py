@@ -68,6 +68,21 @@ def topk_items(model, ds: Dataset, users, k: int = 20, reps=None, exclude_train:
     return out
 
 
+def _process_group(distributed: bool | None) -> tuple[int, int]:
+    """``(rank, world size)`` to shard over: ``(0, 1)`` unless asked (or, with ``None``, a
+    :mod:`torch.distributed` group of several processes is initialised).
+    """
+    import torch.distributed as dist
+
+    active = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if distributed and not active:
+        raise RuntimeError("distributed=True needs an initialised torch.distributed process group "
+                           "of more than one process (lirdrec.train.distributed.init_distributed)")
+    if not active or distributed is False:
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
 @dataclass
 class _Target:
     """One set of metrics to accumulate: its positives, its users and which ranking it reads."""
@@ -106,6 +121,7 @@ def evaluate_splits(
     mask_valid: bool = False,
     reps: tuple[Tensor, Tensor] | None = None,
     batch_size: int | None = None,
+    distributed: bool | None = None,
 ) -> dict[str, dict[str, float]]:
     """Full-ranking metrics of ``model`` on several splits from ONE scoring pass.
 
@@ -129,6 +145,13 @@ def evaluate_splits(
         batch_size: at most this many users per scoring block, fewer when the catalogue is
             large (:func:`auto_batch_size`: a block of scores stays within 32 MiB). (default:
             ``4096``)
+        distributed: shard the users across the processes of the initialised
+            :mod:`torch.distributed` group (every rank must call this, with the same model
+            state): each rank scores a contiguous share of the users, and the per-user metric
+            values are all-reduced (each user's value comes from exactly one rank, the others
+            add zeros) before the same ordered sum as in one process, so every rank returns the
+            numbers one process would. ``None``: when a group of more than one process is
+            initialised. (default: ``None``)
 
     Returns:
         ``{split: {"Recall@20": ..., "NDCG@20": ..., "Precision@20": ..., "MAP@20": ...}}``.
@@ -143,16 +166,20 @@ def evaluate_splits(
     users = np.unique(np.concatenate([t.users for t in targets]))
     n_pos = [np.diff(t.gt.indptr) for t in targets]
     # per-user values, summed once at the end in user order: the same totals whatever the blocks
-    per_user: list[dict[str, Tensor]] = [{} for _ in targets]
+    keys = [f"{m}@{k}" for k in ks for m in METRICS]
+    per_user = torch.zeros(len(targets), len(keys), max(len(t.users) for t in targets),
+                           dtype=torch.float64)  # (T, M, max users)
+    rank, world = _process_group(distributed)
+    lo, hi = (len(users) * rank) // world, (len(users) * (rank + 1)) // world  # this rank's users
     valid_csr = ds.valid.csr(ds.num_users, ds.num_items) if mask_valid else None
-    for start in range(0, len(users), batch_size):
-        batch = users[start:start + batch_size]
+    for start in range(lo, hi, batch_size):
+        batch = users[start:min(start + batch_size, hi)]
         scores = _masked_scores(model, batch, reps, [ds.train_csr])
         topk = {False: torch.topk(scores, kmax, dim=1).indices}  # (B, Kmax)
         if any(t.masked_valid for t in targets):
             topk[True] = torch.topk(_mask_(scores, batch, valid_csr), kmax, dim=1).indices
         del scores
-        for t, n, acc in zip(targets, n_pos, per_user):
+        for t, n, acc in zip(targets, n_pos, per_user):  # acc (M, max users)
             sel = np.flatnonzero(np.isin(batch, t.users, assume_unique=True))
             if len(sel) == 0:
                 continue
@@ -160,13 +187,17 @@ def evaluate_splits(
             hits = hits_from_topk(topk[t.masked_valid][torch.from_numpy(sel)], rows, items,
                                   ds.num_items)
             at = torch.from_numpy(np.searchsorted(t.users, batch[sel]))
-            for key, val in ranking_metrics(hits, torch.from_numpy(n[batch[sel]]), ks).items():
-                acc.setdefault(key, torch.zeros(len(t.users), dtype=val.dtype))[at] = val
+            vals = ranking_metrics(hits, torch.from_numpy(n[batch[sel]]), ks)
+            for j, key in enumerate(keys):
+                acc[j, at] = vals[key]
     model.train(was_training)
+    if world > 1:
+        torch.distributed.all_reduce(per_user)  # exact: one non-zero term per user
     out: dict[str, dict[str, float]] = {}
-    keys = [f"{m}@{k}" for k in ks for m in METRICS]
     for t, acc in zip(targets, per_user):
-        m = ({k: float(acc[k].sum()) / len(t.users) for k in keys} if len(t.users)
+        m = ({k: float(acc[j, :len(t.users)].clone().sum()) / len(t.users)
+              for j, k in enumerate(keys)}
+             if len(t.users)
              else {k: float("nan") for k in keys})
         if t.name == "cold":
             out["test"].update({f"cold/{k}": v for k, v in m.items()})
