@@ -254,3 +254,53 @@ def test_threads_per_rank_and_shard_bounds_partition():
         assert bounds[0][0] == 0 and bounds[-1][1] == n
         assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
         assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
+
+
+def _recommend_worker(path):
+    from lirdrec.evaluate.recommend import recommend, similar_items
+
+    D.init_distributed(timeout_s=60)
+    ds = _data()
+    model = _build("lirdrec", ds)
+    _, top, scores = recommend(model, ds, k=7, batch_size=5)
+    _, nb, sims = similar_items(model, ds, items=np.arange(0, 80, 3), k=4, batch_size=4)
+    _write(path, {"top": top.tolist(), "scores": scores.tolist(), "nb": nb.tolist(),
+                  "sims": sims.tolist()})
+
+
+def test_two_process_recommend_and_similar_items_equal_one_process(tmp_path):
+    from lirdrec.evaluate.recommend import recommend, similar_items
+
+    path = tmp_path / "rec.json"
+    D.spawn(_recommend_worker, WORLD, str(path))
+    got = json.loads(path.read_text())
+    ds = _data()
+    model = _build("lirdrec", ds)
+    _, top, scores = recommend(model, ds, k=7)
+    _, nb, sims = similar_items(model, ds, items=np.arange(0, 80, 3), k=4)
+    assert got == {"top": top.tolist(), "scores": scores.tolist(), "nb": nb.tolist(),
+                   "sims": sims.tolist()}
+
+
+def test_cli_nproc_2_trains_and_resumes_with_one_log(tmp_path):
+    import subprocess
+    import sys
+
+    data, _ = synthetic.write_synthetic(tmp_path / "syn", seed=0, use_encoders=False,
+                                        num_users=60, num_items=80)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    base = [sys.executable, "-m", "lirdrec", "train", "--nproc", "2"]
+    p = subprocess.run(base + ["--model", "mf", "--data", str(data), "--epochs", "2",
+                               "--set", "embedding_dim=8", "--set", "batch_size=100",
+                               "--out", str(run)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.count("| mf ") == 2  # one table (valid, test), from rank 0 only
+    assert json.loads((run / "metrics.json").read_text())["processes"] == 2
+    p = subprocess.run(base + ["--resume", str(run), "--epochs", "3"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    log = (run / "log.txt").read_text()
+    assert [log.count(f"INFO epoch {e}:") for e in (1, 2, 3)] == [1, 1, 1]
+    assert len((run / "log.csv").read_text().splitlines()) == 1 + 3

@@ -27,13 +27,16 @@ from lirdrec.errors import ConfigError, LirdrecError
 logger = logging.getLogger("lirdrec")
 
 #: Modules that add sub-commands with ``add_parser(subparsers)``; each sets ``func``.
-PLUGINS = ("lirdrec.cli.prepare", "lirdrec.diagnostics.cli", "lirdrec.experiments.cli")
+PLUGINS = ("lirdrec.cli.prepare", "lirdrec.diagnostics.cli", "lirdrec.experiments.cli",
+           "lirdrec.cli.recommend")
 
 METRIC_COLUMNS = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "Precision@20", "MAP@20")
 
 
 def setup_logging(verbosity: int = 0, log_file: Path | None = None) -> None:
     """Console handler (INFO, or DEBUG with -v; WARNING with -q) and an optional run log file."""
+    if not _is_rank_zero():  # a multi-process run logs once, from rank 0
+        verbosity, log_file = -1, None
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
     root = logging.getLogger("lirdrec")
     root.setLevel(min(level, logging.INFO) if log_file else level)
@@ -49,6 +52,12 @@ def setup_logging(verbosity: int = 0, log_file: Path | None = None) -> None:
         fh.setLevel(logging.INFO)
         fh.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         root.addHandler(fh)
+
+
+def _is_rank_zero() -> bool:
+    from lirdrec.cli.launch import is_worker_rank_zero
+
+    return is_worker_rank_zero()
 
 
 # ----------------------------------------------------------------------------- shared options
@@ -130,8 +139,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.model}-{Path(args.data).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     setup_logging(args.verbose, out / "log.txt")
     result, _, _ = _train(cfg, out, resume=False)
-    print(format_table(_metrics_rows(cfg.model, result)))
-    print(f"run directory: {out}")
+    if _is_rank_zero():
+        print(format_table(_metrics_rows(cfg.model, result)))
+        print(f"run directory: {out}")
     return 0
 
 
@@ -147,7 +157,8 @@ def _resume(args: argparse.Namespace) -> int:
     cfg = resolve(saved.get("model"), [saved])
     setup_logging(args.verbose, run_dir / "log.txt")
     result, _, _ = _train(cfg, run_dir, resume=True, data=args.data or saved.get("data"))
-    print(format_table(_metrics_rows(cfg.model, result)))
+    if _is_rank_zero():
+        print(format_table(_metrics_rows(cfg.model, result)))
     return 0
 
 
@@ -308,6 +319,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def _add_nproc(p: argparse.ArgumentParser) -> None:
+    from lirdrec.cli.launch import add_nproc_option
+
+    add_nproc_option(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lirdrec.models import registry
 
@@ -335,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, required=False)  # both implied by --resume
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    _add_nproc(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate the best checkpoint of a run")
@@ -365,6 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train" and not args.resume and not (args.model and args.data):
         parser.error("train: --model and --data are required (unless --resume RUN_DIR)")
     try:
+        from lirdrec.cli.launch import launch_if_asked
+
+        launched = launch_if_asked(args, argv)  # --nproc N > 1: the command under torchrun
+        if launched is not None:
+            return launched
         return int(args.func(args) or 0)
     except LirdrecError as exc:
         print(f"lirdrec: error: {exc}", file=sys.stderr)

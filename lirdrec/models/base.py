@@ -55,6 +55,8 @@ class Recommender(nn.Module):
             neither parameters nor buffers (so ``.to(device)`` does not move them): per-epoch
             caches rebuilt from buffers on their device, or CPU-side sampling inputs. Every other
             tensor a model holds is a parameter or a buffer (``tests/test_models_common.py``).
+        scores_cold_items (bool): items without training interactions are scored from features.
+        item_vectors (bool): ``forward()[1]`` are item vectors (Pop's are its degrees: no).
     """
 
     num_users: int
@@ -62,6 +64,11 @@ class Recommender(nn.Module):
     uses_negatives: bool = True
     trainer_defaults: dict[str, Any] = {}
     unregistered_tensors: tuple[str, ...] = ()
+    #: Whether items without a training interaction get meaningful scores (the model computes
+    #: item representations from features); ``lirdrec recommend`` ranks them only then.
+    scores_cold_items: bool = False
+    #: Whether ``forward()[1]`` holds item vectors worth comparing (``lirdrec similar-items``).
+    item_vectors: bool = True
 
     def __init__(self, num_users: int, num_items: int) -> None:
         super().__init__()
