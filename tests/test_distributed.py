@@ -304,3 +304,38 @@ def test_cli_nproc_2_trains_and_resumes_with_one_log(tmp_path):
     log = (run / "log.txt").read_text()
     assert [log.count(f"INFO epoch {e}:") for e in (1, 2, 3)] == [1, 1, 1]
     assert len((run / "log.csv").read_text().splitlines()) == 1 + 3
+
+
+# ----------------------------------------------------------------------------- CUDA (not run here)
+def _cuda_fit_worker(path):
+    D.init_distributed(device="cuda", timeout_s=120)
+    ds = _data()
+    result = Trainer(**TRAIN, device="cuda").fit(_build("lightgcn", ds), ds)
+    _write(path, _summary(result))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices (NCCL: one per rank)")
+def test_cuda_two_processes_nccl_equal_one_process_fed_the_same_batches(tmp_path):
+    path = tmp_path / "cuda.json"
+    D.spawn(_cuda_fit_worker, WORLD, str(path))
+    got = json.loads(path.read_text())
+    ds = _data()
+    ref = _summary(ReplayTrainer(**TRAIN, device="cuda").fit(_build("lightgcn", ds), ds))
+    np.testing.assert_allclose(got["loss"], ref["loss"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got["valid_by_epoch"], ref["valid_by_epoch"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_evaluation_and_recommend_match_the_cpu():
+    from lirdrec.evaluate.recommend import recommend
+
+    ds = _data()
+    cpu = _summary(Trainer(**TRAIN).fit(_build("lightgcn", ds), ds))
+    model = _build("lightgcn", ds)
+    gpu = _summary(Trainer(**TRAIN, device="cuda").fit(model, ds))
+    assert next(model.parameters()).is_cuda  # nothing fell back to the CPU
+    np.testing.assert_allclose(gpu["loss"], cpu["loss"], rtol=0, atol=1e-4)
+    _, top, _ = recommend(model, ds, k=5)
+    assert top.shape == (ds.num_users, 5)

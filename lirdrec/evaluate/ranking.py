@@ -175,9 +175,10 @@ def evaluate_splits(
     for start in range(lo, hi, batch_size):
         batch = users[start:min(start + batch_size, hi)]
         scores = _masked_scores(model, batch, reps, [ds.train_csr])
-        topk = {False: torch.topk(scores, kmax, dim=1).indices}  # (B, Kmax)
+        # (B, Kmax), on the CPU where the positives' index tensors are (scores may be on a GPU)
+        topk = {False: torch.topk(scores, kmax, dim=1).indices.cpu()}
         if any(t.masked_valid for t in targets):
-            topk[True] = torch.topk(_mask_(scores, batch, valid_csr), kmax, dim=1).indices
+            topk[True] = torch.topk(_mask_(scores, batch, valid_csr), kmax, dim=1).indices.cpu()
         del scores
         for t, n, acc in zip(targets, n_pos, per_user):  # acc (M, max users)
             sel = np.flatnonzero(np.isin(batch, t.users, assume_unique=True))
