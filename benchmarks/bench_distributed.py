@@ -31,8 +31,8 @@ MODELS = {"lightgcn": {"embedding_dim": 64, "num_layers": 2},
 
 def _worker(path: str, model: str, threads: int, epochs: int) -> None:
     import torch
-
     from bench_lirdrec import synthetic
+
     from lirdrec.models import registry
     from lirdrec.train import Trainer
     from lirdrec.train import distributed as D
@@ -46,9 +46,9 @@ def _worker(path: str, model: str, threads: int, epochs: int) -> None:
     res = Trainer(lr=1e-3, epochs=epochs, batch_size=2048, patience=epochs, seed=0,
                   show_progress=False).fit(m, ds)
     if D.get_rank() == 0:
-        Path(path).write_text(json.dumps({"train_s": [r["train_s"] for r in res.history],
-                                          "pairs": len(ds.train), "threads": torch.get_num_threads(),
-                                          "loss": [r["loss"] for r in res.history]}))
+        Path(path).write_text(json.dumps({
+            "train_s": [r["train_s"] for r in res.history], "pairs": len(ds.train),
+            "threads": torch.get_num_threads(), "loss": [r["loss"] for r in res.history]}))
 
 
 def measure(model: str, nproc: int, threads: int, epochs: int) -> dict:

@@ -158,7 +158,8 @@ def test_shards_cover_each_global_batch_once():
         s = BPRSampler(ds, torch.Generator().manual_seed(3))
         u, p, n, counts, sizes = s.epoch_shard(100, r, 3, torch.Generator().manual_seed(r))
         assert sizes.tolist() == [100] * 7 + [56]
-        assert counts.tolist() == [34 - (r > 0)] * 7 + [19 - (r > 1)]  # 100 = 34+33+33, 56 = 19+19+18
+        # 100 = 34 + 33 + 33, 56 = 19 + 19 + 18
+        assert counts.tolist() == [34 - (r > 0)] * 7 + [19 - (r > 1)]
         assert not s.is_positive(u, n).any()
         got.append((u, p, counts))
     # batch b of the one-process order = rank 0's share, then rank 1's, then rank 2's
@@ -210,6 +211,13 @@ def test_killed_and_resumed_two_process_run_ends_like_an_uninterrupted_one(tmp_p
     full = json.loads((tmp_path / "full.json").read_text())
     resumed = json.loads((tmp_path / "resumed.json").read_text())
     assert resumed == full
+    # a checkpoint of two processes is refused by one (its ranks' random streams are two)
+    from lirdrec.errors import CheckpointError
+
+    ds = _data()
+    with pytest.raises(CheckpointError, match=r"2-process run; resume it with 2 process"):
+        Trainer(**{**TRAIN, "epochs": 5}, out_dir=tmp_path / "full", config={"x": 1}).fit(
+            _build("lightgcn", ds), ds, resume=True)
 
 
 @pytest.mark.parametrize("how, timeout_s, within", [("exit", 60, 30), ("hang", 4, 30)])
@@ -235,16 +243,6 @@ def test_a_rank_that_dies_or_hangs_stops_the_other_with_a_clear_error(tmp_path, 
     assert got["message"].startswith("rank 0: lost another process during training epoch 2")
     assert got["seconds"] < within and elapsed < within + 30
     assert procs[1].exitcode == (3 if how == "exit" else -9)
-
-
-def test_checkpoint_of_a_two_process_run_is_refused_by_one_process(tmp_path):
-    D.spawn(_resume_worker, WORLD, str(tmp_path / "a.json"), str(tmp_path / "run"), False, 0)
-    from lirdrec.errors import CheckpointError
-
-    ds = _data()
-    with pytest.raises(CheckpointError, match=r"2-process run; resume it with 2 process"):
-        Trainer(**{**TRAIN, "epochs": 5}, out_dir=tmp_path / "run", config={"x": 1}).fit(
-            _build("lightgcn", ds), ds, resume=True)
 
 
 def test_threads_per_rank_and_shard_bounds_partition():
@@ -315,7 +313,8 @@ def _cuda_fit_worker(path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices (NCCL: one per rank)")
+@pytest.mark.skipif(torch.cuda.device_count() < 2,
+                    reason="needs two CUDA devices (NCCL: one per rank)")
 def test_cuda_two_processes_nccl_equal_one_process_fed_the_same_batches(tmp_path):
     path = tmp_path / "cuda.json"
     D.spawn(_cuda_fit_worker, WORLD, str(path))

@@ -24,7 +24,8 @@ small: {{epochs: 1, sample_users: 0.5}}
 """)
     exp = load_experiment(f)
     df = run_experiment(exp, show_progress=False)
-    assert set(df.columns) == {"dataset", "model", "variant", "seed", "split", "metric", "K", "value"}
+    assert set(df.columns) == {"dataset", "model", "variant", "seed", "split", "metric", "K", "value",
+                               "n", "mean", "std", "ci95_low", "ci95_high"}
     assert set(df["variant"]) == {"mf", "lightgcn-1"} and set(df["seed"]) == {1, 2}
     sel = pd.read_csv(exp.out / "selection.csv")
     assert len(sel) == 2 * 2 + 2  # mf: 2 points x 2 seeds; lightgcn-1: 1 point x 2 seeds

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import write_tiny
 
 from lirdrec.cli.main import main
 from lirdrec.data import load_dataset
@@ -14,8 +15,6 @@ from lirdrec.data.synthetic import write_synthetic
 from lirdrec.errors import ConfigError
 from lirdrec.evaluate.recommend import recommend, similar_items
 from lirdrec.models.base import Recommender
-
-from conftest import write_tiny
 
 
 class Fixed(Recommender):

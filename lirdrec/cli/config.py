@@ -39,7 +39,8 @@ ALIASES = {
 DATA_KEYS = {"data": None, "modalities": None, "cold_items": 0.0}
 
 #: Keys of the run itself.
-RUN_KEYS = {"model": None, "out": None}
+RUN_KEYS = {"model": None, "out": None,
+            "logger": None}  # experiment trackers: "tensorboard", "mlflow" or both, comma-separated
 
 _NOT_HYPER = {"self", "num_users", "num_items"}
 

@@ -49,7 +49,8 @@ def is_worker_rank_zero() -> bool:
 
 def launch_if_asked(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
     """Run ``argv`` (without ``--nproc``) under torchrun when ``--nproc`` > 1 and this process
-    is not a worker already; returns the exit status, or ``None`` to run here."""
+    is not a worker already; returns the exit status, or ``None`` to run here.
+    """
     from lirdrec.errors import ConfigError
 
     nproc = int(getattr(args, "nproc", 1) or 1)

@@ -28,7 +28,7 @@ logger = logging.getLogger("lirdrec")
 
 #: Modules that add sub-commands with ``add_parser(subparsers)``; each sets ``func``.
 PLUGINS = ("lirdrec.cli.prepare", "lirdrec.diagnostics.cli", "lirdrec.experiments.cli",
-           "lirdrec.cli.recommend")
+           "lirdrec.cli.download", "lirdrec.cli.tune", "lirdrec.cli.recommend")
 
 METRIC_COLUMNS = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "Precision@20", "MAP@20")
 
@@ -100,7 +100,10 @@ def _metrics_rows(name: str, result) -> list[dict[str, Any]]:
 
 def _train(cfg, out_dir: Path | None, resume: bool, callbacks=(), data=None):
     from lirdrec.train.run import run_training
+    from lirdrec.train.tracking import make_loggers
 
+    loggers = make_loggers(cfg.run.get("logger")) if _is_rank_zero() else []  # one log per run
+    callbacks = [*callbacks, *loggers]
     return run_training(cfg.model, data if data is not None else cfg.data["data"],
                         model_kwargs=cfg.model_kwargs, trainer_kwargs=cfg.trainer_kwargs,
                         modalities=cfg.data["modalities"], cold_items=cfg.data["cold_items"],

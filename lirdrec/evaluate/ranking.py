@@ -16,8 +16,8 @@ from lirdrec.evaluate.metrics import METRICS, hits_from_topk, ranking_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "evaluate_splits", "DEFAULT_KS", "SCORE_BLOCK_FLOATS", "auto_batch_size",
-           "topk_items"]
+__all__ = ["evaluate", "evaluate_splits", "per_user_metrics", "DEFAULT_KS", "SCORE_BLOCK_FLOATS",
+           "auto_batch_size", "topk_items"]
 
 DEFAULT_KS = (5, 10, 20, 50)
 #: Scores held at once by the evaluator: a ``(B, I)`` float32 block of at most 8 Mi floats (32 MiB).
@@ -156,6 +156,51 @@ def evaluate_splits(
     Returns:
         ``{split: {"Recall@20": ..., "NDCG@20": ..., "Precision@20": ..., "MAP@20": ...}}``.
     """
+    targets, per_user = _per_user(model, ds, splits, ks, mask_valid, reps, batch_size,
+                                  distributed)
+    out: dict[str, dict[str, float]] = {}
+    keys = [f"{m}@{k}" for k in ks for m in METRICS]
+    for t, acc in zip(targets, per_user):
+        m = ({k: float(acc[k].sum()) / len(t.users) for k in keys} if len(t.users)
+             else {k: float("nan") for k in keys})
+        if t.name == "cold":
+            out["test"].update({f"cold/{k}": v for k, v in m.items()})
+        else:
+            out[t.name] = m
+    return out
+
+
+@torch.no_grad()
+def per_user_metrics(
+    model,
+    ds: Dataset,
+    split: str = "test",
+    ks: Sequence[int] = DEFAULT_KS,
+    mask_valid: bool = False,
+    reps: tuple[Tensor, Tensor] | None = None,
+    batch_size: int | None = None,
+    distributed: bool | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every evaluated user's metrics on ``split``: what paired significance tests compare.
+
+    The same ranking as :func:`evaluate_splits` (whose numbers are the means of these), kept
+    per user instead of averaged (``distributed``: sharded as there, every rank gets all users).
+
+    Returns:
+        ``(users (N,) int64 sorted, {"Recall@20": (N,) float64, ...})``.
+    """
+    targets, per_user = _per_user(model, ds, (split,), ks, mask_valid, reps, batch_size,
+                                  distributed)
+    keys = [f"{m}@{k}" for k in ks for m in METRICS]
+    n = len(targets[0].users)
+    return targets[0].users, {k: (per_user[0][k].numpy() if k in per_user[0]
+                                  else np.zeros(n)) for k in keys}
+
+
+def _per_user(model, ds: Dataset, splits: Sequence[str], ks: Sequence[int], mask_valid: bool,
+              reps, batch_size: int | None, distributed: bool | None = None,
+              ) -> tuple[list[_Target], list[dict[str, Tensor]]]:
+    """The targets of ``splits`` and, for each, ``{metric: (users,)}`` in its sorted user order."""
     was_training = model.training
     model.eval()
     if reps is None:
@@ -194,17 +239,9 @@ def evaluate_splits(
     model.train(was_training)
     if world > 1:
         torch.distributed.all_reduce(per_user)  # exact: one non-zero term per user
-    out: dict[str, dict[str, float]] = {}
-    for t, acc in zip(targets, per_user):
-        m = ({k: float(acc[j, :len(t.users)].clone().sum()) / len(t.users)
-              for j, k in enumerate(keys)}
-             if len(t.users)
-             else {k: float("nan") for k in keys})
-        if t.name == "cold":
-            out["test"].update({f"cold/{k}": v for k, v in m.items()})
-        else:
-            out[t.name] = m
-    return out
+    # fresh (T, users) tensors: their sums are those of one process, bit for bit
+    return targets, [{k: acc[j, :len(t.users)].clone() for j, k in enumerate(keys)}
+                     for t, acc in zip(targets, per_user)]
 
 
 def evaluate(

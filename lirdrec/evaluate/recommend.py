@@ -1,5 +1,6 @@
 """Using a trained model: top-K items per user and item-to-item neighbour lists, batched and,
-in a :mod:`torch.distributed` run, sharded across the processes like evaluation."""
+in a :mod:`torch.distributed` run, sharded across the processes like evaluation.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ __all__ = ["recommend", "similar_items", "unscorable_items"]
 def unscorable_items(model, ds: Dataset, include_cold: bool | None = None) -> np.ndarray:
     """Items never ranked: those without a training interaction, unless the model scores them
     from their features (``model.scores_cold_items``) or ``include_cold=True`` says to rank them
-    anyway; ``include_cold=False`` always leaves them out."""
+    anyway; ``include_cold=False`` always leaves them out.
+    """
     if include_cold is None:
         include_cold = bool(getattr(model, "scores_cold_items", False))
     return np.empty(0, np.int64) if include_cold else np.flatnonzero(ds.item_degree() == 0)
@@ -132,7 +134,8 @@ def similar_items(
     model scores with (the second output of ``model.forward()``),
 
     .. math::
-        s_{ij} = \frac{\mathbf{e}_i^\top\mathbf{e}_j}{\lVert\mathbf{e}_i\rVert\,\lVert\mathbf{e}_j\rVert},
+        s_{ij} = \frac{\mathbf{e}_i^\top\mathbf{e}_j}
+                      {\lVert\mathbf{e}_i\rVert\,\lVert\mathbf{e}_j\rVert},
 
     the item itself excluded; items without a training interaction are neighbours when the model
     can score them (:func:`unscorable_items`; a query item may always be one). Batched and

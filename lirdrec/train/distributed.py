@@ -171,7 +171,8 @@ def init_distributed(device: str | torch.device = "cpu", timeout_s: float | None
     if device.type == "cuda":
         if not torch.cuda.is_available() or torch.cuda.device_count() <= info.local_rank:
             raise ConfigError(f"rank {info.rank}: --device cuda but this machine has "
-                              f"{torch.cuda.device_count()} GPU(s) for local rank {info.local_rank}")
+                              f"{torch.cuda.device_count()} GPU(s) for local rank "
+                              f"{info.local_rank}")
         torch.cuda.set_device(info.local_rank)
         backend = "cpu:gloo,cuda:nccl"
     else:
@@ -246,7 +247,8 @@ def all_reduce_sum_(tensor: torch.Tensor, what: str = "an all-reduce") -> torch.
     return tensor
 
 
-def broadcast_values(values: Sequence[float], src: int = 0, what: str = "a broadcast") -> list[float]:
+def broadcast_values(values: Sequence[float], src: int = 0,
+                     what: str = "a broadcast") -> list[float]:
     """Rank ``src``'s ``values`` on every rank (float64; one process: unchanged)."""
     if not is_distributed():
         return [float(v) for v in values]
@@ -318,7 +320,8 @@ def _spawn_entry(local_rank: int, fn: Callable[..., Any], nproc: int, port: int,
         teardown()
 
 
-def spawn(fn: Callable[..., Any], nproc: int, *args: Any, env: dict[str, str] | None = None) -> None:
+def spawn(fn: Callable[..., Any], nproc: int, *args: Any,
+          env: dict[str, str] | None = None) -> None:
     """Run ``fn(*args)`` in ``nproc`` fresh local processes that form one process group (what
     torchrun's environment would give them); returns when all have finished.
 

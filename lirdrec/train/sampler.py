@@ -73,8 +73,9 @@ class BPRSampler:
         users, pos = self.users[perm], self.items[perm]
         return users, pos, self.negatives(users)
 
-    def epoch_shard(self, batch_size: int, rank: int, world_size: int,
-                    neg_generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def epoch_shard(
+        self, batch_size: int, rank: int, world_size: int, neg_generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         r"""Rank ``rank``'s share of every global batch of one epoch (multi-process training).
 
         Every rank draws the same permutation from the shared generator (so the ranks agree on

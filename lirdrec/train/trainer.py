@@ -18,7 +18,8 @@ from torch import nn
 
 from lirdrec.data.dataset import Dataset
 from lirdrec.errors import CheckpointError, ConfigError, TrainingError
-from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits
+from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits, per_user_metrics
+from lirdrec.evaluate.statistics import write_per_user
 from lirdrec.train import distributed as D
 from lirdrec.train.checkpoint import decode_state, encode_state, load_checkpoint, save_checkpoint
 from lirdrec.train.sampler import BPRSampler
@@ -50,7 +51,8 @@ class Callback:
     def on_fit_end(self, trainer: "Trainer", model, result: "FitResult") -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint keeps of this callback (picklable); default: nothing."""
+        """What a checkpoint keeps of this callback (tensors, numbers, strings, numpy arrays and
+        containers of them: checkpoints load weights-only); default: nothing."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -236,6 +238,17 @@ class Trainer:
         with atomic_write(self.out_dir / "log.csv", "w") as fh:
             fh.write(buf.getvalue())
 
+    def _write_per_user(self, model, ds: Dataset) -> None:
+        """Per-user test metrics of the selected model (paired significance tests read them)."""
+        if self.out_dir is None:
+            return
+        with D.collective_errors("the per-user test metrics"):  # every rank ranks its share
+            users, metrics = per_user_metrics(model, ds, "test", self.ks,
+                                              mask_valid=self.mask_valid_at_test,
+                                              batch_size=self.eval_batch_size)
+        if self._main:
+            write_per_user(self.out_dir, users, metrics)
+
     def _write_metrics(self, result: FitResult, extra: dict[str, Any]) -> None:
         if self.out_dir is None or not self._main:
             return
@@ -285,6 +298,7 @@ class Trainer:
             reps = self._forward_eval(model)
             valid, test = self._evaluate(model, ds, reps)
             result = FitResult(0, valid, test, [], False, self.out_dir)
+            self._write_per_user(model, ds)
             self._write_metrics(result, {"train_time_s": 0.0})
             for cb in self.callbacks:
                 cb.on_fit_end(self, model, result)
@@ -296,11 +310,14 @@ class Trainer:
         # so its runs stay bit-identical to those of earlier versions)
         neg_generator = (torch.Generator().manual_seed(D.rank_seed(self.seed, self._rank))
                          if self._world > 1 else None)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.lr,
+                                          weight_decay=self.weight_decay,
                                           fused=self.fused_adam or None)
         decay, period = self.lr_decay, self.lr_decay_epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / period))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                      lambda e: decay ** (e / period))
         st = TrainState()
+        self.state = st  # callbacks read the progress here (e.g. state.history[-1]["loss"])
         st.snapshot_best(model)
         self.global_step = 0
         ckpt_path = None if self.out_dir is None else self.out_dir / "checkpoint.pt"
@@ -351,7 +368,8 @@ class Trainer:
             with D.collective_errors(f"training epoch {epoch}"):
                 for users, pos, neg, weight in tqdm(batches, leave=False, disable=not show,
                                                     desc=f"epoch {epoch}"):
-                    users, pos, neg = users.to(self.device), pos.to(self.device), neg.to(self.device)
+                    users, pos, neg = (users.to(self.device), pos.to(self.device),
+                                       neg.to(self.device))
                     self.optimizer.zero_grad(set_to_none=True)
                     loss = step_model(users, pos, neg)
                     value = float(loss.detach())
@@ -426,6 +444,7 @@ class Trainer:
         result = FitResult(st.best_epoch, st.best_valid, st.best_test, st.history, stopped_early,
                            self.out_dir)
         n_ep = len(st.history)
+        self._write_per_user(model, ds)
         self._write_metrics(result, {"train_time_s": round(st.train_time, 3),
                                      "seconds_per_epoch": round(st.train_time / max(n_ep, 1), 4),
                                      **({"processes": self._world} if self._world > 1 else {})})
@@ -465,8 +484,9 @@ class Trainer:
         """
         if self._world == 1:
             users, pos, neg = sampler.epoch()
-            return [(users[s:s + self.batch_size], pos[s:s + self.batch_size],
-                     neg[s:s + self.batch_size], None) for s in range(0, len(users), self.batch_size)]
+            b = self.batch_size
+            return [(users[s:s + b], pos[s:s + b], neg[s:s + b], None)
+                    for s in range(0, len(users), b)]
         users, pos, neg, counts, sizes = sampler.epoch_shard(self.batch_size, self._rank,
                                                              self._world, neg_generator)
         out, start = [], 0
