@@ -338,3 +338,34 @@ def test_cuda_training_evaluation_and_recommend_match_the_cpu():
     np.testing.assert_allclose(gpu["loss"], cpu["loss"], rtol=0, atol=1e-4)
     _, top, _ = recommend(model, ds, k=5)
     assert top.shape == (ds.num_users, 5)
+
+
+def _recorder_worker(path):
+    from lirdrec.diagnostics.gradient_bias import GradientBiasRecorder
+
+    D.init_distributed(timeout_s=60)
+    ds = _data()
+    rec = GradientBiasRecorder(every=2)
+    Trainer(**{**TRAIN, "epochs": 2}, callbacks=[rec]).fit(_build("lirdrec", ds), ds)
+    _write(path, {"steps": rec.step_rows, "probe": rec.probe_rows})
+
+
+def test_gradient_bias_recorder_sees_the_all_reduced_gradients(tmp_path):
+    from lirdrec.diagnostics.gradient_bias import GradientBiasRecorder
+
+    path = tmp_path / "rec.json"
+    D.spawn(_recorder_worker, WORLD, str(path))
+    got = json.loads(path.read_text())
+    ds = _data()
+    rec = GradientBiasRecorder(every=2)
+    ReplayTrainer(**{**TRAIN, "epochs": 2}, callbacks=[rec]).fit(_build("lirdrec", ds), ds)
+    ref = json.loads(json.dumps({"steps": rec.step_rows, "probe": rec.probe_rows}))
+    assert len(got["steps"]) == len(ref["steps"]) > 0
+    for g, r in zip(got["steps"], ref["steps"]):
+        assert g[:4] == r[:4]  # step, epoch, group, quantity
+        assert g[4] == pytest.approx(r[4], rel=1e-4, abs=1e-9), r[:4]
+    assert len(got["probe"]) == 2
+    for g, r in zip(got["probe"], ref["probe"]):
+        for key, value in r.items():
+            if isinstance(value, float):
+                assert g[key] == pytest.approx(value, abs=1e-5, nan_ok=True), key
