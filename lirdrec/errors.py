@@ -13,6 +13,7 @@ exits 1. Subclasses also derive from the matching builtin so ``except ValueError
     │   └── SplitError      x_label outside {0, 1, 2}, empty train split
     ├── ConfigError(LirdrecError, ValueError)     unknown key, bad value, unknown model name
     ├── TrainingError(LirdrecError, RuntimeError) non-finite loss, diverged
+    │   └── DistributedError  another process of a multi-process run stopped or timed out
     └── CheckpointError(LirdrecError)             resume into a different config or data
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "SplitError",
     "ConfigError",
     "TrainingError",
+    "DistributedError",
     "CheckpointError",
     "DataWarning",
     "format_lines",
@@ -115,6 +117,10 @@ class ConfigError(LirdrecError, ValueError):
 
 class TrainingError(LirdrecError, RuntimeError):
     """Training produced a non-finite loss or diverged."""
+
+
+class DistributedError(TrainingError):
+    """A multi-process run lost a process: it stopped, or did not answer within the timeout."""
 
 
 class CheckpointError(LirdrecError):

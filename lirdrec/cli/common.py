@@ -69,10 +69,12 @@ def metrics_rows(name: str, result) -> list[dict[str, Any]]:
 
 def train_run(cfg: RunConfig, out_dir: Path | None, resume: bool, callbacks=(), data=None):
     """:func:`~lirdrec.train.run.run_training` of a resolved config."""
+    from lirdrec.cli.launch import is_worker_rank_zero
     from lirdrec.train.run import run_training
     from lirdrec.train.tracking import make_loggers
 
-    callbacks = [*callbacks, *make_loggers(cfg.run.get("logger"))]
+    loggers = make_loggers(cfg.run.get("logger")) if is_worker_rank_zero() else []  # one log
+    callbacks = [*callbacks, *loggers]
     return run_training(cfg.model, data if data is not None else cfg.data["data"],
                         model_kwargs=cfg.model_kwargs, trainer_kwargs=cfg.trainer_kwargs,
                         modalities=cfg.data["modalities"], cold_items=cfg.data["cold_items"],

@@ -33,6 +33,7 @@ COMMANDS = (
     "download",  # adds `datasets` and `download`
     "tune",
     "represent",  # NoteLLM-2: train / evaluate / export item representations
+    "recommend",  # adds `recommend` and `similar-items`
 )
 
 
@@ -58,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "check", None) is not None:
         args.check(parser, args)
     try:
+        from lirdrec.cli.launch import launch_if_asked
+
+        launched = launch_if_asked(args, argv)  # --nproc N > 1: the command under torchrun
+        if launched is not None:
+            return launched
         return int(args.func(args) or 0)
     except LirdrecError as exc:
         if args.debug:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from lirdrec.cli.common import add_run_options, metrics_rows, resolve_args, train_run
+from lirdrec.cli.launch import add_nproc_option, is_worker_rank_zero
 from lirdrec.utils.logging import close_log_files, setup_logging
 
 __all__ = ["add_parser", "run"]
@@ -20,6 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_run_options(p, required=False)  # both implied by --resume
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    add_nproc_option(p)
     p.set_defaults(func=run, check=check)
     return p
 
@@ -47,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise  # a checkpoint (if any) is what --resume continues from
     except BaseException as exc:
-        mark_failed(out, exc, created=not existed)
+        if is_worker_rank_zero():
+            mark_failed(out, exc, created=not existed)
         raise
-    print(format_table(metrics_rows(cfg.model, result)))
-    print(f"run directory: {out}")
+    if is_worker_rank_zero():  # a multi-process run prints once
+        print(format_table(metrics_rows(cfg.model, result)))
+        print(f"run directory: {out}")
     return 0
 
 
@@ -83,5 +87,6 @@ def resume(args: argparse.Namespace) -> int:
     cfg = resolve(saved.get("model"), [saved])
     setup_logging(args.verbose, run_dir / "log.txt")
     result, _, _ = train_run(cfg, run_dir, resume=True, data=args.data or saved.get("data"))
-    print(format_table(metrics_rows(cfg.model, result)))
+    if is_worker_rank_zero():
+        print(format_table(metrics_rows(cfg.model, result)))
     return 0

@@ -218,6 +218,8 @@ class Recommender(nn.Module):
             neither parameters nor buffers (so ``.to(device)`` does not move them): per-epoch
             caches rebuilt from buffers on their device, or CPU-side sampling inputs. Every other
             tensor a model holds is a parameter or a buffer (``tests/test_models_common.py``).
+        scores_cold_items (bool): items without training interactions are scored from features.
+        item_vectors (bool): ``forward()[1]`` are item vectors (Pop's are its degrees: no).
     """
 
     num_users: int
@@ -231,6 +233,11 @@ class Recommender(nn.Module):
         "num_users": Interval(1, integer=True),
         "num_items": Interval(1, integer=True),
     }
+    #: Whether items without a training interaction get meaningful scores (the model computes
+    #: item representations from features); ``lirdrec recommend`` ranks them only then.
+    scores_cold_items: bool = False
+    #: Whether ``forward()[1]`` holds item vectors worth comparing (``lirdrec similar-items``).
+    item_vectors: bool = True
 
     def __init__(self, num_users: int, num_items: int) -> None:
         super().__init__()

@@ -86,6 +86,8 @@ class BM3(Recommender):
         - **loss:** users, pos_items :math:`(B,)` (``neg_items`` ignored) -> scalar
     """
 
+    scores_cold_items = True  # items are computed from their features
+
     uses_negatives = False
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("projections",)

@@ -152,6 +152,8 @@ class FREEDOM(Recommender):
         - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
     """
 
+    scores_cold_items = True  # items are computed from their features
+
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("projections",)
 

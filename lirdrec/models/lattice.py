@@ -179,6 +179,8 @@ class LATTICE(Recommender):
         - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
     """
 
+    scores_cold_items = True  # items are computed from their features
+
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("projections",)
     #: the reference configuration decays the learning rate by 0.96 every 50 epochs (MMRec's

@@ -193,6 +193,8 @@ class LIRDRec(Recommender):
         - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
     """
 
+    scores_cold_items = True  # items are computed from their features
+
     trainer_defaults = {"lr": 1e-4}  # the reference configuration
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("encoders",)

@@ -96,18 +96,22 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         fh.write(buf.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, data: bytes | None = None) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, never running code from the file.
+
+    ``data``: the file's bytes, read elsewhere (a multi-process run's rank 0 reads the file and
+    sends it to the other ranks); ``path`` then only names it in messages.
 
     Raises:
         CheckpointError: no file; a file that would need pickled objects to load (crafted, or a
             lirdrec 0.1 checkpoint); a corrupt or foreign file.
     """
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        source = path if data is None else io.BytesIO(data)
+        state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError for refused globals; others: corrupt
         what = _unsafe_global(str(exc)) if "Weights only load failed" in str(exc) else None
         if what is None:  # corrupt, foreign, or an opcode the safe loader lacks: nothing ran

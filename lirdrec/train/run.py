@@ -21,7 +21,7 @@ from lirdrec.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_run_dataset", "build_model", "run_training", "check_finished_run"]
+__all__ = ["load_run_dataset", "build_model", "run_training", "check_finished_run", "load_run"]
 
 
 def load_run_dataset(data: str | Path | Dataset, modalities: str | None = None,
@@ -69,6 +69,10 @@ def run_training(
 
     trainer_kwargs = dict(trainer_kwargs or {})
     seed = int(trainer_kwargs.get("seed", 999))
+    # under torchrun (WORLD_SIZE > 1): join the process group before any work (idempotent)
+    from lirdrec.train.distributed import init_distributed
+
+    init_distributed(device=trainer_kwargs.get("device", "cpu"))
     ds = load_run_dataset(data, modalities, cold_items, seed)
     ds, feature_encoder = encoder_features(ds, encoder_settings(**(encoder or {})), seed, out_dir)
     model = build_model(model_name, ds, seed, **(model_kwargs or {}))
@@ -84,6 +88,41 @@ def run_training(
 #: Settings that change memory and time but no number (the kNN neighbours are the same for any
 #: chunk size; ``tests/test_graphs.py``).
 NUMBER_NEUTRAL = ("knn_chunk_size",)
+
+
+def load_run(run_dir: str | Path, data: str | Path | Dataset | None = None):
+    """The model of a finished (or interrupted) run at its best epoch, and its dataset.
+
+    Rebuilds the model from the run's ``config.yaml`` (same data, cold-item protocol and seed,
+    so the same graphs) and loads the best weights from ``checkpoint.pt``, which is opened
+    first (refused before any data is read if it is not a safe lirdrec checkpoint).
+
+    Args:
+        run_dir: the run directory (``config.yaml``, ``checkpoint.pt``).
+        data: the dataset, if not at the path the run saved.
+
+    Returns:
+        ``(model in eval mode, Dataset, the checkpoint's best epoch)``.
+    """
+    from lirdrec.config import read_yaml, resolve
+    from lirdrec.train.checkpoint import load_checkpoint
+    from lirdrec.train.encoded import encoder_features, encoder_settings
+
+    run_dir = Path(run_dir)
+    ck = load_checkpoint(run_dir / "checkpoint.pt")
+    saved = read_yaml(run_dir / "config.yaml")
+    cfg = resolve(saved.get("model"), [saved])
+    seed = cfg.trainer_kwargs["seed"]
+    ds = load_run_dataset(data if data is not None else cfg.data["data"],
+                          cfg.data["modalities"], cfg.data["cold_items"], seed)
+    ds, feature_encoder = encoder_features(ds, encoder_settings(**cfg.encoder), seed, run_dir)
+    model = build_model(cfg.model, ds, seed, **cfg.model_kwargs)
+    if feature_encoder is not None:
+        model.attach_feature_encoder(feature_encoder)
+    model.load_state_dict(ck["train"]["best_state"])
+    model.load_extra_state(ck["train"]["best_extra"])
+    model.eval()
+    return model, ds, int(ck["train"]["best_epoch"])
 
 
 def _config_defaults(model: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def progress_enabled(show_progress: bool | None = None) -> bool:
 
 def setup_logging(verbosity: int = 0, log_file: Path | None = None) -> None:
     """Console handler (INFO, or DEBUG with -v; WARNING with -q) and an optional run log file."""
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # torchrun worker > 0: rank 0 alone logs
+        verbosity, log_file = -1, None
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
     set_quiet(verbosity < 0)
     root = logging.getLogger("lirdrec")
