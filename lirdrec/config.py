@@ -105,11 +105,29 @@ def parse_sets(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+#: The model configs and grids shipped inside the package (``datasets/configs`` in a checkout
+#: is a link to this folder).
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def packaged_configs() -> list[str]:
+    """Names of the shipped configs (``lirdrec``, ``lirdrec_grid``, ...), usable as
+    ``--config NAME`` / ``--grid NAME``."""
+    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path`` (a ConfigError names the file otherwise)."""
+    """A YAML mapping from ``path``, or from the shipped config of that name (``"lirdrec"``,
+    ``"freedom_grid.yaml"``) when no such file exists (a ConfigError names the file otherwise)."""
     path = Path(path)
+    if not path.is_file() and len(path.parts) == 1:
+        shipped = PACKAGED_CONFIGS / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+        if shipped.is_file():
+            path = shipped
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        hint = (f"; shipped configs: {', '.join(packaged_configs())}"
+                if len(path.parts) == 1 else "")
+        raise ConfigError(f"{path}: config file not found{hint}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -132,9 +132,10 @@ def resolve_model_names(names: Sequence[str]) -> list[tuple[str, str, dict[str, 
 
 
 def default_config_dir() -> Path | None:
-    """``datasets/configs`` of the source checkout, if there is one."""
-    path = Path(__file__).resolve().parents[2] / "datasets" / "configs"
-    return path if path.is_dir() else None
+    """The model configs shipped inside the package (``lirdrec/configs``)."""
+    from lirdrec.config import PACKAGED_CONFIGS
+
+    return PACKAGED_CONFIGS if PACKAGED_CONFIGS.is_dir() else None
 
 
 def run_gradient_bias(
