@@ -112,13 +112,15 @@ PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 def packaged_configs() -> list[str]:
     """Names of the shipped configs (``lirdrec``, ``lirdrec_grid``, ...), usable as
-    ``--config NAME`` / ``--grid NAME``."""
+    ``--config NAME`` / ``--grid NAME``.
+    """
     return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path``, or from the shipped config of that name (``"lirdrec"``,
-    ``"freedom_grid.yaml"``) when no such file exists (a ConfigError names the file otherwise)."""
+    ``"freedom_grid.yaml"``) when no such file exists (a ConfigError names the file otherwise).
+    """
     path = Path(path)
     if not path.is_file() and len(path.parts) == 1:
         shipped = PACKAGED_CONFIGS / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
