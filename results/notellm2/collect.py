@@ -85,7 +85,7 @@ def main(runs: Path) -> int:
         cells = [fmt(t.get(m, {}).get("Recall@100")) for m in ("both", "image", "text")]
         print(f"| {NAMES[v]} | " + " | ".join(cells) + " |")
     print()
-    print("| variant | best step | train pairs/s | run seconds | last loss | tau |")
+    print("| variant | best step | train pairs/s | run seconds | mean training loss | tau |")
     print("|:--|--:|--:|--:|--:|--:|")
     for v, r in out["variants"].items():
         h = r["history"][-1]
