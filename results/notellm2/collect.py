@@ -50,9 +50,23 @@ def main(runs: Path) -> int:
                 "pairs": cfg["pairs"],
                 "args": cfg["args"],
             }
-    down = runs / "downstream.json"
-    if down.is_file():
-        out["downstream"] = json.loads(down.read_text())
+    rows = []
+    for m in sorted((runs / "down").glob("*/metrics.json")):
+        model, mods, seed = m.parent.name.rsplit("-", 2)
+        r = json.loads(m.read_text())
+        rows.append(
+            {
+                "model": model,
+                "modalities": mods.replace("+", ","),
+                "seed": seed[1:],
+                "best_epoch": r["best_epoch"],
+                "valid Recall@20": r["valid"]["Recall@20"],
+                "test Recall@20": r["test"]["Recall@20"],
+                "test NDCG@20": r["test"]["NDCG@20"],
+            }
+        )
+    if rows:
+        out["downstream"] = rows
     (HERE / "i2i_ml100k.json").write_text(json.dumps(out, indent=2))
 
     print("| vectors | queries | " + " | ".join(KS) + " |")
@@ -71,12 +85,36 @@ def main(runs: Path) -> int:
         cells = [fmt(t.get(m, {}).get("Recall@100")) for m in ("both", "image", "text")]
         print(f"| {NAMES[v]} | " + " | ".join(cells) + " |")
     print()
-    print("| variant | best step | train pairs/s | run seconds | last loss | tau |")
+    print("| variant | best step | train pairs/s | run seconds | mean training loss | tau |")
     print("|:--|--:|--:|--:|--:|--:|")
     for v, r in out["variants"].items():
         h = r["history"][-1]
-        print(f"| {v} | {r['best_step']} | {r['pairs_per_second']} | {r['seconds']} | "
-              f"{h['loss']:.4f} | {h['temperature']:.3f} |")
+        print(
+            f"| {v} | {r['best_step']} | {r['pairs_per_second']} | {r['seconds']} | "
+            f"{h['loss']:.4f} | {h['temperature']:.3f} |"
+        )
+    if rows:
+        import statistics as st
+
+        print()
+        print(
+            "| model | modalities | seeds | best epochs | test Recall@20 | test NDCG@20 "
+            "| mean R@20 / N@20 |"
+        )
+        print("|:--|:--|:--|:--|:--|:--|:--|")
+        groups: dict = {}
+        for r in rows:
+            groups.setdefault((r["model"], r["modalities"]), []).append(r)
+        for (model, mods), g in groups.items():
+            g.sort(key=lambda r: r["seed"])
+            r20 = [r["test Recall@20"] for r in g]
+            n20 = [r["test NDCG@20"] for r in g]
+            print(
+                f"| {model} | {mods} | {', '.join(r['seed'] for r in g)} | "
+                f"{', '.join(str(r['best_epoch']) for r in g)} | "
+                f"{' / '.join(f'{x:.4f}' for x in r20)} | {' / '.join(f'{x:.4f}' for x in n20)} | "
+                f"{st.mean(r20):.4f} / {st.mean(n20):.4f} |"
+            )
     return 0
 
 

@@ -42,7 +42,8 @@ downstream() {  # model (lirdrec|freedom) modalities seed; reduced epoch budget 
   local cfg=() out=$RUNS/down/$1-${2//,/+}-s$3
   [ "$1" = freedom ] && cfg=(--config datasets/configs/freedom.yaml)
   [ -f $out/metrics.json ] && return
+  if [ -f $out/checkpoint.pt ]; then $LIRDREC -q train --resume $out --epochs ${EPOCHS:-30}; return; fi
   $LIRDREC -q train --model $1 --data $RUNS/data/ml100k-nl2 "${cfg[@]}" --set modalities=$2 \
-    --seed $3 --epochs ${EPOCHS:-40} --out $out
+    --seed $3 --epochs ${EPOCHS:-30} --out $out
 }
 "$@"
