@@ -13,6 +13,7 @@ exits 1. Subclasses also derive from the matching builtin so ``except ValueError
     │   └── SplitError      x_label outside {0, 1, 2}, empty train split
     ├── ConfigError(LirdrecError, ValueError)     unknown key, bad value, unknown model name
     ├── TrainingError(LirdrecError, RuntimeError) non-finite loss, diverged
+    │   └── DistributedError  another process of a multi-process run stopped or timed out
     └── CheckpointError(LirdrecError)             resume into a different config or data
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "SplitError",
     "ConfigError",
     "TrainingError",
+    "DistributedError",
     "CheckpointError",
     "DataWarning",
     "format_lines",
@@ -117,6 +119,10 @@ class TrainingError(LirdrecError, RuntimeError):
     """Training produced a non-finite loss or diverged."""
 
 
+class DistributedError(TrainingError):
+    """A multi-process run lost a process: it stopped, or did not answer within the timeout."""
+
+
 class CheckpointError(LirdrecError):
     """A checkpoint does not fit the run it is resumed into."""
 
@@ -131,7 +137,8 @@ def _short(path: Path) -> str:
     return str(Path(*parts[-2:])) if len(parts) >= 2 else str(path)
 
 
-def format_lines(lines: Sequence[int], values: Sequence[object] | None = None, limit: int = 5) -> str:
+def format_lines(lines: Sequence[int], values: Sequence[object] | None = None,
+                 limit: int = 5) -> str:
     """Render the first ``limit`` offending lines and a count of the rest.
 
     >>> format_lines([3, 9, 10, 11, 12, 40, 41])

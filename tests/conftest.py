@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +12,29 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+#: Set by .ci/run: there ../shared must exist, and a test that needs it fails instead of skipping.
+REQUIRE_SHARED = os.environ.get("LIRDREC_REQUIRE_SHARED", "") not in ("", "0")
+
+
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared; FAILS (never skips) with a clear message when it is missing."""
+    """A path under ../shared (the real datasets and reference fixtures).
+
+    Missing: the test is skipped with a one-line reason on a researcher's machine (README says how
+    to get data without it), and FAILS under CI (``LIRDREC_REQUIRE_SHARED=1``), so a CI run can
+    never pass by skipping what it was meant to check.
+    """
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.fail(f"expected the shared data at {path} (the repository's sibling ../shared); "
-                    "CI provides it next to the clone")
+        msg = f"needs {path} (the repository's sibling ../shared, provided by CI)"
+        if REQUIRE_SHARED:
+            pytest.fail(msg + "; LIRDREC_REQUIRE_SHARED is set")
+        pytest.skip(msg)
     return path
 
 
 def write_tiny(directory: Path, rows: list[tuple], features: dict[str, np.ndarray] | None = None,
-               name: str = "tiny", header: str = "userID\titemID\trating\ttimestamp\tx_label") -> Path:
+               name: str = "tiny",
+               header: str = "userID\titemID\trating\ttimestamp\tx_label") -> Path:
     """Write a small .inter (rows of (user, item, x_label) or full 5-tuples) and feature files."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [header]

@@ -4,6 +4,7 @@ the prepare pipeline end to end on generated pillow images, and the demo's synth
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 import numpy as np
 import pytest
@@ -256,7 +257,7 @@ def test_label_captioner_end_to_end(smollm2, image_dir, tmp_path):
 
 
 # ----------------------------------------------------------------------- prepare end to end
-def test_prepare_cli_end_to_end(tmp_path, image_dir):
+def test_prepare_cli_end_to_end(tmp_path, image_dir, caplog):
     from lirdrec.cli.main import main
     from lirdrec.data import load_dataset
 
@@ -278,7 +279,7 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir):
         Image.new("RGB", (40, 60), (30 * i, 200 - 20 * i, 90)).save(raw / "img" / f"{i}.jpg")
     (raw / "img" / "8.jpg").write_bytes(b"broken")
     out = tmp_path / "out"
-    with pytest.warns(DataWarning):
+    with pytest.warns(DataWarning) as caught, caplog.at_level(logging.INFO, "lirdrec"):
         rc = main(
             [
                 "-q",
@@ -316,6 +317,15 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir):
             ]
         )
     assert rc == 0
+    # missing images: one summary line (count, first ids), the full list in a file
+    image_lines = [r.getMessage() for r in caplog.records
+                   if r.levelno >= logging.WARNING and "image" in r.getMessage()]
+    assert len(image_lines) == 1
+    assert image_lines[0].startswith("2 of 8 image(s) missing or unreadable")
+    assert sum("image(s) missing" in str(w.message) for w in caught) == 1
+    listing = (out / "image_missing_images.tsv").read_text().splitlines()
+    assert listing[0] == "item\tfile\treason" and len(listing) == 3
+    assert [line.split("\t")[1].rsplit("/", 1)[-1] for line in listing[1:]] == ["7.jpg", "8.jpg"]
     ds = load_dataset(out)
     assert (ds.num_users, ds.num_items) == (12, 8)
     assert ds.features["text"].shape == (8, 384) and ds.features["image"].shape == (8, 1280)
@@ -328,7 +338,7 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir):
 
 # ------------------------------------------------------------------------- synthetic media
 def test_encode_synthetic_media_carries_the_topic():
-    from lirdrec.data.synthetic_media import encode_synthetic_media
+    from lirdrec.features.synthetic_media import encode_synthetic_media
 
     topics = np.repeat(np.arange(4), 3)
     feats = encode_synthetic_media(topics, np.random.default_rng(0), show_progress=False)
@@ -340,3 +350,40 @@ def test_encode_synthetic_media_carries_the_topic():
         assert (topics[sim.argmax(1)] == topics).mean() >= 0.75, name
     again = encode_synthetic_media(topics, np.random.default_rng(0), show_progress=False)
     np.testing.assert_array_equal(again["text"], feats["text"])
+
+
+def test_cached_chunks_resume_an_interrupted_encoding(tmp_path):
+    from lirdrec.features.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path)
+    inputs = list(range(10))
+    calls: list[list[int]] = []
+
+    def compute(chunk, fail_at=None):
+        calls.append(list(chunk))
+        if fail_at is not None and chunk[0] >= fail_at:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a modality
+        return np.asarray(chunk, dtype=np.float32)[:, None] * 2
+
+    key = cache.key("toy", "m", {}, inputs)
+    with pytest.raises(KeyboardInterrupt):
+        cache.cached_chunks("toy", key, inputs, lambda c: cache.key("toy", "m", {}, c),
+                            lambda c: compute(c, fail_at=6), chunk_size=3, show_progress=False)
+    assert calls == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    calls.clear()
+    out = cache.cached_chunks("toy", key, inputs, lambda c: cache.key("toy", "m", {}, c),
+                              compute, chunk_size=3, show_progress=False)
+    assert calls == [[6, 7, 8], [9]]  # the two finished chunks were not encoded again
+    assert out[:, 0].tolist() == [2.0 * i for i in inputs]
+    assert not list(tmp_path.glob("toy-part-*")) and len(list(tmp_path.glob("toy-*.npy"))) == 1
+    calls.clear()
+    again = cache.cached_chunks("toy", key, inputs, lambda c: cache.key("toy", "m", {}, c),
+                                compute, chunk_size=3, show_progress=False)
+    assert calls == [] and np.array_equal(again, out)  # the whole result is one cache hit
+
+
+def test_text_encoder_chunked_cache_equals_one_pass(tmp_path):
+    texts = [f"item number {i} with words" * (1 + i % 3) for i in range(7)]
+    plain = TextEncoder(show_progress=False).encode(texts)
+    enc = TextEncoder(show_progress=False, cache=tmp_path)
+    np.testing.assert_allclose(enc.encode(texts), plain, atol=1e-5)

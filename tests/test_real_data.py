@@ -1,6 +1,7 @@
 """Integration on the real datasets in ../shared/data: a few epochs must beat popularity.
 
-These fail (never skip) when ../shared/data is missing, naming where it is expected.
+Skipped with a one-line reason when ../shared/data is missing; under CI (LIRDREC_REQUIRE_SHARED)
+they fail instead, naming where it is expected.
 """
 
 from __future__ import annotations

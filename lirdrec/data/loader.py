@@ -26,7 +26,10 @@ def parse_modalities(value: str | Sequence[str] | None) -> list[str] | None:
         return None
     if isinstance(value, str):
         value = [v for v in value.replace(" ", "").split(",") if v]
-    return [str(v) for v in value]
+    names = [str(v) for v in value]
+    if not names or not all(names):
+        raise ConfigError(f"modalities: expected modality names such as image,text, got {value!r}")
+    return names
 
 
 def _resolve(path: Path) -> tuple[str, Path, dict[str, Path]]:

@@ -51,9 +51,10 @@ def validate_interactions(df: pd.DataFrame, path: Path, num_feature_rows: int | 
         with a :class:`DataWarning` giving the count).
 
     Raises:
-        IdError: non-integer or negative ids, ids leaving gaps in ``0..max``, item ids not below
-            the feature matrices' row count.
-        SplitError: ``x_label`` outside {0, 1, 2}, or no training row.
+        IdError: non-integer or negative ids, user ids (or, without features, item ids) leaving
+            gaps in ``0..max``, item ids not below the feature matrices' row count. Items with a
+            feature row but no interaction are accepted with one :class:`DataWarning`.
+        SplitError: ``x_label`` outside {0, 1, 2}, or an empty train, valid or test split.
     """
     users = parse_int_column(df, "userID", path)
     items = parse_int_column(df, "itemID", path)
@@ -69,23 +70,39 @@ def validate_interactions(df: pd.DataFrame, path: Path, num_feature_rows: int | 
     if len(bad):
         raise SplitError(path, line=format_lines(_lines(bad)), column="x_label",
                          expected="0 (train), 1 (valid) or 2 (test)", found=str(labels[bad[0]]))
+    counts = np.bincount(labels, minlength=3)
+    for label, split in enumerate(("training", "validation", "test")):
+        if counts[label] == 0:  # before the id checks: an empty split is the real problem
+            raise SplitError(path, column="x_label",
+                             expected=f"at least one {split} row (x_label {label})",
+                             found=f"the {split} split is empty ({len(labels)} rows: "
+                             f"{counts[0]} train, {counts[1]} valid, {counts[2]} test)")
     if num_feature_rows is not None:
         over = np.flatnonzero(items >= num_feature_rows)
         if len(over):
             raise IdError(path, line=format_lines(_lines(over)), column="itemID",
-                          expected=f"an integer in [0, {num_feature_rows}) (rows of the feature files)",
+                          expected=f"an integer in [0, {num_feature_rows}) "
+                                   "(rows of the feature files)",
                           found=str(items[over[0]]))
     num_users = int(users.max()) + 1
     num_items = int(num_feature_rows) if num_feature_rows is not None else int(items.max()) + 1
     for name, arr, n in (("userID", users, num_users), ("itemID", items, num_items)):
         present = np.zeros(n, dtype=bool)
         present[arr] = True
-        if not present.all():
-            gaps = np.flatnonzero(~present)
-            raise IdError(path, column=name, expected=f"contiguous ids 0..{n - 1}",
-                          found=f"{len(gaps)} unused id(s): {gaps[:5].tolist()}"
-                          + (" ..." if len(gaps) > 5 else ""),
-                          hint="re-index the ids (lirdrec prepare does this)")
+        if present.all():
+            continue
+        gaps = np.flatnonzero(~present)
+        shown = f"{gaps[:5].tolist()}" + (" ..." if len(gaps) > 5 else "")
+        if name == "itemID" and num_feature_rows is not None:
+            # items known by their feature rows alone: the cold-start case, ranked, never trained
+            msg = (f"{path}: {len(gaps)} item(s) have feature rows but no interaction (ids "
+                   f"{shown}); they are ranked like any other item and never trained on")
+            warnings.warn(msg, DataWarning, stacklevel=3)
+            logger.warning(msg)
+            continue
+        raise IdError(path, column=name, expected=f"contiguous ids 0..{n - 1}",
+                      found=f"{len(gaps)} unused id(s): {shown}",
+                      hint="re-index the ids (lirdrec prepare does this)")
     keys = users * num_items + items
     _, first = np.unique(keys, return_index=True)
     if len(first) < len(keys):
@@ -95,9 +112,6 @@ def validate_interactions(df: pd.DataFrame, path: Path, num_feature_rows: int | 
         warnings.warn(msg, DataWarning, stacklevel=3)
         logger.warning(msg)
         users, items, labels = users[keep], items[keep], labels[keep]
-    if not (labels == 0).any():
-        raise SplitError(path, column="x_label", expected="at least one training row (x_label 0)",
-                         found="none")
     return users, items, labels, num_users, num_items
 
 

@@ -17,9 +17,10 @@ An experiment YAML::
 
 Every (dataset, variant, seed, grid point) trains in its own run directory under
 ``<out>/runs/``; one with a ``metrics.json`` is finished and is read back, not retrained (a
-half-finished one resumes from its checkpoint). For each (dataset, variant, seed) the grid point with the
-best VALIDATION metric is selected, and its valid and test metrics go to ``results.csv`` with the
-columns ``dataset, model, variant, seed, split, metric, K, value``; ``results.md`` shows test
+half-finished one resumes from its checkpoint). For each (dataset, variant, seed) the grid point
+with the best VALIDATION metric is selected, and its valid and test metrics go to
+``results.csv`` with the columns ``dataset, model, variant, seed, split, metric, K, value``;
+``results.md`` shows test
 metrics as mean ± std over seeds; ``selection.csv`` lists every grid point.
 """
 
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lirdrec.cli.config import read_yaml, resolve
+from lirdrec.config import config_layers, read_yaml, resolve
 from lirdrec.data.loader import load_dataset
 from lirdrec.data.sample import subsample_users
 from lirdrec.errors import ConfigError
@@ -47,7 +48,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Experiment", "load_experiment", "run_experiment", "results_table"]
 
-TOP_KEYS = {"name", "out", "datasets", "models", "seeds", "trainer", "small", "metric"}
+TOP_KEYS = {"name", "out", "datasets", "models", "seeds", "trainer", "small", "metric", "reference"}
+#: Metrics of the markdown tables and the significance tests.
+TABLE_METRICS = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20")
+#: Marks in the tables: Holm-adjusted p < ALPHA against the reference row.
+ALPHA = 0.05
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Experiment:
     trainer: dict[str, Any]
     small: dict[str, Any]
     metric: str = "Recall@20"
+    reference: str | None = None
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -80,7 +86,8 @@ def load_experiment(path: str | Path) -> Experiment:
         d = {"data": d} if isinstance(d, str) else dict(d)
         if "data" not in d:
             raise ConfigError(f"{path}: dataset {name!r} needs a 'data' path")
-        d["data"] = str((base / d["data"]).resolve()) if not Path(d["data"]).is_absolute() else d["data"]
+        if not Path(d["data"]).is_absolute():
+            d["data"] = str((base / d["data"]).resolve())
         datasets[name] = d
     models = {}
     for variant, m in cfg["models"].items():
@@ -91,11 +98,16 @@ def load_experiment(path: str | Path) -> Experiment:
             raise ConfigError(f"{path}: model {variant!r}: unknown key(s) {extra}; valid: model, "
                               "params, grid, datasets")
         models[variant] = m
+    reference = cfg.get("reference")
+    if reference is not None and reference not in models:
+        raise ConfigError(f"{path}: reference {reference!r} is not a model variant; valid: "
+                          f"{sorted(models)}")
     out = base / cfg.get("out", f"results/{cfg.get('name', path.stem)}")
-    return Experiment(name=str(cfg.get("name", path.stem)), out=out, datasets=datasets, models=models,
+    return Experiment(name=str(cfg.get("name", path.stem)), out=out, datasets=datasets,
+                      models=models,
                       seeds=[int(s) for s in cfg.get("seeds", [999])],
                       trainer=dict(cfg.get("trainer") or {}), small=dict(cfg.get("small") or {}),
-                      metric=str(cfg.get("metric", "Recall@20")))
+                      metric=str(cfg.get("metric", "Recall@20")), reference=reference)
 
 
 def _grid_points(grid: dict[str, list] | None) -> list[dict[str, Any]]:
@@ -125,6 +137,7 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
     sample_users = float(overrides.pop("sample_users", 1.0))
     rows: list[dict[str, Any]] = []
     selection: list[dict[str, Any]] = []
+    chosen: dict[tuple[str, str], dict[int, Path]] = {}  # (dataset, variant) -> seed -> run dir
     for dname, dcfg in exp.datasets.items():
         base_ds = load_dataset(dcfg["data"], modalities=dcfg.get("modalities"))
         if sample_users < 1.0:
@@ -136,7 +149,8 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
             for seed in exp.seeds:
                 best = None
                 for idx, point in enumerate(points):
-                    layers = [exp.trainer, mcfg.get("params") or {}, point, overrides, {"seed": seed}]
+                    layers = config_layers(exp.trainer, (), mcfg.get("params"), point, overrides,
+                                           {"seed": seed})
                     cfg = resolve(mcfg["model"], layers)
                     run_dir = out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}"
                     config = {**cfg.to_dict(), "data": dcfg["data"],
@@ -146,54 +160,163 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
                         res = json.loads(done.read_text())
                         check_finished_run(run_dir, config, res)
                         valid, test, best_epoch = res["valid"], res["test"], res["best_epoch"]
-                        logger.info("%s/%s seed %d point %d: finished earlier", dname, variant, seed, idx)
+                        logger.info("%s/%s seed %d point %d: finished earlier", dname, variant,
+                                    seed, idx)
                     else:
                         logger.info("%s/%s seed %d point %d/%d: %s", dname, variant, seed, idx + 1,
                                     len(points), point)
                         resume = (run_dir / "checkpoint.pt").is_file()
                         result, _, _ = run_training(
                             cfg.model, base_ds, cfg.model_kwargs, cfg.trainer_kwargs,
-                            cold_items=float(cfg.data["cold_items"]), out_dir=run_dir, resume=resume,
-                            config=config, show_progress=show_progress, encoder=cfg.encoder)
+                            cold_items=float(cfg.data["cold_items"]), out_dir=run_dir,
+                            resume=resume, config=config, show_progress=show_progress,
+                            encoder=cfg.encoder)
                         valid, test, best_epoch = result.valid, result.test, result.best_epoch
                     score = valid[exp.metric]
-                    selection.append({"dataset": dname, "variant": variant, "seed": seed, "point": idx,
-                                      **{f"grid:{k}": v for k, v in point.items()},
+                    selection.append({"dataset": dname, "variant": variant, "seed": seed,
+                                      "point": idx, **{f"grid:{k}": v for k, v in point.items()},
                                       "best_epoch": best_epoch, f"valid/{exp.metric}": score,
                                       "selected": False})
                     if best is None or score > best[0]:
                         best = (score, idx, valid, test)
                 _, idx, valid, test = best
+                chosen.setdefault((dname, variant), {})[seed] = (
+                    out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}")
                 for s in selection:
                     if (s["dataset"], s["variant"], s["seed"]) == (dname, variant, seed):
                         s["selected"] = s["point"] == idx
                 rows += _long_rows(dname, mcfg["model"], variant, seed, "valid", valid)
                 rows += _long_rows(dname, mcfg["model"], variant, seed, "test", test)
-    df = pd.DataFrame(rows, columns=["dataset", "model", "variant", "seed", "split", "metric", "K", "value"])
+    df = add_seed_statistics(pd.DataFrame(
+        rows, columns=["dataset", "model", "variant", "seed", "split", "metric", "K", "value"]))
+    sig = significance(chosen, exp.reference) if exp.reference else None
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "results.csv", "w") as fh:
         df.to_csv(fh, index=False)
     with atomic_write(out / "selection.csv", "w") as fh:
         pd.DataFrame(selection).to_csv(fh, index=False)
+    if sig is not None:
+        with atomic_write(out / "significance.csv", "w") as fh:
+            sig.to_csv(fh, index=False)
     with atomic_write(out / "results.md", "w") as fh:
         fh.write(f"# {exp.name}{' (SMALL)' if small else ''}\n\nTest metrics at the grid point and "
-                 f"epoch selected by validation {exp.metric}; mean ± std over seeds {exp.seeds}.\n\n")
-        fh.write(results_table(df) + "\n")
+                 f"epoch selected by validation {exp.metric}; mean ± std over seeds {exp.seeds} "
+                 "(n = seeds per row).\n\n")
+        fh.write(results_table(df, significance=sig) + "\n")
+        if sig is not None:
+            fh.write("\n" + SIGNIFICANCE_NOTE.format(reference=exp.reference, alpha=ALPHA) + "\n")
     return df
 
 
-def results_table(df: pd.DataFrame, split: str = "test",
-                  metrics: tuple[str, ...] = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20")) -> str:
-    """Markdown table: one row per (dataset, variant), ``mean ± std`` over seeds per metric."""
+SIGNIFICANCE_NOTE = (
+    "`*`: paired t-test, `†`: Wilcoxon signed-rank test, each two-sided on the per-user test "
+    "metric (each user's mean over seeds) against `{reference}`, Holm-adjusted over the rows of "
+    "the dataset, p < {alpha}. p-values in significance.csv; definitions in docs/statistics.md."
+)
+
+
+def add_seed_statistics(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``n, mean, std, ci95_low, ci95_high`` over seeds to every row of its group.
+
+    A group is one (dataset, variant, split, metric, K); the interval is the Student-t 95 %
+    interval of the mean (:func:`lirdrec.evaluate.statistics.seed_summary`).
+    """
+    from lirdrec.evaluate.statistics import seed_summary
+
+    cols = ["n", "mean", "std", "ci95_low", "ci95_high"]
+    if df.empty:
+        return df.reindex(columns=[*df.columns, *cols])
+    keys = ["dataset", "variant", "split", "metric", "K"]
+    stats = []
+    for key, part in df.groupby(keys, sort=False)["value"]:
+        s = seed_summary(part.to_numpy())
+        stats.append((*key, s.n, s.mean, s.std, s.ci_low, s.ci_high))
+    return df.merge(pd.DataFrame(stats, columns=[*keys, *cols]), on=keys, how="left")
+
+
+def significance(chosen: dict[tuple[str, str], dict[int, Path]], reference: str,
+                 metrics: tuple[str, ...] = TABLE_METRICS) -> pd.DataFrame | None:
+    """Paired tests of every variant against ``reference`` on the per-user test metrics.
+
+    Each user's value is the mean over the variant's seeds; users are those every compared run
+    evaluated. Holm's correction runs over the variants of one dataset, per metric and test.
+    Runs without a per-user file (trained before it existed) are skipped with a warning.
+    """
+    from lirdrec.evaluate.statistics import holm, paired_tests, read_per_user
+
+    def seed_mean(dirs: dict[int, Path]):
+        loaded = [read_per_user(d) for d in dirs.values()]
+        if any(x is None for x in loaded):
+            return None
+        users = loaded[0][0]
+        for u, _ in loaded[1:]:
+            users = np.intersect1d(users, u)
+        vals = {m: np.mean([x[1][m][np.searchsorted(x[0], users)] for x in loaded], axis=0)
+                for m in metrics if all(m in x[1] for x in loaded)}
+        return users, vals
+
+    rows = []
+    for dataset in dict.fromkeys(d for d, _ in chosen):
+        ref = chosen.get((dataset, reference))
+        ref_vals = seed_mean(ref) if ref else None
+        if ref_vals is None:
+            logger.warning("%s: no per-user metrics of reference %r; no significance tests",
+                           dataset, reference)
+            continue
+        part = []
+        for (d, variant), dirs in chosen.items():
+            if d != dataset or variant == reference:
+                continue
+            other = seed_mean(dirs)
+            if other is None:
+                logger.warning("%s/%s: runs without %s (trained by an older lirdrec); not tested",
+                               dataset, variant, "per_user_test.npz")
+                continue
+            users = np.intersect1d(ref_vals[0], other[0])
+            ia, ib = np.searchsorted(ref_vals[0], users), np.searchsorted(other[0], users)
+            for m in metrics:
+                if m not in ref_vals[1] or m not in other[1]:
+                    continue
+                t = paired_tests(ref_vals[1][m][ia], other[1][m][ib])
+                part.append({"dataset": dataset, "variant": variant, "reference": reference,
+                             "metric": m, "n_users": t.n_users, "mean_diff": t.mean_diff,
+                             "t_p": t.t_p, "wilcoxon_p": t.wilcoxon_p})
+        for m in metrics:
+            sel = [r for r in part if r["metric"] == m]
+            for col in ("t_p", "wilcoxon_p"):
+                for r, adj in zip(sel, holm([r[col] for r in sel])):
+                    r[f"{col}_holm"] = float(adj)
+        rows += part
+    cols = ["dataset", "variant", "reference", "metric", "n_users", "mean_diff", "t_p", "t_p_holm",
+            "wilcoxon_p", "wilcoxon_p_holm"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def results_table(df: pd.DataFrame, split: str = "test", metrics: tuple[str, ...] = TABLE_METRICS,
+                  significance: pd.DataFrame | None = None) -> str:
+    """Markdown table: one row per (dataset, variant), ``mean ± std`` over seeds and ``n``.
+
+    With ``significance`` (from :func:`significance`), a cell gets ``*`` / ``†`` when the
+    Holm-adjusted paired t-test / Wilcoxon p-value against the reference is below :data:`ALPHA`.
+    """
     d = df[df["split"] == split].copy()
     d["key"] = d["metric"] + "@" + d["K"].astype(str)
     d = d[d["key"].isin(metrics)]
     g = d.groupby(["dataset", "variant", "key"], sort=False)["value"]
     stats = g.agg(["mean", "std", "count"]).reset_index()
+    marks: dict[tuple[str, str, str], str] = {}
+    if significance is not None:
+        for _, r in significance.iterrows():
+            marks[(r["dataset"], r["variant"], r["metric"])] = (
+                ("*" if r["t_p_holm"] < ALPHA else "")
+                + ("†" if r["wilcoxon_p_holm"] < ALPHA else ""))
     rows = []
     for (dataset, variant), part in stats.groupby(["dataset", "variant"], sort=False):
-        row: dict[str, Any] = {"dataset": dataset, "variant": variant}
+        row: dict[str, Any] = {"dataset": dataset, "variant": variant,
+                               "n": int(part["count"].max())}
         for _, r in part.iterrows():
-            row[r["key"]] = (f"{r['mean']:.4f} ± {r['std']:.4f}" if r["count"] > 1 else f"{r['mean']:.4f}")
+            cell = (f"{r['mean']:.4f} ± {r['std']:.4f}" if r["count"] > 1 else f"{r['mean']:.4f}")
+            mark = marks.get((dataset, variant, r["key"]), "")
+            row[r["key"]] = f"{cell} {mark}" if mark else cell
         rows.append(row)
-    return format_table(rows, ["dataset", "variant", *metrics])
+    return format_table(rows, ["dataset", "variant", "n", *metrics])

@@ -17,8 +17,10 @@ Backends:
   (``"clip-ViT-B-32"``); sentence-transformers' CLIP processor then does its own resizing and
   normalisation of the RGB images.
 
-Missing and corrupt images (policy): each is logged as a warning with its item and file, one
-:class:`~lirdrec.errors.DataWarning` gives the count, and its row is filled with the mean of the
+Missing and corrupt images (policy): one :class:`~lirdrec.errors.DataWarning` line gives the count
+and the first few items (each item, file and reason is logged at DEBUG and kept in
+:attr:`ImageEncoder.missing`; ``lirdrec prepare`` writes that list to
+``<modality>_missing_images.tsv`` in its output folder), and its row is filled with the mean of the
 present rows (``fill="mean"``, MMRec's convention) or zeros (``fill="zeros"``).
 :meth:`ImageEncoder.encode_with_mask` also returns the boolean mask of present images, which
 ``lirdrec prepare --write-masks`` saves as ``<modality>_mask.npy``.
@@ -206,6 +208,7 @@ class ImageEncoder:
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.cache = as_cache(cache)
+        self.missing: list[tuple[str, str, str]] = []  # (item, file, reason) of the last call
 
     def __repr__(self) -> str:
         return (
@@ -292,16 +295,21 @@ class ImageEncoder:
         return outs[kind], present
 
     def _report_missing(self, images, names, present, reasons, filled: bool = True) -> None:
+        """One warning line (count, first few items); the full list at DEBUG and in
+        :attr:`missing` as ``(item, file, reason)`` rows for the caller to save.
+        """
         rows = np.flatnonzero(~present)
+        self.missing = []
         if not len(rows):
             return
         policy = "the mean of present rows" if self.fill == "mean" else "zeros"
         policy = policy if filled else "zeros (no classifier output)"
         for r in rows:
             name = names[r] if names is not None else str(r)
-            what = images[r] if isinstance(images[r], (str, Path)) else "<no file>"
+            what = str(images[r]) if isinstance(images[r], (str, Path)) else "<no file>"
             reason = reasons[r] if reasons is not None else "missing or unreadable (cached)"
-            logger.warning("item %s: image %s %s; row filled with %s", name, what, reason, policy)
+            self.missing.append((str(name), what, str(reason)))
+            logger.debug("item %s: image %s %s; row filled with %s", name, what, reason, policy)
         shown = [names[r] if names is not None else str(r) for r in rows[:5]]
         msg = (
             f"{len(rows)} of {len(images)} image(s) missing or unreadable "
@@ -313,7 +321,8 @@ class ImageEncoder:
 
     def _encode_raw(self, images):
         """``{"image": features, "image-logits": logits}`` (zeros where absent; logits only for
-        EfficientNet), the present mask and per-row failure reasons."""
+        EfficientNet), the present mask and per-row failure reasons.
+        """
         import torch
         from tqdm.auto import tqdm
 

@@ -27,6 +27,7 @@ class Pop(Recommender):
     """
 
     trainable = False
+    item_vectors = False  # an item's 'vector' is its degree
 
     def __init__(self, num_users: int, num_items: int, item_degree: Tensor) -> None:
         super().__init__(num_users, num_items)

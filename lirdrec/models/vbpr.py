@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from lirdrec.models._features import check_features
-from lirdrec.models.base import Recommender, bpr_loss, check_param
-from lirdrec.models.mf import emb_loss
+from lirdrec.models.base import Interval, Recommender, bpr_loss, check_arguments, emb_loss
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,16 +58,18 @@ class VBPR(Recommender):
         - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
     """
 
+    scores_cold_items = True  # items are computed from their features
+
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("item_linear",)
+
+    constraints = {"embedding_dim": Interval(1, integer=True), "reg_weight": Interval(0)}
 
     def __init__(self, num_users: int, num_items: int, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, reg_weight: float = 1e-3) -> None:
         super().__init__(num_users, num_items)
-        check = partial(check_param, "VBPR")
-        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
-        self.modalities, mats = check_features("VBPR", features, self.num_items)
+        check_arguments(self, locals())
+        self.modalities, mats = check_features(type(self).__name__, features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.reg_weight = float(reg_weight)
         self.register_buffer("item_raw_features", torch.cat(mats, dim=1))  # (I, sum d_m)

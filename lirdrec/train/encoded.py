@@ -255,3 +255,8 @@ def encoder_features(ds: Dataset, settings: dict[str, Any], seed: int = 999,
     if settings["encoder_mode"] != "end2end":
         return out, None
     return out, source
+
+
+from lirdrec.config import provide  # noqa: E402  (after the function it hands over)
+
+provide(encoder_settings=encoder_settings)  # the config core reads the encoder keys from here

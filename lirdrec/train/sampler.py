@@ -40,10 +40,12 @@ class BPRSampler:
         self.items = torch.from_numpy(csr.indices.astype(np.int64))
         self.keys = self.users * self.num_items + self.items  # sorted: CSR rows, sorted columns
         self.keys = torch.sort(self.keys).values
-        self.pool = torch.from_numpy(np.flatnonzero(np.diff(csr.tocsc().indptr) > 0).astype(np.int64))
+        seen = np.flatnonzero(np.diff(csr.tocsc().indptr) > 0)  # items with a training pair
+        self.pool = torch.from_numpy(seen.astype(np.int64))
         full = np.diff(csr.indptr) >= len(self.pool)
         if full.any():
-            raise ValueError(f"{int(full.sum())} user(s) interacted with every item: no negative exists")
+            raise ValueError(f"{int(full.sum())} user(s) interacted with every item: "
+                             "no negative exists")
         self.generator = generator
 
     def __len__(self) -> int:
@@ -55,12 +57,15 @@ class BPRSampler:
         idx = torch.searchsorted(self.keys, q).clamp_max(len(self.keys) - 1)
         return self.keys[idx] == q
 
-    def negatives(self, users: Tensor) -> Tensor:
-        """One uniform negative per user in ``users``."""
-        neg = self.pool[torch.randint(len(self.pool), users.shape, generator=self.generator)]
+    def negatives(self, users: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One uniform negative per user in ``users``, drawn from ``generator`` (default: the
+        sampler's own).
+        """
+        gen = self.generator if generator is None else generator
+        neg = self.pool[torch.randint(len(self.pool), users.shape, generator=gen)]
         bad = self.is_positive(users, neg).nonzero().squeeze(1)
         while bad.numel():
-            neg[bad] = self.pool[torch.randint(len(self.pool), bad.shape, generator=self.generator)]
+            neg[bad] = self.pool[torch.randint(len(self.pool), bad.shape, generator=gen)]
             bad = bad[self.is_positive(users[bad], neg[bad])]
         return neg
 
@@ -69,3 +74,32 @@ class BPRSampler:
         perm = torch.randperm(len(self), generator=self.generator)
         users, pos = self.users[perm], self.items[perm]
         return users, pos, self.negatives(users)
+
+    def epoch_shard(
+        self, batch_size: int, rank: int, world_size: int, neg_generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        r"""Rank ``rank``'s share of every global batch of one epoch (multi-process training).
+
+        Every rank draws the same permutation from the shared generator (so the ranks agree on
+        the global batches of ``batch_size`` pairs), keeps its contiguous part of each batch
+        (sizes differ by at most one, :func:`numpy.array_split`'s rule) and draws negatives for
+        those pairs only, from its own ``neg_generator``.
+
+        Returns:
+            ``(users, pos_items, neg_items)`` of this rank, concatenated over the batches in
+            order; ``counts`` :math:`(n_b,)`: this rank's pairs in each batch; ``sizes``
+            :math:`(n_b,)`: each global batch's size.
+        """
+        perm = torch.randperm(len(self), generator=self.generator)
+        n = len(self)
+        starts = torch.arange(0, n, batch_size)
+        sizes = torch.clamp(n - starts, max=batch_size)  # (n_b,)
+        base, extra = sizes // world_size, sizes % world_size
+        lo = starts + rank * base + torch.clamp(extra, max=rank)
+        counts = base + (extra > rank).long()
+        offsets = torch.cumsum(counts, 0) - counts
+        total = int(counts.sum())
+        idx = (torch.arange(total) - torch.repeat_interleave(offsets, counts)
+               + torch.repeat_interleave(lo, counts))  # positions in the permutation
+        users, pos = self.users[perm[idx]], self.items[perm[idx]]
+        return users, pos, self.negatives(users, neg_generator), counts, sizes

@@ -18,11 +18,15 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``path`` and move it into place only if the block succeeds.
 
     A reader never sees a half-written checkpoint or cache file (``os.replace`` is atomic on POSIX).
+    The file gets the mode a plain ``open`` would give it (``0o666`` less the umask), not
+    ``mkstemp``'s private ``0o600``, so colleagues on a shared machine can read prepared data.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no mode bits to fix
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -32,6 +36,19 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
 
 
 def hash_inputs(*parts: Any) -> str:
