@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 
 NOTEBOOK_DIR = REPO / "notebooks"
 EXPECTED = ["01_quickstart", "02_main_table", "03_ablation", "04_mllm_features",
-            "05_gradient_bias", "06_sensitivity", "07_notellm2"]
+            "05_gradient_bias", "06_sensitivity", "07_notellm2", "08_large_encoders"]
 
 
 def _parameter_cell(nb) -> int:
