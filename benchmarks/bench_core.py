@@ -54,7 +54,8 @@ def bench_eval_random() -> list[dict]:
     with torch.no_grad():
         reps = m.forward()
     t = best_time(lambda: evaluate(m, ds, "test", reps=reps))
-    return [{"what": f"full evaluation {len(ds.eval_users('test'))} users x 7000 items", "seconds": t,
+    return [{"what": f"full evaluation {len(ds.eval_users('test'))} users x 7000 items",
+             "seconds": t,
              "rate": "", "target": "< 3 s"}]
 
 
@@ -78,9 +79,11 @@ def bench_layouts() -> list[dict]:
     rows.append({"what": "2-layer propagate fwd+bwd: spmm (CSR, stored transpose)",
                  "seconds": best_time(run(lambda h: spmm(adj, h))), "rate": "", "target": "kept"})
     rows.append({"what": "2-layer propagate fwd+bwd: torch.sparse.mm CSR",
-                 "seconds": best_time(run(lambda h: torch.sparse.mm(adj, h))), "rate": "", "target": ""})
+                 "seconds": best_time(run(lambda h: torch.sparse.mm(adj, h))), "rate": "",
+                 "target": ""})
     rows.append({"what": "2-layer propagate fwd+bwd: torch.sparse.mm COO",
-                 "seconds": best_time(run(lambda h: torch.sparse.mm(coo, h))), "rate": "", "target": ""})
+                 "seconds": best_time(run(lambda h: torch.sparse.mm(coo, h))), "rate": "",
+                 "target": ""})
     conv = LGConv(normalize=False)
     idx = coo.coalesce().indices()
     w = coo.coalesce().values()
@@ -92,18 +95,20 @@ def bench_layouts() -> list[dict]:
 def bench_real(name: str) -> list[dict]:
     path = SHARED / "data" / name
     if not path.exists():
-        return [{"what": f"{name}: missing at {path}", "seconds": float("nan"), "rate": "", "target": ""}]
+        return [{"what": f"{name}: missing at {path}", "seconds": float("nan"), "rate": "",
+                 "target": ""}]
     ds = load_dataset(path)
     seed_everything(999)
     m = LightGCN.from_dataset(ds, embedding_dim=64, num_layers=2)
     tr = Trainer(lr=1e-3, epochs=6, patience=100, show_progress=False)
     res = tr.fit(m, ds)
     ep = [r["train_s"] for r in res.history[1:]]
-    ev = [r["eval_s"] for r in res.history[1:] if not r["best"]]
     t_eval = best_time(lambda: evaluate(m, ds, "valid"))
-    return [{"what": f"{name}: LightGCN epoch (d=64, L=2, batch 2048)", "seconds": float(np.median(ep)),
+    return [{"what": f"{name}: LightGCN epoch (d=64, L=2, batch 2048)",
+             "seconds": float(np.median(ep)),
              "rate": "", "target": "MMRec 1.36 s (ml100k)" if name == "ml100k" else ""},
-            {"what": f"{name}: full evaluation (valid, fresh forward)", "seconds": t_eval, "rate": "",
+            {"what": f"{name}: full evaluation (valid, fresh forward)", "seconds": t_eval,
+             "rate": "",
              "target": ""}]
 
 
@@ -132,7 +137,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="skip the 300k-item kNN")
     args = p.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{time.strftime('%Y-%m-%d')}")
     rows = bench_sampler() + bench_eval_random() + bench_layouts()
     rows += bench_real("tiktok") + bench_real("ml100k")
     rows += bench_knn([20_000, 100_000] + ([] if args.quick else [300_000]))

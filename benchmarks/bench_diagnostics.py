@@ -24,7 +24,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from _util import SHARED
 
 from lirdrec.diagnostics.gradient_bias import GradientBiasRecorder, resolve_model_names
-from lirdrec.train.run import prepare_dataset, run_training
+from lirdrec.train.run import load_run_dataset, run_training
 from lirdrec.utils.table import format_table
 
 
@@ -78,7 +78,7 @@ def main() -> None:
         "--repeat", type=int, default=2, help="alternating plain/recorded runs per model"
     )
     args = p.parse_args()
-    ds = prepare_dataset(args.data, args.modalities)
+    ds = load_run_dataset(args.data, args.modalities)
     rows = []
     for label, name, kw in resolve_model_names(args.models.split(",")):
         runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}

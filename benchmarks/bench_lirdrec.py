@@ -1,7 +1,8 @@
 """Speed and memory of LIRDRec training and evaluation (issue 4, "Speed").
 
-Prints, per case and precision: wall seconds (and process CPU seconds) per training epoch (full forward + backward + Adam step
-per batch of 2048, exactly the trainer's loop without evaluation), seconds for one valid + test
+Prints, per case and precision: wall seconds (and process CPU seconds) per training epoch (full
+forward + backward + Adam step per batch of 2048, exactly the trainer's loop without
+evaluation), seconds for one valid + test
 evaluation (one eval-mode forward shared by both splits, full ranking) and the process's peak RSS.
 Every case runs in its own subprocess so that peak RSS is its own.
 
@@ -127,7 +128,8 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: in
         from lirdrec.models.lirdrec import build_item_graph
 
         g = torch.Generator().manual_seed(seed)
-        proj = {m: x @ torch.randn(x.shape[1], knn_proj, generator=g) for m, x in ds.features.items()}
+        proj = {m: x @ torch.randn(x.shape[1], knn_proj, generator=g)
+                for m, x in ds.features.items()}
         extra["item_graph"] = build_item_graph(proj)
         del proj
     model = LIRDRec.from_dataset(ds, autocast_dtype="bfloat16" if dtype == "bf16" else None,
@@ -169,7 +171,8 @@ def run_case(case: str, dtype: str, epochs: int, steps: int | None, knn_proj: in
         "epoch_s_all": [round(x, 3) for x in epoch_times],
         "epoch_cpu_s": round(float(np.median(epoch_cpu[1:] or epoch_cpu)), 3),
         "extrapolated_from_steps": steps if steps is not None and steps < n_batches else None,
-        "eval_s": round(min(eval_times), 3), "eval_batch": eval_batch, "peak_rss_gib": round(peak_rss_gib(), 3),
+        "eval_s": round(min(eval_times), 3), "eval_batch": eval_batch,
+        "peak_rss_gib": round(peak_rss_gib(), 3),
         "last_loss": round(losses[-1], 5), "valid_recall20": round(valid["Recall@20"], 5),
         "threads": torch.get_num_threads(), "load_avg": os.getloadavg()[0],
         "knn_projected_to": knn_proj or None, "fused_adam": fused_adam,
@@ -247,7 +250,8 @@ def write_shape(directory: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=["shape", "tiktok", "100k"])
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--epochs", type=int, default=3, help="epochs timed (the first is warm-up)")

@@ -7,21 +7,30 @@
 torch.Size([2, 900])
 """
 
-__version__ = "0.1.0"
-
 import torch  # noqa: F401  (doctest namespace)
 
 from lirdrec import data, evaluate, features, graphs, models, train  # noqa: E402
-from lirdrec.data import Dataset, load_dataset  # noqa: E402
-from lirdrec.data import synthetic  # noqa: E402,F401
+from lirdrec.data import (  # noqa: E402
+    Dataset,
+    load_dataset,
+    synthetic,  # noqa: E402,F401
+)
 from lirdrec.errors import (  # noqa: E402
-    CheckpointError, ConfigError, DataError, FeatureError, IdError, LirdrecError, SchemaError,
-    SplitError, TrainingError,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    FeatureError,
+    IdError,
+    LirdrecError,
+    SchemaError,
+    SplitError,
+    TrainingError,
 )
 from lirdrec.evaluate import evaluate as evaluate_model  # noqa: E402
 from lirdrec.features import ImageEncoder, LLMEmbedder, TextEncoder  # noqa: E402
 from lirdrec.train import Callback, FitResult, Trainer  # noqa: E402
 from lirdrec.utils import seed_everything  # noqa: E402
+from lirdrec.utils.provenance import __version__  # noqa: E402,F401  (lirdrec.__version__)
 
 __all__ = [
     "Dataset", "load_dataset", "models", "Trainer", "Callback", "FitResult", "evaluate_model",

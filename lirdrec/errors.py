@@ -137,7 +137,8 @@ def _short(path: Path) -> str:
     return str(Path(*parts[-2:])) if len(parts) >= 2 else str(path)
 
 
-def format_lines(lines: Sequence[int], values: Sequence[object] | None = None, limit: int = 5) -> str:
+def format_lines(lines: Sequence[int], values: Sequence[object] | None = None,
+                 limit: int = 5) -> str:
     """Render the first ``limit`` offending lines and a count of the rest.
 
     >>> format_lines([3, 9, 10, 11, 12, 40, 41])

@@ -33,7 +33,8 @@ def model_files() -> dict[str, dict[str, str]]:
     for path in sorted((REPO / "lirdrec" / "models").glob("*.py")):
         rel = path.relative_to(REPO).as_posix()
         out[rel] = {
-            "mtime": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"),
+            "mtime": datetime.fromtimestamp(path.stat().st_mtime,
+                                            timezone.utc).isoformat(timespec="seconds"),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "git": _git("status", "--short", "--", rel) or "unmodified",
         }
@@ -44,12 +45,14 @@ def main(out_dir: Path, stage: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     record_file = out_dir / "provenance.json"
     now = datetime.now(timezone.utc)
-    if stage == "start" and record_file.is_file() and "finished" not in json.loads(record_file.read_text()):
+    if (stage == "start" and record_file.is_file()
+            and "finished" not in json.loads(record_file.read_text())):
         record = json.loads(record_file.read_text())  # an interrupted experiment is resumed
         record.setdefault("resumed", []).append(now.isoformat(timespec="seconds"))
         record.setdefault("model_files_at_resume", []).append(model_files())
     elif stage == "start":
-        record = {"started": now.isoformat(timespec="seconds"), "git_commit": _git("rev-parse", "HEAD"),
+        record = {"started": now.isoformat(timespec="seconds"),
+                  "git_commit": _git("rev-parse", "HEAD"),
                   "git_status_lirdrec": _git("status", "--short", "--", "lirdrec").splitlines(),
                   "model_files": model_files()}
     elif stage == "end":

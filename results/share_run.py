@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from lirdrec.cli.config import resolve
+from lirdrec.config import resolve
 from lirdrec.experiments import load_experiment
 
 

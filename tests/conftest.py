@@ -33,7 +33,8 @@ def shared_path(*parts: str) -> Path:
 
 
 def write_tiny(directory: Path, rows: list[tuple], features: dict[str, np.ndarray] | None = None,
-               name: str = "tiny", header: str = "userID\titemID\trating\ttimestamp\tx_label") -> Path:
+               name: str = "tiny",
+               header: str = "userID\titemID\trating\ttimestamp\tx_label") -> Path:
     """Write a small .inter (rows of (user, item, x_label) or full 5-tuples) and feature files."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [header]

@@ -15,7 +15,8 @@ from lirdrec.data.synthetic import write_synthetic
 
 @pytest.fixture(scope="module")
 def syn_dir(tmp_path_factory):
-    d, how = write_synthetic(tmp_path_factory.mktemp("syn") / "synthetic", seed=0, use_encoders=False,
+    d, how = write_synthetic(tmp_path_factory.mktemp("syn") / "synthetic", seed=0,
+                             use_encoders=False,
                              num_users=100, num_items=150)
     assert how == "numeric"
     return d
@@ -24,7 +25,8 @@ def syn_dir(tmp_path_factory):
 def test_validate_prints_summary(syn_dir, capsys):
     assert main(["validate", str(syn_dir)]) == 0
     out = capsys.readouterr().out
-    assert "users       100" in out and "feature     image: 150 x 64" in out and out.strip().endswith("OK")
+    assert "users       100" in out and "feature     image: 150 x 64" in out
+    assert out.strip().endswith("OK")
 
 
 def test_validate_error_is_one_line_exit_1(tmp_path, capsys):
@@ -107,7 +109,7 @@ def test_grid_shard_collects_points_another_shard_finished_meanwhile(syn_dir, tm
     """Shard 1/2 passes point 1 (shard 2's) unfinished; shard 2 then runs while shard 1 is about to
     train point 2: it trains point 1 and ends without point 2; shard 1 trains point 2, then
     collects point 1 and, ending last, writes the full table."""
-    import lirdrec.cli.main as cli
+    import lirdrec.cli.grid as cli
 
     grid = tmp_path / "grid.yaml"
     grid.write_text("embedding_dim: [4, 8, 16]\n")
@@ -135,7 +137,7 @@ def test_grid_shard_collects_points_another_shard_finished_meanwhile(syn_dir, tm
 
 
 def test_mmrec_yaml_aliases(syn_dir, tmp_path):
-    from lirdrec.cli.config import read_yaml, resolve
+    from lirdrec.config import read_yaml, resolve
 
     cfg_file = tmp_path / "mmrec.yaml"
     cfg_file.write_text("embedding_size: 32\nlearning_rate: 0.01\nstopping_step: 5\nn_layers: 3\n")
@@ -162,12 +164,13 @@ def test_two_processes_train_bit_identical_runs(syn_dir, tmp_path):
 
 
 def test_console_script_runs_as_module():
-    out = subprocess.run([sys.executable, "-m", "lirdrec", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "lirdrec", "--help"], capture_output=True,
+                         text=True)
     assert out.returncode == 0 and "demo" in out.stdout and "grid" in out.stdout
 
 
 def test_model_reference_trainer_defaults_sit_below_user_settings():
-    from lirdrec.cli.config import resolve
+    from lirdrec.config import resolve
 
     assert resolve("lirdrec", [{}]).trainer_kwargs["lr"] == 1e-4  # LIRDRec's reference lr
     assert resolve("lirdrec", [{"lr": 1e-3}]).trainer_kwargs["lr"] == 1e-3
@@ -175,7 +178,7 @@ def test_model_reference_trainer_defaults_sit_below_user_settings():
 
 
 def test_yaml_booleans_words_stay_words():
-    from lirdrec.cli.config import parse_sets, resolve
+    from lirdrec.config import parse_sets, resolve
 
     assert parse_sets(["item_id=off", "mask_valid_at_test=true"]) == {"item_id": "off",
                                                                      "mask_valid_at_test": True}
@@ -183,10 +186,12 @@ def test_yaml_booleans_words_stay_words():
 
 
 def test_unparseable_set_value_is_one_line_naming_the_key(syn_dir, capsys):
-    base = ["train", "--model", "mf", "--data", str(syn_dir), "--epochs", "1", "--out", "/tmp/never"]
+    base = ["train", "--model", "mf", "--data", str(syn_dir), "--epochs", "1", "--out",
+            "/tmp/never"]
     assert main([*base, "--set", "modalities=,"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("lirdrec: error: --set modalities=,: cannot parse")
+    assert err.count("\n") == 0
+    assert err.startswith("lirdrec: error: --set modalities=,: cannot parse")
     assert main([*base, "--set", "modalities=','"]) == 1  # parses, but names no modality
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "modalities: expected modality names" in err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lirdrec.cli.config import read_yaml, resolve
+from lirdrec.config import read_yaml, resolve
 from lirdrec.models import registry
 
 CONFIGS = Path(__file__).resolve().parents[1] / "datasets" / "configs"
@@ -33,5 +33,24 @@ def test_config_resolves(path):
     else:
         cfg = resolve(model, [data])
         for key, value in data.items():
-            got = {**cfg.model_kwargs, **cfg.trainer_kwargs, **cfg.data, "model": cfg.model}.get(key)
+            got = {**cfg.model_kwargs, **cfg.trainer_kwargs, **cfg.data,
+                   "model": cfg.model}.get(key)
             assert got == value or (isinstance(value, list) and list(got) == value), key
+
+
+def test_configs_ship_inside_the_package_and_load_by_name(tmp_path, monkeypatch):
+    import configparser
+
+    from lirdrec.config import PACKAGED_CONFIGS, packaged_configs, read_yaml
+    from lirdrec.errors import ConfigError
+
+    assert PACKAGED_CONFIGS.parent.name == "lirdrec" and "lirdrec" in packaged_configs()
+    assert (PACKAGED_CONFIGS.parents[1] / "datasets" / "configs" / "lirdrec.yaml").is_file()
+    cfg = configparser.ConfigParser()
+    cfg.read(PACKAGED_CONFIGS.parents[1] / "setup.cfg")
+    assert "configs/*.yaml" in cfg["options.package_data"]["lirdrec"]  # installed, not only here
+    monkeypatch.chdir(tmp_path)  # away from the checkout: the name alone finds the shipped file
+    assert read_yaml("lirdrec_grid") == read_yaml(PACKAGED_CONFIGS / "lirdrec_grid.yaml")
+    assert read_yaml("freedom.yaml") == read_yaml(PACKAGED_CONFIGS / "freedom.yaml")
+    with pytest.raises(ConfigError, match="shipped configs: bm3, bm3_grid"):
+        read_yaml("nope")

@@ -1,4 +1,4 @@
-"""Loading and validating MMRec datasets: every error names the file, the line and the expectation."""
+"""Loading and validating MMRec datasets: every error names the file, line and expectation."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def test_load_counts_splits_and_features(tiny_dir):
     assert (ds.num_users, ds.num_items) == (3, 4)
     assert (len(ds.train), len(ds.valid), len(ds.test)) == (6, 3, 3)
     assert ds.modalities == ["image", "text"]
-    assert ds.features["image"].dtype.is_floating_point and tuple(ds.features["text"].shape) == (4, 5)
+    assert ds.features["image"].dtype.is_floating_point and tuple(ds.features["text"].shape) == (4,
+                                                                                                 5)
     assert ds.train_csr[0].indices.tolist() == [0, 1]
     with pytest.raises(TypeError):
         ds.features["image"] = None  # read-only mapping
@@ -31,13 +32,15 @@ def test_load_counts_splits_and_features(tiny_dir):
 
 def test_modalities_subset_and_unknown(tiny_dir):
     assert lirdrec.load_dataset(tiny_dir, modalities="text").modalities == ["text"]
-    assert lirdrec.load_dataset(tiny_dir, modalities="image,image").modalities == ["image", "image_2"]
+    assert lirdrec.load_dataset(tiny_dir, modalities="image,image").modalities == ["image",
+                                                                                   "image_2"]
     with pytest.raises(ConfigError, match=r"'audio'.*present: image, text"):
         lirdrec.load_dataset(tiny_dir, modalities="image,audio")
 
 
 def test_dataset_yaml(tiny_dir):
-    (tiny_dir / "ds.yaml").write_text("name: mine\ninter: tiny.inter\nfeatures: {visual: image_feat.npy}\n")
+    (tiny_dir / "ds.yaml").write_text(
+        "name: mine\ninter: tiny.inter\nfeatures: {visual: image_feat.npy}\n")
     ds = lirdrec.load_dataset(tiny_dir / "ds.yaml")
     assert ds.name == "mine" and ds.modalities == ["visual"]
 
@@ -51,13 +54,15 @@ def test_float16_features_become_float32(tmp_path):
 
 def test_missing_column_with_hint(tmp_path):
     d = write_tiny(tmp_path / "b", GOOD, F2, header="userID\titem_id\trating\ttimestamp\tx_label")
-    with pytest.raises(SchemaError, match=r"tiny\.inter, line 1, column itemID.*'item_id' looks like 'itemID'"):
+    with pytest.raises(SchemaError,
+                       match=r"tiny\.inter, line 1, column itemID.*'item_id' looks like 'itemID'"):
         lirdrec.load_dataset(d)
 
 
 def test_non_integer_id_names_line(tmp_path):
     rows = [(0, 0, 0), (0, "x", 1), (1, 1, 0), (1, 0, 2)]
-    with pytest.raises(IdError, match=r"tiny\.inter, line 3, column itemID: expected an integer, found 'x'"):
+    with pytest.raises(IdError,
+                       match=r"tiny\.inter, line 3, column itemID: expected an integer, found 'x'"):
         lirdrec.load_dataset(write_tiny(tmp_path / "b", rows, F2))
     rows = [(0, 0, 0), (0, 1, 1), (1.5, 1, 0), (1, 0, 2)]
     with pytest.raises(IdError, match=r"line 4, column userID"):
@@ -66,19 +71,22 @@ def test_non_integer_id_names_line(tmp_path):
 
 def test_negative_id(tmp_path):
     rows = [(0, 0, 0), (0, 1, 1), (-1, 1, 0), (1, 0, 2)]
-    with pytest.raises(IdError, match=r"line 4, column userID: expected a non-negative integer, found -1"):
+    with pytest.raises(IdError,
+                       match=r"line 4, column userID: expected a non-negative integer, found -1"):
         lirdrec.load_dataset(write_tiny(tmp_path / "b", rows, F2))
 
 
 def test_gap_in_ids(tmp_path):
     rows = [(0, 0, 0), (0, 1, 1), (2, 1, 0), (2, 0, 2)]  # user 1 missing
-    with pytest.raises(IdError, match=r"column userID: expected contiguous ids 0\.\.2, found 1 unused id\(s\): \[1\]"):
+    with pytest.raises(IdError,
+            match=r"column userID: expected contiguous ids 0\.\.2, found 1 unused id\(s\): \[1\]"):
         lirdrec.load_dataset(write_tiny(tmp_path / "b", rows, F2))
 
 
 def test_item_beyond_feature_rows(tmp_path):
     rows = GOOD + [(1, 2, 0)]
-    with pytest.raises(IdError, match=r"line 6, column itemID: expected an integer in \[0, 2\).*found 2"):
+    with pytest.raises(IdError,
+                       match=r"line 6, column itemID: expected an integer in \[0, 2\).*found 2"):
         lirdrec.load_dataset(write_tiny(tmp_path / "b", rows, F2))
 
 
@@ -139,7 +147,9 @@ def test_feature_rows_differ_between_modalities(tmp_path):
 
 def test_bad_x_label(tmp_path):
     rows = [(0, 0, 0), (0, 1, 3), (1, 1, 0), (1, 0, 2)]
-    with pytest.raises(SplitError, match=r"line 3, column x_label: expected 0 \(train\), 1 \(valid\) or 2 \(test\), found 3"):
+    with pytest.raises(SplitError,
+            match=r"line 3, column x_label: expected 0 \(train\), 1 \(valid\) or 2 \(test\), "
+                  r"found 3"):
         lirdrec.load_dataset(write_tiny(tmp_path / "b", rows, F2))
 
 

@@ -3,9 +3,8 @@ the prepare pipeline end to end on generated pillow images, and the demo's synth
 
 from __future__ import annotations
 
-import logging
-
 import importlib.util
+import logging
 
 import numpy as np
 import pytest
@@ -321,7 +320,8 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir, caplog):
     # missing images: one summary line (count, first ids), the full list in a file
     image_lines = [r.getMessage() for r in caplog.records
                    if r.levelno >= logging.WARNING and "image" in r.getMessage()]
-    assert len(image_lines) == 1 and image_lines[0].startswith("2 of 8 image(s) missing or unreadable")
+    assert len(image_lines) == 1
+    assert image_lines[0].startswith("2 of 8 image(s) missing or unreadable")
     assert sum("image(s) missing" in str(w.message) for w in caught) == 1
     listing = (out / "image_missing_images.tsv").read_text().splitlines()
     assert listing[0] == "item\tfile\treason" and len(listing) == 3
@@ -338,7 +338,7 @@ def test_prepare_cli_end_to_end(tmp_path, image_dir, caplog):
 
 # ------------------------------------------------------------------------- synthetic media
 def test_encode_synthetic_media_carries_the_topic():
-    from lirdrec.data.synthetic_media import encode_synthetic_media
+    from lirdrec.features.synthetic_media import encode_synthetic_media
 
     topics = np.repeat(np.arange(4), 3)
     feats = encode_synthetic_media(topics, np.random.default_rng(0), show_progress=False)
@@ -350,3 +350,40 @@ def test_encode_synthetic_media_carries_the_topic():
         assert (topics[sim.argmax(1)] == topics).mean() >= 0.75, name
     again = encode_synthetic_media(topics, np.random.default_rng(0), show_progress=False)
     np.testing.assert_array_equal(again["text"], feats["text"])
+
+
+def test_cached_chunks_resume_an_interrupted_encoding(tmp_path):
+    from lirdrec.features.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path)
+    inputs = list(range(10))
+    calls: list[list[int]] = []
+
+    def compute(chunk, fail_at=None):
+        calls.append(list(chunk))
+        if fail_at is not None and chunk[0] >= fail_at:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a modality
+        return np.asarray(chunk, dtype=np.float32)[:, None] * 2
+
+    key = cache.key("toy", "m", {}, inputs)
+    with pytest.raises(KeyboardInterrupt):
+        cache.cached_chunks("toy", key, inputs, lambda c: cache.key("toy", "m", {}, c),
+                            lambda c: compute(c, fail_at=6), chunk_size=3, show_progress=False)
+    assert calls == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    calls.clear()
+    out = cache.cached_chunks("toy", key, inputs, lambda c: cache.key("toy", "m", {}, c),
+                              compute, chunk_size=3, show_progress=False)
+    assert calls == [[6, 7, 8], [9]]  # the two finished chunks were not encoded again
+    assert out[:, 0].tolist() == [2.0 * i for i in inputs]
+    assert not list(tmp_path.glob("toy-part-*")) and len(list(tmp_path.glob("toy-*.npy"))) == 1
+    calls.clear()
+    again = cache.cached_chunks("toy", key, inputs, lambda c: cache.key("toy", "m", {}, c),
+                                compute, chunk_size=3, show_progress=False)
+    assert calls == [] and np.array_equal(again, out)  # the whole result is one cache hit
+
+
+def test_text_encoder_chunked_cache_equals_one_pass(tmp_path):
+    texts = [f"item number {i} with words" * (1 + i % 3) for i in range(7)]
+    plain = TextEncoder(show_progress=False).encode(texts)
+    enc = TextEncoder(show_progress=False, cache=tmp_path)
+    np.testing.assert_allclose(enc.encode(texts), plain, atol=1e-5)

@@ -9,7 +9,8 @@ from lirdrec.experiments import load_experiment, run_experiment
 
 
 def test_runner_selects_by_validation_and_resumes(tmp_path, caplog):
-    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=80, num_items=120)
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=80,
+                              num_items=120)
     f = tmp_path / "exp.yaml"
     f.write_text(f"""
 name: t
@@ -24,17 +25,20 @@ small: {{epochs: 1, sample_users: 0.5}}
 """)
     exp = load_experiment(f)
     df = run_experiment(exp, show_progress=False)
-    assert set(df.columns) == {"dataset", "model", "variant", "seed", "split", "metric", "K", "value",
+    assert set(df.columns) == {"dataset", "model", "variant", "seed", "split", "metric", "K",
+                               "value",
                                "n", "mean", "std", "ci95_low", "ci95_high"}
     assert set(df["variant"]) == {"mf", "lightgcn-1"} and set(df["seed"]) == {1, 2}
     sel = pd.read_csv(exp.out / "selection.csv")
     assert len(sel) == 2 * 2 + 2  # mf: 2 points x 2 seeds; lightgcn-1: 1 point x 2 seeds
     for (_, _), part in sel.groupby(["variant", "seed"]):
         chosen = part[part["selected"]]
-        assert len(chosen) == 1 and chosen["valid/Recall@20"].iloc[0] == part["valid/Recall@20"].max()
+        assert len(chosen) == 1
+        assert chosen["valid/Recall@20"].iloc[0] == part["valid/Recall@20"].max()
     # the table's valid Recall@20 is the selected point's
     v = df[(df.split == "valid") & (df.metric == "Recall") & (df.K == 20) & (df.variant == "mf")]
-    assert sorted(v["value"]) == sorted(sel[(sel.variant == "mf") & sel.selected]["valid/Recall@20"])
+    selected = sel[(sel.variant == "mf") & sel.selected]
+    assert sorted(v["value"]) == sorted(selected["valid/Recall@20"])
     md = (exp.out / "results.md").read_text()
     assert "± " in md and "| syn " in md
     caplog.set_level("INFO")
@@ -51,7 +55,8 @@ def test_finished_run_with_another_configuration_is_refused(tmp_path):
 
     from lirdrec.errors import ConfigError
 
-    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=60, num_items=80)
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=60,
+                              num_items=80)
     f = tmp_path / "exp.yaml"
     text = """
 name: t

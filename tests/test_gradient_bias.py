@@ -32,7 +32,7 @@ SCALE = 2.0  # q_i = e_i + SCALE * W x_i: the feature output's gradient is SCALE
 
 
 class TinyAdditive(Recommender):
-    """:math:`\\hat y_{ui} = p_u^\\top(e_i + 2 W x_i)`, plain BPR: gradients known in closed form."""
+    """:math:`\\hat y_{ui} = p_u^\\top(e_i + 2 W x_i)`, plain BPR: closed-form gradients."""
 
     feature_branch = ("proj",)
 
@@ -366,7 +366,7 @@ class _Interrupt(Exception):
 
 
 class _StopAt(Callback):
-    """Raises :class:`_Interrupt` when ``epoch`` starts (the trainer never reaches ``on_fit_end``)."""
+    """Raises :class:`_Interrupt` when ``epoch`` starts (the trainer never gets to on_fit_end)."""
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch

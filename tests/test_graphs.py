@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lirdrec.graphs import (
     bipartite_adjacency,
@@ -20,7 +19,7 @@ from lirdrec.graphs import (
 
 def test_bipartite_matches_dense_formula():
     rng = np.random.default_rng(0)
-    U, I = 7, 9
+    U, I = 7, 9  # noqa: E741  (I: the item count)
     users, items = rng.integers(0, U, 30), rng.integers(0, I, 30)
     users = np.r_[users, users[:3]]  # duplicates count once
     items = np.r_[items, items[:3]]
@@ -41,7 +40,7 @@ def test_bipartite_adjacency_equals_torch_geometric_gcn_norm_bitwise():
     from lirdrec.graphs.bipartite import bipartite_edge_index
 
     rng = np.random.default_rng(5)
-    U, I = 40, 33  # some users and items without interactions (degree 0)
+    U, I = 40, 33  # noqa: E741  some users and items without interactions (degree 0)
     users, items = rng.integers(0, U - 3, 200), rng.integers(0, I - 4, 200)
     edge_index = bipartite_edge_index(U, I, users, items)
     ref_index, ref_w = gcn_norm(edge_index, None, num_nodes=U + I, add_self_loops=False)

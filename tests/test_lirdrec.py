@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
+from conftest import REQUIRE_SHARED
 
 import lirdrec.models
 from lirdrec.errors import ConfigError
@@ -21,8 +22,6 @@ from lirdrec.features.transform import dct, shared_channel_input
 from lirdrec.graphs import bipartite_adjacency
 from lirdrec.models.lirdrec import LIRDRec, build_item_graph, knn_modality_weights
 from lirdrec.models.pwc import PWC, pwc_schedule
-
-from conftest import REQUIRE_SHARED
 
 FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "lirdrec_reference"
 ATOL = 1e-5
@@ -179,7 +178,8 @@ def test_pwc_copy_is_idempotent_and_resumes_exactly():
     clone.load_state_dict(pwc.state_dict())
     pwc.copy_weights(2)
     clone.copy_weights(2)
-    assert float(clone.w1) == float(pwc.w1) == pytest.approx(0.89010989 * 0.81 / (0.89010989 * 0.81 + 0.10989011))
+    expected = 0.89010989 * 0.81 / (0.89010989 * 0.81 + 0.10989011)
+    assert float(clone.w1) == float(pwc.w1) == pytest.approx(expected)
     assert torch.equal(clone.theta, pwc.theta)
     # eval-mode forwards do not change what is copied
     pwc.eval()
@@ -238,12 +238,14 @@ def test_gradients_reach_every_parameter_and_no_item_parameter():
     for kw in ({}, {"fusion": "attention"}, {"fusion": "mean"}, {"transform": "none"}):
         model = build(num_users, num_items, feats, users, items, **kw)
         model.train()
-        model.loss(torch.tensor([0, 3, 5]), torch.tensor([1, 2, 4]), torch.tensor([7, 8, 9])).backward()
+        model.loss(torch.tensor([0, 3, 5]), torch.tensor([1, 2, 4]),
+                   torch.tensor([7, 8, 9])).backward()
         for name, p in model.named_parameters():
             assert p.grad is not None and float(p.grad.abs().sum()) > 0, (kw, name)
             assert num_items not in p.shape, name
         groups = model.parameter_groups()
-        assert sorted(id(p) for g in groups.values() for p in g) == sorted(map(id, model.parameters()))
+        grouped = sorted(id(p) for g in groups.values() for p in g)
+        assert grouped == sorted(map(id, model.parameters()))
         assert groups["item_id"] == []
         assert len(groups["item_feature"]) == 3 * len(model.channels)
     with_id = build(num_users, num_items, feats, users, items, item_id="add")
@@ -277,7 +279,8 @@ def test_each_ablation_changes_the_forward():
         assert model.score(torch.arange(num_users)).shape == (num_users, num_items)
         diff = float((model.score(torch.arange(num_users)) - ref_scores).abs().max().detach())
         assert diff > 1e-4, kw
-    assert build(num_users, num_items, feats, users, items, transform="none").channels == ["image", "text"]
+    assert build(num_users, num_items, feats, users, items, transform="none").channels == ["image",
+                                                                                           "text"]
     # attention = PWC with w1 = 1, w2 = 0 (scorers only)
     att = build(num_users, num_items, feats, users, items, fusion="attention")
     pwc1 = build(num_users, num_items, feats, users, items, decay_weight=1.0)
@@ -441,7 +444,7 @@ def test_resume_reaches_the_uninterrupted_run(tmp_path):
 
 @pytest.mark.parametrize("transform", ["dct", "identity"])
 def test_folded_shared_input_equals_cached(transform):
-    """Folding the (orthonormal) DCT into the first-layer weights changes no number beyond rounding."""
+    """Folding the orthonormal DCT into the first-layer weights changes numbers only by rounding."""
     num_users, num_items, feats, users, items = random_problem(seed=8)
     cached = build(num_users, num_items, feats, users, items, transform=transform,
                    shared_input="cache")
@@ -460,5 +463,6 @@ def test_folded_shared_input_equals_cached(transform):
     torch.testing.assert_close(folded.encoders["shared"][0].weight.grad,
                                cached.encoders["shared"][0].weight.grad, atol=1e-5, rtol=1e-4)
     # auto: identity always folds (free); dct folds only when sum d_m^2 is small next to I * sum d_m
-    assert build(num_users, num_items, feats, users, items, transform="identity").shared_input == "fold"
+    assert build(num_users, num_items, feats, users, items,
+                 transform="identity").shared_input == "fold"
     assert build(num_users, num_items, feats, users, items).shared_input == "cache"  # 23 items

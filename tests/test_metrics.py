@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from lirdrec.data.dataset import Dataset, Split
-from lirdrec.evaluate import auto_batch_size, evaluate, evaluate_splits, hits_from_topk, ranking_metrics
+from lirdrec.evaluate import (
+    auto_batch_size,
+    evaluate,
+    evaluate_splits,
+    hits_from_topk,
+    ranking_metrics,
+)
 from lirdrec.models.base import Recommender
 
 
@@ -77,7 +83,7 @@ def _reference(scores: np.ndarray, train: set, target: dict, k: int):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_evaluate_matches_per_user_reference(seed):
     rng = np.random.default_rng(seed)
-    U, I = 37, 23
+    U, I = 37, 23  # noqa: E741  (I: the item count)
     pairs = {(u, i) for u, i in zip(rng.integers(0, U, 300), rng.integers(0, I, 300))}
     pairs = sorted(pairs)
     labels = rng.choice([0, 0, 0, 2], size=len(pairs))
@@ -131,7 +137,7 @@ def test_one_pass_over_splits_equals_each_split_alone(mask_valid):
     from dataclasses import replace
 
     rng = np.random.default_rng(3)
-    U, I = 41, 29
+    U, I = 41, 29  # noqa: E741  (I: the item count)
     pairs = sorted({(u, i) for u, i in zip(rng.integers(0, U, 420), rng.integers(0, I, 420))})
     labels = rng.choice([0, 0, 0, 1, 2], size=len(pairs))
     part = {x: [p for p, lab in zip(pairs, labels) if lab == x] for x in (0, 1, 2)}

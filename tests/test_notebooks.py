@@ -9,17 +9,15 @@ committed notebooks, which carry the outputs of FULL mode, and ``results/`` are 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import REPO, shared_path
+from nbclient import NotebookClient
 
 NOTEBOOK_DIR = REPO / "notebooks"
 EXPECTED = ["01_quickstart", "02_main_table", "03_ablation", "04_mllm_features",
-            "05_gradient_bias", "06_sensitivity"]
+            "05_gradient_bias", "06_sensitivity", "07_notellm2"]
 
 
 def _parameter_cell(nb) -> int:

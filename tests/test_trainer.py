@@ -42,7 +42,8 @@ def test_same_seed_identical_metrics(ds):
     a, b = _fit(ds, epochs=3), _fit(ds, epochs=3)
     assert a.valid == b.valid and a.test == b.test
     assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
-    c = Trainer(lr=5e-3, batch_size=256, seed=8, epochs=3, show_progress=False).fit(_lightgcn(ds), ds)
+    c = Trainer(lr=5e-3, batch_size=256, seed=8, epochs=3, show_progress=False).fit(_lightgcn(ds),
+                                                                                    ds)
     assert [r["loss"] for r in c.history] != [r["loss"] for r in a.history]
 
 
@@ -50,7 +51,8 @@ def test_resume_reaches_the_uninterrupted_result(ds, tmp_path):
     full = _fit(ds, epochs=5, out_dir=tmp_path / "full", config={"x": 1})
     _fit(ds, epochs=2, out_dir=tmp_path / "cut", config={"x": 1})  # "interrupted" after epoch 2
     resumed = Trainer(lr=5e-3, batch_size=256, seed=7, epochs=5, out_dir=tmp_path / "cut",
-                      config={"x": 1}, show_progress=False).fit(_lightgcn(ds, seed=123), ds, resume=True)
+                      config={"x": 1},
+                      show_progress=False).fit(_lightgcn(ds, seed=123), ds, resume=True)
     assert resumed.valid == full.valid and resumed.test == full.test
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
     with pytest.raises(CheckpointError, match="different configuration"):
@@ -146,7 +148,8 @@ class _Stuck(Recommender):
 
 
 def test_early_stopping_counts_like_mmrec(ds):
-    res = Trainer(epochs=50, patience=2, show_progress=False).fit(_Stuck(ds.num_users, ds.num_items), ds)
+    res = Trainer(epochs=50, patience=2,
+                  show_progress=False).fit(_Stuck(ds.num_users, ds.num_items), ds)
     # epoch 1 is best; epochs 2, 3, 4 do not improve; stop when 3 > patience
     assert res.best_epoch == 1 and len(res.history) == 4 and res.stopped_early
 
@@ -182,7 +185,8 @@ def test_lirdrec_training_is_bit_identical_with_several_threads():
             from lirdrec.models import registry
 
             m = registry.get("lirdrec").from_dataset(small, item_id="add")
-            r = Trainer(lr=1e-3, epochs=2, batch_size=128, seed=5, show_progress=False).fit(m, small)
+            r = Trainer(lr=1e-3, epochs=2, batch_size=128, seed=5, show_progress=False).fit(m,
+                                                                                            small)
             losses.append([h["loss"] for h in r.history])
         assert losses[0] == losses[1]
     finally:
@@ -237,7 +241,7 @@ def test_lr_decay_follows_mmrec_schedule_and_resumes(ds, tmp_path):
 
 
 def test_lattice_reference_decay_is_its_trainer_default():
-    from lirdrec.cli.config import resolve
+    from lirdrec.config import resolve
 
     assert resolve("lattice", []).trainer_kwargs["lr_decay"] == 0.96
     assert resolve("lattice", []).trainer_kwargs["lr_decay_epochs"] == 50

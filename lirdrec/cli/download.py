@@ -22,11 +22,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from lirdrec.cli.main import setup_logging
-    from lirdrec.data import load_dataset
     from lirdrec.data.download import file_digest
     from lirdrec.data.registry import fetch_raw, get_dataset, write_card
-    from lirdrec.features.recipe import Recipe, prepare_dataset
+    from lirdrec.features.recipe import Recipe, prepare
+    from lirdrec.utils.logging import setup_logging
 
     entry = get_dataset(args.name)  # an unknown name fails before anything is written
     out = Path(args.out) if args.out else Path("data") / args.name
@@ -34,9 +33,9 @@ def _download(args: argparse.Namespace) -> int:
     raw = fetch_raw(args.name, out, url=args.url)
     recipe = Recipe.from_dict(entry.recipe(raw, text_model=args.text_model))
     modalities = [] if args.no_text else None
-    prepare_dataset(recipe, out, cache_dir=out / "raw" / "cache", modalities=modalities,
-                    device=args.device)
-    summary = load_dataset(out).summary()
+    ds = prepare(recipe, out, cache_dir=out / "raw" / "cache", modalities=modalities,
+                 device=args.device)
+    summary = ds.summary()
     archive = raw / Path(entry.url).name
     write_card(args.name, out, summary, file_digest(archive, "md5"))
     print(f"{args.name} in {out}: {summary['users']} users, {summary['items']} items, "

@@ -1,14 +1,14 @@
-"""``lirdrec prepare``: raw interactions, item texts and images -> an MMRec-format dataset.
+r"""``lirdrec prepare``: raw interactions, item texts and images -> an MMRec-format dataset.
 
 Either a recipe (``lirdrec prepare datasets/ml100k/recipe.yaml --out runs/data/ml100k``) or flags
 alone for a quick build::
 
-    lirdrec prepare --interactions ratings.csv --user-col user --item-col item \\
-        --items items.csv --item-id-col item --text-fields title description \\
+    lirdrec prepare --interactions ratings.csv --user-col user --item-col item \
+        --items items.csv --item-id-col item --text-fields title description \
         --images posters/ --image-pattern "{id}.jpg" --image-text mllm --out runs/data/mine
 
-Flags override the recipe's values. A thin wrapper over
-:func:`lirdrec.features.recipe.prepare_dataset`.
+Flags override the recipe's values. This module only parses arguments; the pipeline, top to
+bottom, is :func:`lirdrec.features.recipe.prepare`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lirdrec.errors import ConfigError
+from lirdrec.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -103,18 +104,9 @@ def _set(d: dict, key: str, value: Any) -> None:
 
 def recipe_from_args(args: argparse.Namespace):
     """The recipe YAML (if any) with the command-line flags applied on top."""
-    import yaml
+    from lirdrec.features.recipe import Recipe, read_recipe
 
-    from lirdrec.features.recipe import Recipe
-
-    data: dict[str, Any] = {}
-    if args.recipe:
-        path = Path(args.recipe)
-        if not path.is_file():
-            raise ConfigError(f"prepare: recipe {path} not found")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"prepare: {path} must be a mapping, got {type(data).__name__}")
+    data = read_recipe(args.recipe)
     _set(data, "raw_dir", args.raw_dir)
     _set(data, "name", args.name)
     inter = dict(data.get("interactions") or {})
@@ -192,14 +184,11 @@ def recipe_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Build the dataset, then load it once with every check (as ``lirdrec validate``)."""
-    from lirdrec.cli.main import setup_logging
-    from lirdrec.data import load_dataset
-    from lirdrec.features.recipe import check_paths, prepare_dataset
+    from lirdrec.features.recipe import prepare
 
     recipe = recipe_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / "data" / recipe.name
     setup_logging(getattr(args, "verbose", 0), out / "prepare.log")
-    check_paths(recipe)
     modalities = None
     if args.modalities:
         modalities = [m for m in args.modalities.replace(" ", "").split(",") if m]
@@ -208,8 +197,7 @@ def run(args: argparse.Namespace) -> int:
         if args.llm and "llm" not in modalities:
             modalities.append("llm")
     cache = None if str(args.cache_dir).lower() == "none" else args.cache_dir
-    prepare_dataset(recipe, out, cache_dir=cache, modalities=modalities, device=args.device)
-    ds = load_dataset(out)
+    ds = prepare(recipe, out, cache_dir=cache, modalities=modalities, device=args.device)
     s = ds.summary()
     print(
         f"prepared {s['name']} in {out}: {s['users']} users, {s['items']} items, "

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_parser"]
+from lirdrec.cli.common import add_run_options
+from lirdrec.cli.common import resolve_args as _resolve_args
+from lirdrec.cli.common import train_run as _train
+from lirdrec.utils.logging import setup_logging
+
+__all__ = ["add_parser", "run"]
 
 
-def _run(args: argparse.Namespace) -> int:
-    from lirdrec.cli.config import read_yaml
-    from lirdrec.cli.main import _resolve_args, _train, setup_logging
+def run(args: argparse.Namespace) -> int:
+    """Run (or continue) the study and print its best trials."""
+    from lirdrec.config import read_yaml
     from lirdrec.experiments.tune import parse_space, tune
     from lirdrec.utils.table import format_table
 
@@ -42,14 +47,12 @@ def _probe(spec: tuple):
 
 
 def add_parser(sub) -> None:
-    from lirdrec.cli.main import _add_run_options
-
     p = sub.add_parser("tune", help="hyper-parameter search with Optuna's TPE, by validation")
-    _add_run_options(p)
+    add_run_options(p)
     p.add_argument("--space", required=True,
                    help="YAML search space (see lirdrec.experiments.tune)")
     p.add_argument("--trials", type=int, default=20, help="finished trials wanted in total")
     p.add_argument("--tune-seed", type=int, default=999, help="TPE sampler seed")
     p.add_argument("--out",
                    help="study folder (default runs/tune-<model>-<data>); rerun to continue")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)

@@ -5,4 +5,5 @@ from lirdrec.data.dataset import Dataset, Split
 from lirdrec.data.loader import load_dataset, parse_modalities
 from lirdrec.data.sample import subsample_users
 
-__all__ = ["Dataset", "Split", "load_dataset", "parse_modalities", "hold_out_items", "subsample_users"]
+__all__ = ["Dataset", "Split", "load_dataset", "parse_modalities", "hold_out_items",
+           "subsample_users"]

@@ -194,8 +194,10 @@ def read_interactions(
 
     Args:
         path: ``.csv``, ``.tsv``/``.inter`` (tab) or ``.parquet`` file.
-        user_col, item_col: column names (or 0-based positions when ``header=False``).
-        rating_col, time_col: optional rating and timestamp columns.
+        user_col: user column name (or 0-based position when ``header=False``).
+        item_col: item column name (or 0-based position when ``header=False``).
+        rating_col: optional rating column.
+        time_col: optional timestamp column.
         sep: field separator; default by suffix (tab for ``.tsv``, comma otherwise).
         header: whether the first line names the columns.
         timestamp_format: ``None`` (numbers are unix seconds, other text parsed as a date),
@@ -313,6 +315,7 @@ def read_items(
     Args:
         path: CSV/TSV/Parquet with one row per item.
         id_col: column holding the item id, matched against the interactions' item ids.
+        sep: field separator; default by suffix (tab for ``.tsv``, comma otherwise).
         flag_groups: derived fields from 0/1 columns, e.g. ``{"genres": ["Action", "Comedy"]}``
             gives ``"Action, Comedy"`` for an item flagged in both.
         list_columns: ``{column: separator}``: a list written as ``"a|b"`` becomes ``"a, b"``.
@@ -394,8 +397,10 @@ def kcore(users: np.ndarray, items: np.ndarray, user_k: int = 1, item_k: int = 1
     until a pass removes nothing.
 
     Args:
-        users, items: ``(n,)`` ids of any hashable dtype (codes are taken internally).
-        user_k, item_k: minimum interactions per user / item (1 = no filter).
+        users: ``(n,)`` user ids of any hashable dtype (codes are taken internally).
+        items: ``(n,)`` item ids, likewise.
+        user_k: minimum interactions per user (1 = no filter).
+        item_k: minimum interactions per item (1 = no filter).
 
     Returns:
         ``(n,)`` bool mask.
@@ -588,7 +593,8 @@ def build_interactions(
         table: from :func:`read_interactions`.
         rng: drives the random split (pass ``np.random.default_rng(seed)``).
         rating_threshold: keep ``rating >= threshold``; ``None`` keeps every row.
-        user_k, item_k: iterative k-core thresholds.
+        user_k: iterative k-core threshold for users.
+        item_k: iterative k-core threshold for items.
         split: ``"random"`` (MMRec), ``"temporal"`` or ``"leave_last"``.
         holdout: valid + test fraction for users with >= 10 interactions.
 
@@ -649,7 +655,7 @@ def build_interactions(
 
 
 def _write_mapping(path: Path, original_name: str, new_name: str, ids: np.ndarray) -> None:
-    """Tab-separated ``<original_name>\\t<new_name>`` mapping, one row per new id."""
+    r"""Tab-separated ``<original_name>\t<new_name>`` mapping, one row per new id."""
     df = pd.DataFrame({original_name: ids, new_name: np.arange(len(ids), dtype=np.int64)})
     with atomic_write(path, "w") as fh:
         df.to_csv(fh, sep="\t", index=False)

@@ -9,7 +9,6 @@ from typing import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from torch import Tensor
 
 __all__ = ["Dataset", "Split"]
@@ -127,7 +126,8 @@ class Dataset:
             "test": len(self.test),
             "density": n_train / float(self.num_users * self.num_items),
             "features": {m: tuple(t.shape) for m, t in self.features.items()},
-            "cold_users_valid": int(len(np.unique(self.valid.users)) - len(self.eval_users("valid"))),
+            "cold_users_valid": int(len(np.unique(self.valid.users))
+                                    - len(self.eval_users("valid"))),
             "cold_users_test": int(len(np.unique(self.test.users)) - len(self.eval_users("test"))),
             "items_not_in_train": int((self.item_degree() == 0).sum()),
             "items_without_interactions": int(self.num_items - len(np.unique(np.concatenate(

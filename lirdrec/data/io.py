@@ -52,7 +52,8 @@ def read_inter(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(path, sep="\t", skip_blank_lines=False, dtype=str, keep_default_na=False,
                          na_values=[""], engine="c")
     except pd.errors.EmptyDataError:
-        raise SchemaError(path, line=1, expected="a header 'userID itemID rating timestamp x_label'",
+        raise SchemaError(path, line=1,
+                          expected="a header 'userID itemID rating timestamp x_label'",
                           found="an empty file") from None
     except pd.errors.ParserError as exc:
         raise SchemaError(path, message=f"not a tab-separated table ({exc})") from None
@@ -105,7 +106,8 @@ def read_features(path: str | Path) -> np.ndarray:
         found = "a pickled object array" if "pickle" in str(exc) else f"unreadable data ({exc})"
         raise FeatureError(path, expected="a numeric .npy array", found=found) from None
     except OSError as exc:
-        raise FeatureError(path, expected="a numeric .npy array", found=f"unreadable data ({exc})") from None
+        raise FeatureError(path, expected="a numeric .npy array",
+                           found=f"unreadable data ({exc})") from None
     if not isinstance(arr, np.ndarray):
         raise FeatureError(path, expected="a single .npy array", found=type(arr).__name__)
     if arr.ndim != 2:
@@ -123,15 +125,20 @@ def read_features(path: str | Path) -> np.ndarray:
 
 def find_feature_files(directory: str | Path) -> dict[str, Path]:
     """``{modality: path}`` for every ``<modality>_feat.npy`` in ``directory``, sorted by name,
-    with ``image`` first and ``text`` second when present (MMRec's order)."""
+    with ``image`` first and ``text`` second when present (MMRec's order).
+    """
     directory = Path(directory)
     found = {p.name[: -len("_feat.npy")]: p for p in sorted(directory.glob("*_feat.npy"))}
-    order = [m for m in ("image", "text") if m in found] + [m for m in found if m not in ("image", "text")]
+    first = ("image", "text")
+    order = [m for m in first if m in found] + [m for m in found if m not in first]
     return {m: found[m] for m in order}
 
 
 def write_inter(path: str | Path, users, items, x_label, rating=None, timestamp=None) -> Path:
-    """Write an MMRec ``.inter`` file atomically (header ``userID itemID rating timestamp x_label``)."""
+    """Write an MMRec ``.inter`` file atomically.
+
+    The header is ``userID itemID rating timestamp x_label``.
+    """
     import pandas as pd
 
     n = len(users)

@@ -10,6 +10,7 @@ is real data; every generated name says ``synthetic``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ def generate_arrays(
     # popularity inside a topic: Zipf-like weights over a random order
     pop = 1.0 / (1.0 + rng.permutation(num_items) % (num_items // num_topics + 1)) ** 0.8
     cold = rng.random(num_items) < cold_fraction
-    user_topics = np.stack([rng.choice(num_topics, topics_per_user, replace=False) for _ in range(num_users)])
+    user_topics = np.stack([rng.choice(num_topics, topics_per_user, replace=False)
+                            for _ in range(num_users)])
     lo, hi = interactions_per_user
     counts = rng.integers(lo, hi + 1, num_users)
     users, items = [], []
@@ -71,7 +73,8 @@ def generate_arrays(
     # every non-cold item must appear in training to keep ids meaningful; unused items are fine
     centroids = rng.normal(size=(num_topics, 16))
     z = centroids[item_topic] + noise * rng.normal(size=(num_items, 16))
-    image = np.tanh(z @ rng.normal(size=(16, image_dim))) + 0.3 * rng.normal(size=(num_items, image_dim))
+    image = (np.tanh(z @ rng.normal(size=(16, image_dim)))
+             + 0.3 * rng.normal(size=(num_items, image_dim)))
     text = z @ rng.normal(size=(16, text_dim)) + 0.5 * rng.normal(size=(num_items, text_dim))
     return {"users": users, "items": items, "x_label": x_label, "item_topic": item_topic,
             "cold": np.flatnonzero(cold), "image": image.astype(np.float32),
@@ -100,19 +103,33 @@ def generate(seed: int = 0, **kwargs) -> Dataset:
     a = generate_arrays(seed=seed, **kwargs)
     lab = a["x_label"]
     splits = [Split(a["users"][lab == k], a["items"][lab == k]) for k in (0, 1, 2)]
-    return Dataset(name="synthetic", num_users=int(a["users"].max()) + 1, num_items=len(a["item_topic"]),
+    return Dataset(name="synthetic", num_users=int(a["users"].max()) + 1,
+                   num_items=len(a["item_topic"]),
                    train=splits[0], valid=splits[1], test=splits[2],
-                   features={"image": torch.from_numpy(a["image"]), "text": torch.from_numpy(a["text"])})
+                   features={"image": torch.from_numpy(a["image"]),
+                             "text": torch.from_numpy(a["text"])})
+
+
+#: The function that turns item topics into real-encoder features; handed over by
+#: :mod:`lirdrec.features.synthetic_media` when it is imported (``import lirdrec`` does), since a
+#: data/ module never imports the features/ stage above it.
+_MEDIA_ENCODER: Callable[..., dict[str, np.ndarray]] | None = None
+
+
+def provide_media_encoder(fn: Callable[..., dict[str, np.ndarray]]) -> None:
+    """Register ``fn(item_topic, rng)`` -> ``{"image": (I, d), "text": (I, d)}``."""
+    global _MEDIA_ENCODER
+    _MEDIA_ENCODER = fn
 
 
 def write_synthetic(directory: str | Path, seed: int = 0, use_encoders: bool | None = None,
                     **kwargs) -> tuple[Path, str]:
-    """Write the synthetic dataset in MMRec format to ``directory`` (``synthetic.inter`` + features).
+    """Write the synthetic dataset in MMRec format to ``directory`` (``synthetic.inter``, features).
 
     With ``use_encoders`` (default: whenever pillow, sentence-transformers and the offline image
     model are installed), the image and text features are made by the real encoders from
     pillow-drawn images and template texts of each item's topic
-    (:mod:`lirdrec.data.synthetic_media`); otherwise the numeric generator's matrices are used.
+    (:mod:`lirdrec.features.synthetic_media`); otherwise the numeric generator's matrices are used.
 
     Returns:
         ``(directory, how)`` where ``how`` is ``"encoders"`` or ``"numeric"``.
@@ -122,9 +139,9 @@ def write_synthetic(directory: str | Path, seed: int = 0, use_encoders: bool | N
     how = "numeric"
     if use_encoders is not False:
         try:
-            from lirdrec.data.synthetic_media import encode_synthetic_media
-
-            feats = encode_synthetic_media(a["item_topic"], np.random.default_rng(seed))
+            if _MEDIA_ENCODER is None:
+                raise ImportError("lirdrec.features.synthetic_media is not imported")
+            feats = _MEDIA_ENCODER(a["item_topic"], np.random.default_rng(seed))
             how = "encoders"
         except (ImportError, OSError) as exc:
             if use_encoders:

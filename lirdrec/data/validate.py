@@ -81,7 +81,8 @@ def validate_interactions(df: pd.DataFrame, path: Path, num_feature_rows: int | 
         over = np.flatnonzero(items >= num_feature_rows)
         if len(over):
             raise IdError(path, line=format_lines(_lines(over)), column="itemID",
-                          expected=f"an integer in [0, {num_feature_rows}) (rows of the feature files)",
+                          expected=f"an integer in [0, {num_feature_rows}) "
+                                   "(rows of the feature files)",
                           found=str(items[over[0]]))
     num_users = int(users.max()) + 1
     num_items = int(num_feature_rows) if num_feature_rows is not None else int(items.max()) + 1

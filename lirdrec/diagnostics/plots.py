@@ -95,7 +95,8 @@ def _steps_per_epoch(d) -> int:
 
 def _trace(ax, x, v, color: str, label: str, window: int, ls: str = "-") -> None:
     """Raw per-step values (faint) and their rolling median over ``window`` steps (bold); a series
-    that is zero in most steps (e.g. LATTICE's once-per-epoch graph gradient) is drawn as dots."""
+    that is zero in most steps (e.g. LATTICE's once-per-epoch graph gradient) is drawn as dots.
+    """
     import pandas as pd
 
     v = np.asarray(v, dtype=float)
@@ -186,7 +187,8 @@ def plot_grad_ratio(steps, out: Path) -> Path:
 
 def plot_popularity(items, out: Path) -> Path:
     """Last epoch: mean per-step gradient norm reaching an item's ID row and its feature output,
-    by popularity bucket (tail to head), with the fraction of steps the ID row was touched."""
+    by popularity bucket (tail to head), with the fraction of steps the ID row was touched.
+    """
     models = list(dict.fromkeys(items["model"]))
     plt, fig, panels = _grid(models, height=3.8)
     for name, (ax,) in zip(models, panels):
@@ -221,7 +223,8 @@ def plot_popularity(items, out: Path) -> Path:
 
 def plot_convergence(steps, out: Path) -> Path:
     """Top: relative distance of each group to its final value per epoch (log); bottom: cosine
-    between consecutive epoch updates."""
+    between consecutive epoch updates.
+    """
     models = list(dict.fromkeys(steps["model"]))
     plt, fig, panels = _grid(models, nrows_per_model=2, height=3.0)
     for name, (ax1, ax2) in zip(models, panels):

@@ -2,7 +2,12 @@
 
 from lirdrec.evaluate.metrics import METRICS, hits_from_topk, ranking_metrics
 from lirdrec.evaluate.ranking import (
-    DEFAULT_KS, auto_batch_size, evaluate, evaluate_splits, per_user_metrics, topk_items,
+    DEFAULT_KS,
+    auto_batch_size,
+    evaluate,
+    evaluate_splits,
+    per_user_metrics,
+    topk_items,
 )
 from lirdrec.evaluate.statistics import holm, paired_tests, seed_summary
 

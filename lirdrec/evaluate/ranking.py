@@ -56,7 +56,8 @@ def _masked_scores(model, users: np.ndarray, reps, masks: list[sp.csr_matrix]) -
 
 
 @torch.no_grad()
-def topk_items(model, ds: Dataset, users, k: int = 20, reps=None, exclude_train: bool = True) -> Tensor:
+def topk_items(model, ds: Dataset, users, k: int = 20, reps=None,
+               exclude_train: bool = True) -> Tensor:
     """Top-``k`` item ids ``(B, k)`` for ``users``, training items excluded."""
     was_training = model.training
     model.eval()
@@ -123,9 +124,9 @@ def evaluate_splits(
     batch_size: int | None = None,
     distributed: bool | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Full-ranking metrics of ``model`` on several splits from ONE scoring pass.
+    r"""Full-ranking metrics of ``model`` on several splits from ONE scoring pass.
 
-    Every item is ranked; the user's training items are masked to :math:`-\\infty` (and, with
+    Every item is ranked; the user's training items are masked to :math:`-\infty` (and, with
     ``mask_valid=True``, the validation items too when ranking for test; MMRec does not). Users
     with no training interaction or no interaction in a split are not evaluated on it. The
     union of the splits' users is scored once, in blocks of ``batch_size`` users; without

@@ -17,9 +17,10 @@ An experiment YAML::
 
 Every (dataset, variant, seed, grid point) trains in its own run directory under
 ``<out>/runs/``; one with a ``metrics.json`` is finished and is read back, not retrained (a
-half-finished one resumes from its checkpoint). For each (dataset, variant, seed) the grid point with the
-best VALIDATION metric is selected, and its valid and test metrics go to ``results.csv`` with the
-columns ``dataset, model, variant, seed, split, metric, K, value``; ``results.md`` shows test
+half-finished one resumes from its checkpoint). For each (dataset, variant, seed) the grid point
+with the best VALIDATION metric is selected, and its valid and test metrics go to
+``results.csv`` with the columns ``dataset, model, variant, seed, split, metric, K, value``;
+``results.md`` shows test
 metrics as mean ± std over seeds; ``selection.csv`` lists every grid point.
 """
 
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lirdrec.cli.config import read_yaml, resolve
+from lirdrec.config import config_layers, read_yaml, resolve
 from lirdrec.data.loader import load_dataset
 from lirdrec.data.sample import subsample_users
 from lirdrec.errors import ConfigError
@@ -85,7 +86,8 @@ def load_experiment(path: str | Path) -> Experiment:
         d = {"data": d} if isinstance(d, str) else dict(d)
         if "data" not in d:
             raise ConfigError(f"{path}: dataset {name!r} needs a 'data' path")
-        d["data"] = str((base / d["data"]).resolve()) if not Path(d["data"]).is_absolute() else d["data"]
+        if not Path(d["data"]).is_absolute():
+            d["data"] = str((base / d["data"]).resolve())
         datasets[name] = d
     models = {}
     for variant, m in cfg["models"].items():
@@ -101,7 +103,8 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{path}: reference {reference!r} is not a model variant; valid: "
                           f"{sorted(models)}")
     out = base / cfg.get("out", f"results/{cfg.get('name', path.stem)}")
-    return Experiment(name=str(cfg.get("name", path.stem)), out=out, datasets=datasets, models=models,
+    return Experiment(name=str(cfg.get("name", path.stem)), out=out, datasets=datasets,
+                      models=models,
                       seeds=[int(s) for s in cfg.get("seeds", [999])],
                       trainer=dict(cfg.get("trainer") or {}), small=dict(cfg.get("small") or {}),
                       metric=str(cfg.get("metric", "Recall@20")), reference=reference)
@@ -146,7 +149,8 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
             for seed in exp.seeds:
                 best = None
                 for idx, point in enumerate(points):
-                    layers = [exp.trainer, mcfg.get("params") or {}, point, overrides, {"seed": seed}]
+                    layers = config_layers(exp.trainer, (), mcfg.get("params"), point, overrides,
+                                           {"seed": seed})
                     cfg = resolve(mcfg["model"], layers)
                     run_dir = out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}"
                     config = {**cfg.to_dict(), "data": dcfg["data"],
@@ -156,19 +160,21 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
                         res = json.loads(done.read_text())
                         check_finished_run(run_dir, config, res)
                         valid, test, best_epoch = res["valid"], res["test"], res["best_epoch"]
-                        logger.info("%s/%s seed %d point %d: finished earlier", dname, variant, seed, idx)
+                        logger.info("%s/%s seed %d point %d: finished earlier", dname, variant,
+                                    seed, idx)
                     else:
                         logger.info("%s/%s seed %d point %d/%d: %s", dname, variant, seed, idx + 1,
                                     len(points), point)
                         resume = (run_dir / "checkpoint.pt").is_file()
                         result, _, _ = run_training(
                             cfg.model, base_ds, cfg.model_kwargs, cfg.trainer_kwargs,
-                            cold_items=float(cfg.data["cold_items"]), out_dir=run_dir, resume=resume,
-                            config=config, show_progress=show_progress)
+                            cold_items=float(cfg.data["cold_items"]), out_dir=run_dir,
+                            resume=resume, config=config, show_progress=show_progress,
+                            encoder=cfg.encoder)
                         valid, test, best_epoch = result.valid, result.test, result.best_epoch
                     score = valid[exp.metric]
-                    selection.append({"dataset": dname, "variant": variant, "seed": seed, "point": idx,
-                                      **{f"grid:{k}": v for k, v in point.items()},
+                    selection.append({"dataset": dname, "variant": variant, "seed": seed,
+                                      "point": idx, **{f"grid:{k}": v for k, v in point.items()},
                                       "best_epoch": best_epoch, f"valid/{exp.metric}": score,
                                       "selected": False})
                     if best is None or score > best[0]:
@@ -302,7 +308,8 @@ def results_table(df: pd.DataFrame, split: str = "test", metrics: tuple[str, ...
     if significance is not None:
         for _, r in significance.iterrows():
             marks[(r["dataset"], r["variant"], r["metric"])] = (
-                ("*" if r["t_p_holm"] < ALPHA else "") + ("†" if r["wilcoxon_p_holm"] < ALPHA else ""))
+                ("*" if r["t_p_holm"] < ALPHA else "")
+                + ("†" if r["wilcoxon_p_holm"] < ALPHA else ""))
     rows = []
     for (dataset, variant), part in stats.groupby(["dataset", "variant"], sort=False):
         row: dict[str, Any] = {"dataset": dataset, "variant": variant,

@@ -7,6 +7,7 @@ only when an encoder first runs; a missing one raises an ImportError naming the 
 from lirdrec.features.cache import FeatureCache
 from lirdrec.features.image import ImageEncoder
 from lirdrec.features.mllm import Captioner, HFCaptioner, LabelCaptioner, LLMEmbedder
+from lirdrec.features.synthetic_media import encode_synthetic_media
 from lirdrec.features.text import TextEncoder
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "LabelCaptioner",
     "LLMEmbedder",
     "FeatureCache",
+    "encode_synthetic_media",
 ]

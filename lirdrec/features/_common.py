@@ -32,11 +32,12 @@ def package_dir(module: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def show_progress_default(show_progress: bool | None, logger: logging.Logger) -> bool:
-    """``None`` means: on when ``logger`` is enabled for INFO (sentence-transformers' rule)."""
-    if show_progress is None:
-        return logger.isEnabledFor(logging.INFO)
-    return bool(show_progress)
+def show_progress_default(show_progress: bool | None, logger: logging.Logger | None = None
+                          ) -> bool:
+    """:func:`lirdrec.utils.logging.progress_enabled` (``logger`` kept for old callers)."""
+    from lirdrec.utils.logging import progress_enabled
+
+    return progress_enabled(show_progress)
 
 
 def resolve_device(device: str | None) -> str:

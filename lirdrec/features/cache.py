@@ -107,6 +107,50 @@ class FeatureCache:
             json.dump(list(texts), fh, ensure_ascii=False)
         return path
 
+    def cached_chunks(self, kind: str, key: str, inputs: Sequence[Any],
+                      part_key: Callable[[list], str], compute: Callable[[list], np.ndarray],
+                      chunk_size: int = 512, show_progress: bool | None = None) -> np.ndarray:
+        """``get_array(kind, key)`` or, on a miss, ``compute`` over chunks of ``inputs``, each
+        chunk cached on its own, so an interrupted encoding resumes at the first chunk not yet
+        done; one progress bar over all items shows the rate and the time left.
+
+        The whole result is then stored under ``key`` and the chunk files are removed.
+        """
+        from tqdm.auto import tqdm
+
+        from lirdrec.utils.logging import progress_enabled
+
+        hit = self.get_array(kind, key)
+        if hit is not None:
+            return hit
+        inputs = list(inputs)
+        parts: list[np.ndarray] = []
+        part_paths: list[Path] = []
+        resumed = 0
+        with tqdm(total=len(inputs), unit="item", desc=kind, dynamic_ncols=True,
+                  disable=not progress_enabled(show_progress)) as bar:
+            for start in range(0, len(inputs), chunk_size):
+                chunk = inputs[start:start + chunk_size]
+                path = self._path(f"{kind}-part", part_key(chunk), ".npy")
+                if path.is_file():
+                    arr = np.load(path, allow_pickle=False)
+                    resumed += len(chunk)
+                else:
+                    arr = compute(chunk)
+                    with atomic_write(path, "wb") as fh:
+                        np.save(fh, np.asarray(arr), allow_pickle=False)
+                parts.append(arr)
+                part_paths.append(path)
+                bar.update(len(chunk))
+        if resumed:
+            logger.info("%s: %d of %d items taken from an interrupted earlier run", kind, resumed,
+                        len(inputs))
+        value = np.concatenate(parts) if parts else compute([])
+        self.put_array(kind, key, value)
+        for path in part_paths:
+            path.unlink(missing_ok=True)
+        return value
+
     def cached_array(self, kind: str, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """``get_array`` or, on a miss, ``compute()`` then ``put_array``."""
         hit = self.get_array(kind, key)

@@ -296,7 +296,8 @@ class ImageEncoder:
 
     def _report_missing(self, images, names, present, reasons, filled: bool = True) -> None:
         """One warning line (count, first few items); the full list at DEBUG and in
-        :attr:`missing` as ``(item, file, reason)`` rows for the caller to save."""
+        :attr:`missing` as ``(item, file, reason)`` rows for the caller to save.
+        """
         rows = np.flatnonzero(~present)
         self.missing = []
         if not len(rows):
@@ -320,7 +321,8 @@ class ImageEncoder:
 
     def _encode_raw(self, images):
         """``{"image": features, "image-logits": logits}`` (zeros where absent; logits only for
-        EfficientNet), the present mask and per-row failure reasons."""
+        EfficientNet), the present mask and per-row failure reasons.
+        """
         import torch
         from tqdm.auto import tqdm
 

@@ -510,7 +510,10 @@ class LLMEmbedder:
             "gguf": self.gguf_file,
         }
         key = self.cache.key("llm", self.model_name_or_path, settings, texts)
-        return self.cache.cached_array("llm", key, lambda: self._encode(texts))
+        return self.cache.cached_chunks(  # resumable: finished chunks are kept
+            "llm", key, texts,
+            lambda chunk: self.cache.key("llm", self.model_name_or_path, settings, chunk),
+            self._encode, chunk_size=256, show_progress=self.show_progress)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         import torch

@@ -13,7 +13,9 @@ output modality::
 Each modality becomes ``<modality>_feat.npy`` (row ``i`` = item ``i``); ``mllm`` modalities also
 write ``captions.tsv``. Every other key of a modality is passed to its encoder's constructor
 (``batch_size``, ``pooling``, ``top_k``, ...), so the encoders' docstrings are the reference.
-:func:`prepare_dataset` runs the whole recipe; a summary goes to ``prepare.json``.
+:func:`prepare` is ``lirdrec prepare`` top to bottom: it checks the paths, runs the whole recipe
+(:func:`build_dataset`; a summary goes to ``prepare.json``) and loads the result once with every
+check of :func:`lirdrec.data.load_dataset`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import dataclasses
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,10 +35,12 @@ from lirdrec.data.build import (
     BuiltInteractions,
     build_interactions,
     read_interactions,
-    read_items,
     write_dataset,
 )
-from lirdrec.errors import ConfigError, DataWarning, SchemaError
+from lirdrec.data.dataset import Dataset
+from lirdrec.data.loader import load_dataset
+from lirdrec.data.raw_items import image_paths, item_records, resolve_path
+from lirdrec.errors import ConfigError, SchemaError
 from lirdrec.features.cache import FeatureCache
 from lirdrec.features.image import fill_missing
 from lirdrec.utils.io import atomic_write
@@ -51,7 +54,10 @@ __all__ = [
     "SplitSpec",
     "ItemsSpec",
     "ImagesSpec",
-    "prepare_dataset",
+    "build_dataset",
+    "check_paths",
+    "prepare",
+    "read_recipe",
     "ENCODERS",
 ]
 
@@ -180,6 +186,19 @@ class Recipe:
             write_masks=bool(data.get("write_masks", False)),
         )
 
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Recipe":
+        """Read and validate a recipe YAML (``yaml.safe_load``); a missing file is a ConfigError."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"recipe: {path} not found")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"recipe: {path} must be a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping (for ``prepare.json``)."""
         return dataclasses.asdict(self)
@@ -187,31 +206,11 @@ class Recipe:
 
 # ----------------------------------------------------------------------------------- pipeline
 def _resolve(base: Path, path: str | None) -> Path | None:
-    if path is None:
-        return None
-    p = Path(path)
-    return p if p.is_absolute() else base / p
+    return resolve_path(base, path)
 
 
 def _image_paths(recipe: Recipe, base: Path, item_ids: np.ndarray) -> list[Path | None]:
-    spec = recipe.images
-    if spec is None:
-        return [None] * len(item_ids)
-    folder = _resolve(base, spec.dir) if spec.dir else base
-    if spec.table:
-        table_path = _resolve(base, spec.table)
-        if not spec.id_col or not spec.file_col:
-            raise ConfigError("recipe: images.table needs id_col and file_col")
-        rows = read_items(table_path, id_col=spec.id_col)
-        return [
-            (
-                _resolve(folder, rows[i][spec.file_col])
-                if i in rows and rows[i][spec.file_col]
-                else None
-            )
-            for i in item_ids
-        ]
-    return [folder / spec.pattern.format(id=i) for i in item_ids]
+    return image_paths(recipe.images, base, item_ids)
 
 
 def _texts(records: list[dict], spec: dict, modality: str) -> list[str]:
@@ -250,7 +249,7 @@ def _write_captions(path: Path, item_ids, titles, labels, captions) -> None:
         df.to_csv(fh, sep="\t", index=False)
 
 
-def prepare_dataset(
+def build_dataset(
     recipe: Recipe,
     out_dir: str | Path,
     *,
@@ -310,29 +309,9 @@ def prepare_dataset(
         "modalities": {},
     }
 
-    records: list[dict] = [{} for _ in item_ids]
-    titles = [str(i) for i in item_ids]
+    records, titles, n_missing = item_records(recipe.items, base, item_ids)
     if recipe.items is not None:
-        it = recipe.items
-        table_items = read_items(
-            _resolve(base, it.path),
-            id_col=it.id_col,
-            sep=it.sep,
-            flag_groups=it.flag_groups,
-            list_columns=it.list_columns,
-        )
-        records = [table_items.get(i, {}) for i in item_ids]
-        n_missing = sum(1 for r in records if not r)
-        if n_missing:
-            msg = (
-                f"{n_missing} of {len(item_ids)} items have no row in {it.path}; "
-                "their texts are empty"
-            )
-            logger.warning(msg)
-            warnings.warn(msg, DataWarning, stacklevel=2)
         summary["stats"]["items_without_metadata"] = n_missing
-        if it.title_col:
-            titles = [r.get(it.title_col, "") or str(i) for r, i in zip(records, item_ids)]
     paths = _image_paths(recipe, base, item_ids)
 
     wanted = list(recipe.modalities) if modalities is None else list(modalities)
@@ -426,3 +405,37 @@ def check_paths(recipe: Recipe) -> None:
                 message=f"{what} table not found",
                 hint="run from the repository root or pass --raw-dir",
             )
+
+
+def read_recipe(path: str | Path | None) -> dict[str, Any]:
+    """The mapping of a recipe YAML (``{}`` for ``None``), before flags are applied on top."""
+    import yaml
+
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"prepare: recipe {path} not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"prepare: {path} must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def prepare(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    modalities: list[str] | None = None,
+    device: str | None = None,
+    show_progress: bool | None = None,
+) -> Dataset:
+    """``lirdrec prepare``: check the recipe's paths, build the dataset into ``out_dir`` with
+    :func:`build_dataset` (same arguments), then load it once with every check (as
+    ``lirdrec validate``) and return it.
+    """
+    check_paths(recipe)
+    out = build_dataset(recipe, out_dir, cache_dir=cache_dir, modalities=modalities,
+                        device=device, show_progress=show_progress)
+    return load_dataset(out)

@@ -178,10 +178,11 @@ class TextEncoder:
         texts = [str(t) for t in texts]
         settings = {"normalize": self.normalize}
         if self.cache is not None:
-            key = self.cache.key(
-                "text", resolve_text_model(self.model_name_or_path), settings, texts
-            )
-            return self.cache.cached_array("text", key, lambda: self._encode(texts))
+            model = resolve_text_model(self.model_name_or_path)
+            key = self.cache.key("text", model, settings, texts)
+            return self.cache.cached_chunks(  # resumable: finished chunks are kept
+                "text", key, texts, lambda chunk: self.cache.key("text", model, settings, chunk),
+                self._encode, chunk_size=2048, show_progress=self.show_progress)
         return self._encode(texts)
 
     def _encode(self, texts: list[str]) -> np.ndarray:

@@ -1,14 +1,28 @@
-"""Graphs built from the training interactions and the item features.
+r"""Graphs built from the training interactions and the item features.
 
-- :func:`bipartite_adjacency`: :math:`\\hat A = D^{-1/2} A D^{-1/2}` of the user-item graph.
-- :func:`build_knn_graph`: chunked cosine top-k item-item graph.
+- :func:`bipartite_adjacency`: :math:`\hat A = D^{-1/2} A D^{-1/2}` of the user-item graph.
+- :func:`build_knn_graph`: chunked cosine top-k item-item graph (:func:`auto_chunk_size`, the
+  one chunk policy); :func:`build_item_graph`: the frozen multimodal item graph of LIRDRec and
+  FREEDOM, mixed by :func:`knn_modality_weights`.
 - :func:`combine_graphs`: weighted sum of sparse graphs.
-- :func:`spmm`, :func:`propagate_sum`, :func:`residual_spmm`: sparse products with fast backward.
+- :func:`propagate`: LightGCN's layer mean or sum; :func:`spmm`, :func:`propagate_sum`,
+  :func:`residual_spmm`: sparse products with fast backward.
+
+Models never build graphs themselves: their ``from_dataset`` asks this package and passes the
+graphs to the constructor.
 """
 
 from lirdrec.graphs.bipartite import bipartite_adjacency, bipartite_edge_index
-from lirdrec.graphs.knn import build_knn_graph, combine_graphs, knn_indices
+from lirdrec.graphs.knn import (
+    auto_chunk_size,
+    build_item_graph,
+    build_knn_graph,
+    combine_graphs,
+    knn_indices,
+    knn_modality_weights,
+)
 from lirdrec.graphs.sparse import (
+    propagate,
     propagate_sum,
     residual_spmm,
     sparse_from_coo,
@@ -18,11 +32,15 @@ from lirdrec.graphs.sparse import (
 )
 
 __all__ = [
+    "auto_chunk_size",
     "bipartite_adjacency",
     "bipartite_edge_index",
+    "build_item_graph",
     "build_knn_graph",
     "combine_graphs",
     "knn_indices",
+    "knn_modality_weights",
+    "propagate",
     "propagate_sum",
     "residual_spmm",
     "sparse_from_coo",

@@ -41,7 +41,8 @@ def bipartite_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
     Args:
         num_users (int): :math:`U`.
         num_items (int): :math:`I`.
-        users, items: array-likes of shape :math:`(E,)`, the training pairs.
+        users: array-like :math:`(E,)`, the users of the training pairs.
+        items: array-like :math:`(E,)`, their items.
 
     Returns:
         Sparse CSR tensor of shape :math:`(U + I, U + I)`.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,20 +11,30 @@ from torch import Tensor
 from lirdrec.errors import ConfigError
 from lirdrec.graphs.sparse import sparse_from_coo, to_coo_parts
 
-__all__ = ["knn_indices", "build_knn_graph", "combine_graphs", "auto_chunk_size"]
+__all__ = ["auto_chunk_size", "build_item_graph", "build_knn_graph", "combine_graphs",
+           "knn_indices", "knn_modality_weights"]
 
 
-#: Bytes of the (chunk, I) similarity block when ``chunk_size`` is ``None``.
-CHUNK_BYTES = 128 * 2**20
+#: Bytes of the (chunk, I) float32 similarity block when ``chunk_size`` is ``None`` ...
+CHUNK_BYTES = 4 * 2**20
+#: ... but at least this many rows (each chunk reads every feature row once: fewer rows cost time).
+MIN_CHUNK_ROWS = 128
 
 
-def auto_chunk_size(num_items: int, budget_bytes: int = CHUNK_BYTES) -> int:
-    """Rows per chunk so one float32 ``(chunk, I)`` similarity block stays within the budget.
+def auto_chunk_size(num_items: int, budget_bytes: int = CHUNK_BYTES,
+                    min_rows: int = MIN_CHUNK_ROWS) -> int:
+    """The kNN chunk policy: rows per chunk so one float32 ``(chunk, I)`` similarity block stays
+    within ``budget_bytes`` (4 MiB), but at least ``min_rows`` rows and at most ``num_items``.
 
-    >>> auto_chunk_size(100_000)
-    335
+    Every kNN builder of the library uses it when given no ``chunk_size``. The chunk changes
+    memory and time only: neighbours and values are the same for any chunk size (tested with
+    sizes that do not divide :math:`I`).
+
+    >>> auto_chunk_size(100_000), auto_chunk_size(1_000), auto_chunk_size(50)
+    (128, 1000, 50)
     """
-    return max(1, min(num_items, budget_bytes // (4 * max(num_items, 1))))
+    rows = max(int(min_rows), budget_bytes // (4 * max(num_items, 1)))
+    return max(1, min(num_items, rows))
 
 
 @torch.no_grad()
@@ -79,8 +89,8 @@ def build_knn_graph(
         k (int): neighbours per row. (default: ``10``)
         normalization (str): ``"sym"``, ``"row"`` or ``"none"``. (default: ``"sym"``)
         weighted (bool): keep cosine values instead of ones. (default: ``False``)
-        chunk_size (int | None): rows per similarity chunk; ``None`` keeps each
-            ``(chunk, I)`` block under 128 MiB. (default: ``None``)
+        chunk_size (int | None): rows per similarity chunk; ``None``: :func:`auto_chunk_size`.
+            (default: ``None``)
 
     Returns:
         Sparse CSR tensor :math:`(I, I)` with exactly :math:`k` entries per row.
@@ -90,7 +100,8 @@ def build_knn_graph(
     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
     """
     if normalization not in ("sym", "row", "none"):
-        raise ConfigError(f"knn: normalization must be 'sym', 'row' or 'none', got {normalization!r}")
+        raise ConfigError("knn: normalization must be 'sym', 'row' or 'none', "
+                          f"got {normalization!r}")
     n = x.shape[0]
     values, indices = knn_indices(x, k, chunk_size)
     row = torch.arange(n).repeat_interleave(k)
@@ -115,4 +126,68 @@ def combine_graphs(graphs: Sequence[Tensor], weights: Sequence[float]) -> Tensor
         rows.append(r)
         cols.append(c)
         vals.append(v * float(w))
-    return sparse_from_coo(torch.cat(rows), torch.cat(cols), torch.cat(vals), tuple(graphs[0].shape))
+    return sparse_from_coo(torch.cat(rows), torch.cat(cols), torch.cat(vals),
+                           tuple(graphs[0].shape))
+
+
+def knn_modality_weights(
+    modalities: Sequence[str], mm_image_weight: float, image_modality: str = "image"
+) -> dict[str, float]:
+    r"""The mixing rule of per-modality item graphs (LIRDRec, FREEDOM): how
+    ``mm_image_weight`` :math:`w` generalises to :math:`|M|` modalities.
+
+    The references have two modalities and use :math:`S = w S_v + (1-w) S_t`. Here the modality
+    in the "image slot" gets :math:`w` and the others share :math:`1 - w` equally:
+
+    - the image slot is ``image_modality`` if present, otherwise the first modality listed
+      (so ``text, meta`` puts text there; pass ``image_modality="meta"`` to put meta there, as
+      the LIRDRec reference's text+meta run did);
+    - with one modality its weight is 1 (:math:`w` unused).
+
+    >>> knn_modality_weights(["image", "text", "meta"], 0.1)
+    {'image': 0.1, 'text': 0.45, 'meta': 0.45}
+    >>> knn_modality_weights(["text", "meta"], 0.2, image_modality="meta")
+    {'text': 0.8, 'meta': 0.2}
+    >>> knn_modality_weights(["image"], 0.1)
+    {'image': 1.0}
+    """
+    names = list(modalities)
+    if len(names) == 1:
+        return {names[0]: 1.0}
+    slot = image_modality if image_modality in names else names[0]
+    rest = (1.0 - float(mm_image_weight)) / (len(names) - 1)
+    return {m: float(mm_image_weight) if m == slot else rest for m in names}
+
+
+def build_item_graph(
+    features: Mapping[str, Tensor],
+    knn_k: int = 10,
+    mm_image_weight: float = 0.1,
+    image_modality: str = "image",
+    chunk_size: int | None = None,
+) -> Tensor:
+    r"""Frozen item-item graph :math:`S = \sum_m \omega_m S_m` from raw features (LIRDRec's and
+    FREEDOM's).
+
+    :math:`S_m` is the cosine top-``knn_k`` graph of :math:`\mathbf{X}_m` (self included, unit
+    weights, :math:`D^{-1/2} S D^{-1/2}` by row sums, so every kept value is :math:`1/k`) from
+    :func:`build_knn_graph`, built in row chunks (memory :math:`O(c\,I + I k)`);
+    :math:`\omega` from :func:`knn_modality_weights`.
+
+    Args:
+        features (Mapping[str, Tensor]): modality -> :math:`(I, d_m)`.
+        knn_k (int): :math:`k`. (default: ``10``)
+        mm_image_weight (float): :math:`w`. (default: ``0.1``)
+        image_modality (str): modality of the image slot. (default: ``"image"``)
+        chunk_size (int | None): rows per similarity chunk; ``None``: :func:`auto_chunk_size`.
+
+    Returns:
+        Sparse CSR :math:`(I, I)`.
+
+    >>> g = build_item_graph({"image": torch.eye(3), "text": torch.eye(3)}, knn_k=1)
+    >>> g.to_dense().diagonal().tolist()     # 0.1 * 1 + 0.9 * 1
+    [1.0, 1.0, 1.0]
+    """
+    weights = knn_modality_weights(list(features), mm_image_weight, image_modality)
+    graphs = [build_knn_graph(features[m], k=knn_k, chunk_size=chunk_size) for m in weights]
+    return combine_graphs(graphs, list(weights.values()))

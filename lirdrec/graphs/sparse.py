@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "propagate",
     "propagate_sum",
     "residual_spmm",
     "sparse_from_coo",
@@ -102,7 +103,8 @@ def _addmm(base: Tensor, adj: Tensor, x: Tensor) -> Tensor:
 def _horner(adj: Tensor, x: Tensor, steps: int) -> Tensor:
     r""":math:`\sum_{l=0}^{L} A^l x` by Horner's rule :math:`t \leftarrow x + A t` (``steps`` =
     :math:`L`): one sparse kernel per step that accumulates onto a copy of :math:`x`
-    (``addmm``, ``beta=1``), no separate layer tensors or additions."""
+    (``addmm``, ``beta=1``), no separate layer tensors or additions.
+    """
     out = x
     for _ in range(steps):
         out = _addmm(x, adj, out)
@@ -119,7 +121,8 @@ def _residual(adj: Tensor, x: Tensor, power: int) -> Tensor:
 
 class _Polynomial(torch.autograd.Function):
     r"""``propagate_sum`` / ``residual_spmm`` with the same polynomial in :math:`A^\top` as
-    backward; nothing is saved for backward (the graph is constant)."""
+    backward; nothing is saved for backward (the graph is constant).
+    """
 
     @staticmethod
     def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor, steps: int, cumulative: bool):  # type: ignore[override]
@@ -150,6 +153,35 @@ def propagate_sum(adj: Tensor, x: Tensor, num_layers: int, adj_t: Tensor | None 
     if not x.requires_grad:
         return _horner(adj, x, num_layers)
     return _Polynomial.apply(adj, adj if adj_t is None else adj_t, x, num_layers, True)
+
+
+def propagate(adj: Tensor, x: Tensor, num_layers: int, combine: str = "mean") -> Tensor:
+    r"""The propagation of LightGCN and of every model built on it (FREEDOM, BM3, LIRDRec):
+    :math:`\sum_{l=0}^{L}\alpha_l \hat A^l X`.
+
+    ``combine="mean"`` uses :math:`\alpha_l = 1/(L+1)` (LightGCN, MMRec's LightGCN, FREEDOM,
+    BM3), ``"sum"`` uses :math:`\alpha_l = 1` (LIRDRec's combination) and is
+    :func:`propagate_sum`. The mean adds the layers one by one (:math:`L` calls of
+    :func:`spmm`), the order every recorded LightGCN, FREEDOM and BM3 run used, so those numbers
+    reproduce to the last bit; :func:`propagate_sum` gives the same sum by Horner's rule, equal
+    up to float rounding.
+
+    Shapes:
+        - adj :math:`(N, N)` sparse, x :math:`(N, d)` -> :math:`(N, d)`
+
+    >>> a = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).to_sparse_csr()
+    >>> x = torch.tensor([[1.0], [3.0]])
+    >>> propagate(a, x, 1).tolist(), propagate(a, x, 1, "sum").tolist()   # (x + Ax) / 2, x + Ax
+    ([[2.0], [2.0]], [[4.0], [4.0]])
+    """
+    if combine == "sum":
+        return propagate_sum(adj, x, num_layers)
+    out = x
+    h = x
+    for _ in range(num_layers):
+        h = spmm(adj, h)
+        out = out + h
+    return out / (num_layers + 1)
 
 
 def residual_spmm(adj: Tensor, x: Tensor, power: int = 1, adj_t: Tensor | None = None) -> Tensor:

@@ -3,23 +3,35 @@
 >>> import lirdrec
 >>> lirdrec.models.get("lightgcn").__name__
 'LightGCN'
+>>> sorted(lirdrec.models.get(n).__name__ for n in lirdrec.models.names()) == sorted(
+...     c for c in lirdrec.models.__all__ if c[0].isupper() and c != "Recommender")
+True
 """
 
 from lirdrec.models.base import Recommender, bpr_loss
+from lirdrec.models.bm3 import BM3
+from lirdrec.models.freedom import FREEDOM
+from lirdrec.models.lattice import LATTICE
+from lirdrec.models.lightgcn import LightGCN
+from lirdrec.models.lirdrec import LIRDRec
+from lirdrec.models.mf import MF
+from lirdrec.models.pop import Pop
 from lirdrec.models.registry import get, names, register
+from lirdrec.models.vbpr import VBPR
 
-# Each model module registers itself on import.
-from lirdrec.models import pop as _pop  # noqa: F401,E402
-from lirdrec.models import mf as _mf  # noqa: F401,E402
-from lirdrec.models import lightgcn as _lightgcn  # noqa: F401,E402
-from lirdrec.models import vbpr as _vbpr  # noqa: F401,E402
-from lirdrec.models import lattice as _lattice  # noqa: F401,E402
-from lirdrec.models import bm3 as _bm3  # noqa: F401,E402
-from lirdrec.models import freedom as _freedom  # noqa: F401,E402
-from lirdrec.models.pop import Pop  # noqa: E402
-from lirdrec.models.mf import MF  # noqa: E402
-from lirdrec.models.lightgcn import LightGCN  # noqa: E402
-from lirdrec.models import lirdrec as _lirdrec  # noqa: F401,E402
-from lirdrec.models.lirdrec import LIRDRec  # noqa: E402
-
-__all__ = ["Recommender", "bpr_loss", "get", "names", "register", "Pop", "MF", "LightGCN"]
+# Importing each model module above registers it under its CLI name.
+__all__ = [
+    "BM3",
+    "FREEDOM",
+    "LATTICE",
+    "LIRDRec",
+    "LightGCN",
+    "MF",
+    "Pop",
+    "Recommender",
+    "VBPR",
+    "bpr_loss",
+    "get",
+    "names",
+    "register",
+]

@@ -7,7 +7,8 @@ evaluates, checkpoints and is diagnosed the same way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +18,8 @@ from lirdrec.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
-__all__ = ["Recommender", "bpr_loss", "check_param"]
+__all__ = ["Constraint", "Interval", "OneOf", "Recommender", "Shape", "bpr_loss", "check_arguments",
+           "check_param", "emb_loss"]
 
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
@@ -32,10 +34,171 @@ def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     return torch.nn.functional.softplus(neg_scores - pos_scores).mean()
 
 
+def emb_loss(*embeddings: Tensor) -> Tensor:
+    r"""MMRec's embedding regulariser: :math:`\frac1B\sum_t \lVert E_t\rVert_2` (unsquared
+    Frobenius norms of the batch's embedding rows, divided by the batch size :math:`B`).
+    """
+    return sum(torch.linalg.vector_norm(e) for e in embeddings) / embeddings[-1].shape[0]
+
+
+# ---------------------------------------------------------------------- argument validation
 def check_param(cls_name: str, name: str, value: Any, ok: bool, expectation: str) -> None:
-    """Raise ``ConfigError("<cls>: <name> must be <expectation>, got <value>")`` unless ``ok``."""
+    """The one message template: ``ConfigError("<cls>: <name> must be <expectation>, got
+    <value>")`` unless ``ok`` (used by :func:`check_arguments` and by checks of whole inputs,
+    such as a feature dict, that no table row describes).
+    """
     if not ok:
         raise ConfigError(f"{cls_name}: {name} must be {expectation}, got {value!r}")
+
+
+class Constraint:
+    """One row of a class's ``constraints`` table: what an argument must be."""
+
+    def ok(self, value: Any, owner: Any) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self, owner: Any) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def shown(self, value: Any) -> Any:
+        """What the error message prints as the value found."""
+        return value
+
+
+def _bound(bound: float | str | None, owner: Any) -> Any:
+    return getattr(owner, bound) if isinstance(bound, str) else bound
+
+
+@dataclass(frozen=True)
+class Interval(Constraint):
+    """A number in an interval; a bound may name an attribute of the owner (``"num_items"``).
+
+    ``closed`` is ``"both"``, ``"left"``, ``"right"`` or ``"neither"``; ``integer`` asks for an int;
+    ``optional`` also accepts ``None``.
+
+    >>> Interval(0, 1, closed="right").describe(None), Interval(1, integer=True).describe(None)
+    ('in (0, 1]', 'an int >= 1')
+    """
+
+    low: float | str | None = None
+    high: float | str | None = None
+    closed: str = "both"
+    integer: bool = False
+    optional: bool = False
+
+    def ok(self, value: Any, owner: Any) -> bool:
+        if value is None:
+            return self.optional
+        try:
+            v = int(value) if self.integer else float(value)
+        except (TypeError, ValueError):
+            return False
+        lo, hi = _bound(self.low, owner), _bound(self.high, owner)
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        return ((lo is None or v > lo or (left and v == lo))
+                and (hi is None or v < hi or (right and v == hi)))
+
+    def describe(self, owner: Any) -> str:
+        return self._describe(owner) + (" or None" if self.optional else "")
+
+    def _describe(self, owner: Any) -> str:
+        kind = "an int " if self.integer else ""
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+
+        def fmt(b):
+            return f"{b}={_bound(b, owner)}" if isinstance(b, str) else f"{b}"
+
+        if self.high is None:
+            return f"{kind}{'>=' if left else '>'} {fmt(self.low)}"
+        if self.low is None:
+            return f"{kind}{'<=' if right else '<'} {fmt(self.high)}"
+        opening, closing = "[" if left else "(", "]" if right else ")"
+        return f"{kind}in {opening}{fmt(self.low)}, {fmt(self.high)}{closing}"
+
+
+@dataclass(frozen=True, init=False)
+class OneOf(Constraint):
+    """One of a few values.
+
+    >>> OneOf("mean", "sum").describe(None), OneOf(None, "bfloat16").describe(None)
+    ('one of mean, sum', "None or 'bfloat16'")
+    """
+
+    options: tuple
+
+    def __init__(self, *options: Any) -> None:
+        object.__setattr__(self, "options", tuple(options))
+
+    def ok(self, value: Any, owner: Any) -> bool:
+        try:
+            return value in self.options
+        except (TypeError, RuntimeError):  # e.g. a tensor, whose == is element-wise
+            return False
+
+    def describe(self, owner: Any) -> str:
+        if all(isinstance(o, str) for o in self.options):
+            return f"one of {', '.join(self.options)}"
+        return " or ".join(map(repr, self.options))
+
+
+@dataclass(frozen=True)
+class Shape(Constraint):
+    """A tensor of shape ``(rows, cols)``; each size is a number or an attribute of the owner."""
+
+    rows: int | str
+    cols: int | str
+    optional: bool = False
+
+    def ok(self, value: Any, owner: Any) -> bool:
+        if value is None:
+            return self.optional
+        shape = (_bound(self.rows, owner), _bound(self.cols, owner))
+        return isinstance(value, Tensor) and tuple(value.shape) == shape
+
+    def describe(self, owner: Any) -> str:
+        shape = f"({_bound(self.rows, owner)}, {_bound(self.cols, owner)})"
+        return f"a tensor of shape {shape}" + (" or None" if self.optional else "")
+
+    def shown(self, value: Any) -> Any:
+        return tuple(value.shape) if hasattr(value, "shape") else value
+
+
+def check_arguments(owner: Any, values: Mapping[str, Any], cls: type | None = None) -> None:
+    """Check ``values`` (a constructor's ``locals()``) against the ``constraints`` table of every
+    class in the MRO of ``cls`` (default ``type(owner)``), with the one message template of
+    :func:`check_param`; sizes a row names (``"num_items"``) are read from ``owner``.
+
+    Raises:
+        ConfigError: ``"<class>: <argument> must be <expectation>, got <value>"`` for the first
+            argument that breaks its row; the class named is ``cls`` (right for subclasses too).
+    """
+    cls = type(owner) if cls is None else cls
+    for klass in reversed(cls.__mro__):
+        for name, constraint in vars(klass).get("constraints", {}).items():
+            if name in values:
+                value = values[name]
+                check_param(cls.__name__, name, constraint.shown(value),
+                            constraint.ok(value, owner), constraint.describe(owner))
+
+
+def check_arguments_early(cls: type, values: Mapping[str, Any]) -> None:
+    """The rows of ``cls``'s ``constraints`` tables that need no data, checked before any is read.
+
+    Rows whose bounds name a size of the data (``"num_items"``) and tensor shapes are left to
+    the constructor; everything else (``lr``-like ranges, ``fusion`` choices) fails here, so a
+    bad setting costs no data loading.
+
+    Raises:
+        ConfigError: the constructor's own message for the first bad argument.
+    """
+    for klass in reversed(cls.__mro__):
+        for name, c in vars(klass).get("constraints", {}).items():
+            if name not in values or isinstance(c, Shape):
+                continue
+            if isinstance(c, Interval) and (isinstance(c.low, str) or isinstance(c.high, str)):
+                continue
+            value = values[name]
+            check_param(cls.__name__, name, c.shown(value), c.ok(value, None), c.describe(None))
 
 
 class Recommender(nn.Module):
@@ -64,6 +227,12 @@ class Recommender(nn.Module):
     uses_negatives: bool = True
     trainer_defaults: dict[str, Any] = {}
     unregistered_tensors: tuple[str, ...] = ()
+    #: Constructor-argument table (argument -> :class:`Constraint`), one per class, checked by
+    #: :func:`check_arguments`; a subclass lists its own arguments.
+    constraints: dict[str, Constraint] = {
+        "num_users": Interval(1, integer=True),
+        "num_items": Interval(1, integer=True),
+    }
     #: Whether items without a training interaction get meaningful scores (the model computes
     #: item representations from features); ``lirdrec recommend`` ranks them only then.
     scores_cold_items: bool = False
@@ -72,15 +241,20 @@ class Recommender(nn.Module):
 
     def __init__(self, num_users: int, num_items: int) -> None:
         super().__init__()
-        check_param(type(self).__name__, "num_users", num_users, int(num_users) > 0, "a positive int")
-        check_param(type(self).__name__, "num_items", num_items, int(num_items) > 0, "a positive int")
+        check_arguments(self, {"num_users": num_users, "num_items": num_items})
         self.num_users = int(num_users)
         self.num_items = int(num_items)
+
+    @property
+    def num_nodes(self) -> int:
+        """:math:`U + I`, the size of the user-item graph."""
+        return self.num_users + self.num_items
 
     # ------------------------------------------------------------------ ID tables
     def _add_id_embeddings(self, dim: int) -> None:
         """Create ``user_emb`` :math:`(U, d)` and ``item_emb`` :math:`(I, d)` ID tables
-        (uninitialised; :meth:`_reset_id_embeddings` draws them)."""
+        (uninitialised; :meth:`_reset_id_embeddings` draws them).
+        """
         self.user_emb = nn.Parameter(torch.empty(self.num_users, dim))
         self.item_emb = nn.Parameter(torch.empty(self.num_items, dim))
 
@@ -94,7 +268,8 @@ class Recommender(nn.Module):
         """Return ``(user_emb (U, d'), item_emb (I, d'))``, the representations that are scored."""
         raise NotImplementedError
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:  # pragma: no cover
+    def loss(self, users: Tensor, pos_items: Tensor,
+             neg_items: Tensor) -> Tensor:  # pragma: no cover
         """Training loss of a batch: three int64 ``(B,)`` tensors -> scalar."""
         raise NotImplementedError
 
@@ -109,6 +284,50 @@ class Recommender(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before epoch ``epoch`` (1-based). Default: nothing."""
+
+    def training_loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+        r"""What the trainer minimises: :meth:`loss`, plus, with a feature encoder attached
+        whose ``vl_loss_weight`` :math:`\beta > 0`, :math:`\beta` times its contrastive loss on
+        the batch's distinct items (``pos_items``, and ``neg_items`` when the model reads them).
+        """
+        loss = self.loss(users, pos_items, neg_items)
+        encoder = getattr(self, "feature_encoder", None)
+        if encoder is not None and encoder.vl_loss_weight > 0:
+            items = torch.cat([pos_items, neg_items]) if self.uses_negatives else pos_items
+            loss = loss + encoder.vl_loss_weight * encoder.contrastive_loss(items)
+        return loss
+
+    # ------------------------------------------------------------------ end-to-end features
+    def attach_feature_encoder(self, encoder: nn.Module) -> None:
+        """Read the item features from ``encoder`` from now on (the end-to-end mode).
+
+        ``encoder`` is an :class:`~lirdrec.encoders.aligned.ItemFeatureEncoder` (calling it
+        returns ``{modality: (I, d_m)}`` with gradient into its trainable top); it becomes the
+        submodule ``feature_encoder``, so its trainable parameters are trained by the model's
+        optimiser and saved in the model's ``state_dict``. The model must have been built from
+        the same modalities and widths (the encoder's initial output). Anything the model built
+        from its features at construction (kNN item graphs) stays as built.
+
+        Raises:
+            ConfigError: the model reads no features, or a modality the encoder lacks.
+        """
+        names = list(getattr(self, "modalities", []))
+        check_param(type(self).__name__, "feature encoder", names, bool(names),
+                    "attached to a model that reads item features")
+        missing = [m for m in names if m not in encoder.modalities]
+        check_param(type(self).__name__, "feature encoder", list(encoder.modalities), not missing,
+                    f"an encoder providing the model's modalities {names}")
+        self.feature_encoder = encoder
+
+    def encoded_features(self) -> list[Tensor] | None:
+        """The attached encoder's item features in the order of ``self.modalities``, recomputed
+        with gradient, each :math:`(I, d_m)`; ``None`` without an encoder (constant features).
+        """
+        encoder = getattr(self, "feature_encoder", None)
+        if encoder is None:
+            return None
+        feats = encoder()
+        return [feats[m] for m in self.modalities]
 
     def extra_state(self) -> dict[str, Any]:
         """Per-epoch state outside ``state_dict`` (buffers are preferred; default empty)."""
@@ -128,8 +347,32 @@ class Recommender(nn.Module):
     # ------------------------------------------------------------------ helpers
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "Recommender":  # pragma: no cover
-        """Build the model's graphs and tensors from a :class:`~lirdrec.data.Dataset`."""
+        """Ask :mod:`lirdrec.graphs` for the model's graphs, take its tensors from a
+        :class:`~lirdrec.data.Dataset`, and pass them to the constructor.
+        """
         return cls(ds.num_users, ds.num_items, **kwargs)
+
+    @classmethod
+    def check_kwargs(cls, ds: "Dataset", kwargs: Mapping[str, Any]) -> None:
+        """Check hyper-parameters against the table before ``from_dataset`` builds graphs with
+        them (the same error as the constructor would raise).
+        """
+        import types
+
+        sizes = types.SimpleNamespace(num_users=ds.num_users, num_items=ds.num_items,
+                                      num_nodes=ds.num_users + ds.num_items)
+        check_arguments(sizes, kwargs, cls)
+
+    @classmethod
+    def default(cls, name: str, kwargs: Mapping[str, Any]) -> Any:
+        """``kwargs[name]``, else the constructor's default (what ``from_dataset`` needs to build
+        a graph with the same setting the constructor will get).
+        """
+        import inspect
+
+        if name in kwargs:
+            return kwargs[name]
+        return inspect.signature(cls.__init__).parameters[name].default
 
     def extra_repr(self) -> str:
         return f"num_users={self.num_users}, num_items={self.num_items}"

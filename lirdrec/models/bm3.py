@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lirdrec.graphs import bipartite_adjacency
+from lirdrec.graphs import bipartite_adjacency, propagate
 from lirdrec.models._features import check_features, feature_tables, make_generator
-from lirdrec.models.base import Recommender, check_param
-from lirdrec.models.lightgcn import propagate
-from lirdrec.models.mf import emb_loss
+from lirdrec.models.base import Interval, Recommender, Shape, check_arguments, emb_loss
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,20 +92,22 @@ class BM3(Recommender):
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("projections",)
 
+    constraints = {
+        "adj": Shape("num_nodes", "num_nodes"),
+        "embedding_dim": Interval(1, integer=True),
+        "num_layers": Interval(0, integer=True),
+        "dropout": Interval(0, 1, closed="left"),
+        "reg_weight": Interval(0),
+        "cl_weight": Interval(0),
+    }
+
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, num_layers: int = 1, dropout: float = 0.3,
                  reg_weight: float = 0.1, cl_weight: float = 2.0, train_features: bool = True,
                  generator_seed: int | None = None) -> None:
         super().__init__(num_users, num_items)
-        check = partial(check_param, "BM3")
-        n = self.num_users + self.num_items
-        check("adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
-        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check("num_layers", num_layers, int(num_layers) >= 0, "a non-negative int")
-        check("dropout", dropout, 0.0 <= float(dropout) < 1.0, "in [0, 1)")
-        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
-        check("cl_weight", cl_weight, float(cl_weight) >= 0, ">= 0")
-        self.modalities, mats = check_features("BM3", features, self.num_items)
+        check_arguments(self, locals())
+        self.modalities, mats = check_features(type(self).__name__, features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
@@ -155,7 +154,8 @@ class BM3(Recommender):
 
     def _drop(self, x: Tensor) -> Tensor:
         """Inverted dropout from the model's generator: zero w.p. :math:`p`, else scale
-        :math:`1/(1-p)`."""
+        :math:`1/(1-p)`.
+        """
         if self.dropout <= 0.0:
             return x
         keep = torch.rand(x.shape, generator=self.generator).to(x.device) >= self.dropout
@@ -163,7 +163,8 @@ class BM3(Recommender):
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor | None = None) -> Tensor:
         user_emb, item_emb = self.online()
-        feats = [proj(x) for proj, x in zip(self.projections, self.features)]  # M x (I, d)
+        raw = self.encoded_features() or list(self.features)  # end-to-end: from an encoder
+        feats = [proj(x) for proj, x in zip(self.projections, raw)]  # M x (I, d)
         with torch.no_grad():
             user_t = self._drop(user_emb)[users]  # (B, d)
             item_t = self._drop(item_emb)[pos_items]  # (B, d)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
@@ -10,16 +9,16 @@ from torch import Tensor, nn
 
 from lirdrec.graphs import (
     bipartite_adjacency,
-    build_knn_graph,
-    combine_graphs,
+    build_item_graph,
+    knn_modality_weights,
+    propagate,
     sparse_from_coo,
     spmm,
     to_coo_parts,
     transpose_csr,
 )
 from lirdrec.models._features import check_features, feature_tables, make_generator
-from lirdrec.models.base import Recommender, bpr_loss, check_param
-from lirdrec.models.lightgcn import propagate
+from lirdrec.models.base import Interval, Recommender, Shape, bpr_loss, check_arguments
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,32 +28,27 @@ __all__ = ["FREEDOM", "degree_sensitive_prune", "modality_weights", "frozen_item
 
 
 def modality_weights(modalities: Sequence[str], mm_image_weight: float) -> list[float]:
-    r"""Mixing weights of the per-modality item graphs.
-
-    The reference mixes two graphs as :math:`w S_v + (1-w) S_t`. Generalised: the modality named
-    ``"image"`` (the first one if none is) gets :math:`w`, the other :math:`M-1` share
-    :math:`1-w` equally; a single modality gets weight 1.
+    r"""Mixing weights of the per-modality item graphs, in ``modalities`` order: the one rule of
+    :func:`lirdrec.graphs.knn_modality_weights` (the modality named ``"image"``, the first one
+    if none is, gets :math:`w`; the others share :math:`1-w`; a single modality gets 1).
 
     >>> modality_weights(["image", "text"], 0.1)
     [0.1, 0.9]
     >>> modality_weights(["text", "image", "meta"], 0.2)
     [0.4, 0.2, 0.4]
     """
-    m = len(modalities)
-    if m == 1:
-        return [1.0]
-    lead = modalities.index("image") if "image" in modalities else 0
-    rest = (1.0 - mm_image_weight) / (m - 1)
-    return [mm_image_weight if j == lead else rest for j in range(m)]
+    return list(knn_modality_weights(modalities, mm_image_weight).values())
 
 
 def frozen_item_graph(mats: Sequence[Tensor], modalities: Sequence[str], knn_k: int,
-                      mm_image_weight: float, chunk_size: int = 2048) -> Tensor:
+                      mm_image_weight: float, chunk_size: int | None = None) -> Tensor:
     r""":math:`S = \sum_m w_m\, D_m^{-1/2} S_m D_m^{-1/2}`: unit-weight cosine kNN graph of each
     modality's raw features (item itself included, every kept value :math:`1/k`), mixed with
-    :func:`modality_weights`. Sparse CSR :math:`(I, I)`, built in row chunks."""
-    graphs = [build_knn_graph(x, knn_k, "sym", weighted=False, chunk_size=chunk_size) for x in mats]
-    return combine_graphs(graphs, modality_weights(list(modalities), mm_image_weight))
+    :func:`modality_weights`: :func:`lirdrec.graphs.build_item_graph` of the matrices named by
+    ``modalities``. Sparse CSR :math:`(I, I)`, built in row chunks.
+    """
+    return build_item_graph(dict(zip(modalities, mats)), knn_k, mm_image_weight, "image",
+                            chunk_size)
 
 
 def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor, num_users: int,
@@ -69,9 +63,11 @@ def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor, num_user
         \tilde A_{ui} = \tilde A_{iu} = \frac{1}{\sqrt{|\tilde N_u|}\sqrt{|\tilde N_i|}}.
 
     Args:
-        users, items (Tensor): int64 :math:`(E,)`, the training edges.
+        users (Tensor): int64 :math:`(E,)`, the users of the training edges.
+        items (Tensor): int64 :math:`(E,)`, their items.
         probs (Tensor): :math:`(E,)` sampling weights.
-        num_users, num_items (int): :math:`U`, :math:`I`.
+        num_users (int): :math:`U`.
+        num_items (int): :math:`I`.
         keep (int): edges to keep.
         generator (torch.Generator): source of randomness.
 
@@ -147,7 +143,8 @@ class FREEDOM(Recommender):
         train_features (bool, optional): fine-tune the raw features. (default: ``True``)
         generator_seed (int, optional): seed of the pruning generator; ``None`` draws it from
             torch's global RNG at construction. (default: ``None``)
-        knn_chunk_size (int, optional): rows per kNN similarity chunk. (default: ``2048``)
+        knn_chunk_size (int | None, optional): rows per kNN similarity chunk; ``None``:
+            :func:`lirdrec.graphs.auto_chunk_size`. (default: ``None``)
 
     Shapes:
         - **forward:** users :math:`(U, d)`, items :math:`(I, d)`
@@ -164,24 +161,27 @@ class FREEDOM(Recommender):
     #: generator); the pruned graph of the epoch is rebuilt from them and moved to ``adj``'s device
     unregistered_tensors = ("_edge_users", "_edge_items", "_edge_probs", "_train_adj")
 
+    constraints = {
+        "adj": Shape("num_nodes", "num_nodes"),
+        "item_graph": Shape("num_items", "num_items", optional=True),
+        "embedding_dim": Interval(1, integer=True),
+        "n_ui_layers": Interval(0, integer=True),
+        "n_mm_layers": Interval(0, integer=True),
+        "knn_k": Interval(1, "num_items", integer=True),
+        "mm_image_weight": Interval(0, 1),
+        "dropout": Interval(0, 1, closed="left"),
+        "reg_weight": Interval(0),
+        "knn_chunk_size": Interval(1, integer=True, optional=True),
+    }
+
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
                  item_graph: Tensor | None, embedding_dim: int = 64, n_ui_layers: int = 2,
                  n_mm_layers: int = 1, knn_k: int = 10, mm_image_weight: float = 0.1,
                  dropout: float = 0.8, reg_weight: float = 0.0, train_features: bool = True,
-                 generator_seed: int | None = None, knn_chunk_size: int = 2048) -> None:
+                 generator_seed: int | None = None, knn_chunk_size: int | None = None) -> None:
         super().__init__(num_users, num_items)
-        check = partial(check_param, "FREEDOM")
-        n = self.num_users + self.num_items
-        check("adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
-        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check("n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "a non-negative int")
-        check("n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "a non-negative int")
-        check("knn_k", knn_k, 1 <= int(knn_k) <= self.num_items, f"in [1, {self.num_items}]")
-        check("mm_image_weight", mm_image_weight, 0.0 <= float(mm_image_weight) <= 1.0,
-                    "in [0, 1]")
-        check("dropout", dropout, 0.0 <= float(dropout) < 1.0, "in [0, 1)")
-        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
-        self.modalities, mats = check_features("FREEDOM", features, self.num_items)
+        check_arguments(self, locals())
+        self.modalities, mats = check_features(type(self).__name__, features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.n_ui_layers = int(n_ui_layers)
         self.n_mm_layers = int(n_mm_layers)
@@ -193,12 +193,9 @@ class FREEDOM(Recommender):
 
         # constant graphs: non-persistent buffers (follow .to(), rebuilt by from_dataset)
         self.register_buffer("adj", adj, persistent=False)
-        if item_graph is None:
+        if item_graph is None:  # from_dataset passes it; a test may build the model from tensors
             item_graph = frozen_item_graph(mats, self.modalities, self.knn_k, self.mm_image_weight,
                                            knn_chunk_size)
-        check("item_graph", tuple(item_graph.shape),
-                    tuple(item_graph.shape) == (self.num_items, self.num_items),
-                    f"of shape ({self.num_items}, {self.num_items})")
         self.register_buffer("item_graph", item_graph, persistent=False)
         self.register_buffer("item_graph_t", transpose_csr(item_graph), persistent=False)
         # the edge list stays on the CPU, where the pruning draws from the CPU generator
@@ -222,19 +219,27 @@ class FREEDOM(Recommender):
 
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "FREEDOM":
+        r""":math:`\hat A` and the frozen item graph :math:`S` from :mod:`lirdrec.graphs`."""
+        cls.check_kwargs(ds, kwargs)
         adj = bipartite_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
-        return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), None, **kwargs)
+        features = ds.features_tensor()
+        item_graph = build_item_graph(features, cls.default("knn_k", kwargs),
+                                      cls.default("mm_image_weight", kwargs), "image",
+                                      cls.default("knn_chunk_size", kwargs))
+        return cls(ds.num_users, ds.num_items, adj, features, item_graph, **kwargs)
 
     # ------------------------------------------------------------------ graphs
     @property
     def num_kept_edges(self) -> int:
-        """:math:`\\lfloor |E| (1-\\rho) \\rfloor`, edges kept by each pruning (the reference's
-        ``int(E * (1. - dropout))``, float rounding included)."""
+        r""":math:`\lfloor |E| (1-\rho) \rfloor`, edges kept by each pruning (the reference's
+        ``int(E * (1. - dropout))``, float rounding included).
+        """
         return int(self._edge_users.shape[0] * (1.0 - self.dropout))
 
     def on_epoch_start(self, epoch: int) -> None:
-        """Prune the user-item graph for this epoch (the full :math:`\\hat A` if
-        ``dropout == 0``)."""
+        r"""Prune the user-item graph for this epoch (the full :math:`\hat A` if
+        ``dropout == 0``).
+        """
         if self.dropout <= 0.0:
             self._train_adj = self.adj
             return
@@ -261,9 +266,11 @@ class FREEDOM(Recommender):
         return self._embed(self.adj)
 
     def projected_features(self) -> list[Tensor]:
-        """:math:`\\mathbf{f}^m = W_m \\mathbf{X}_m + \\mathbf{b}_m`, one :math:`(I, d)` per
-        modality."""
-        return [proj(x) for proj, x in zip(self.projections, self.features)]
+        r""":math:`\mathbf{f}^m = W_m \mathbf{X}_m + \mathbf{b}_m`, one :math:`(I, d)` per
+        modality.
+        """
+        raw = self.encoded_features() or list(self.features)  # end-to-end: from an encoder
+        return [proj(x) for proj, x in zip(self.projections, raw)]
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         if self._train_adj is None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -19,14 +18,22 @@ from lirdrec.graphs import (
     transpose_csr,
 )
 from lirdrec.models._features import check_features, feature_tables
-from lirdrec.models.base import Recommender, bpr_loss, check_param
+from lirdrec.models.base import (
+    Interval,
+    Recommender,
+    Shape,
+    bpr_loss,
+    check_arguments,
+    check_param,
+)
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
 __all__ = [
-    "LATTICE", "lattice_adjacency", "learned_knn_edges", "normalize_edges", "propagate_edges",
+    "LATTICE", "frozen_knn_graphs", "lattice_adjacency", "learned_knn_edges", "normalize_edges",
+    "propagate_edges",
 ]
 
 
@@ -56,7 +63,16 @@ def lattice_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
     return sparse_from_coo(row, col, 1.0 / deg[row], (n, n))
 
 
-def learned_knn_edges(x: Tensor, k: int, chunk_size: int = 2048) -> tuple[Tensor, Tensor, Tensor]:
+def frozen_knn_graphs(mats: Sequence[Tensor], knn_k: int,
+                      chunk_size: int | None = None) -> list[Tensor]:
+    r"""LATTICE's frozen graphs: per modality, :func:`lirdrec.graphs.build_knn_graph` of the raw
+    features with cosine values kept (``weighted=True``) and :math:`D^{-1/2} S D^{-1/2}`.
+    """
+    return [build_knn_graph(x, knn_k, "sym", weighted=True, chunk_size=chunk_size) for x in mats]
+
+
+def learned_knn_edges(x: Tensor, k: int,
+                      chunk_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     r"""Cosine top-:math:`k` edges of the rows of ``x`` with values differentiable in ``x``.
 
     Neighbours are chosen without gradient in row chunks (:func:`lirdrec.graphs.knn_indices`,
@@ -77,7 +93,8 @@ def learned_knn_edges(x: Tensor, k: int, chunk_size: int = 2048) -> tuple[Tensor
 
 def normalize_edges(row: Tensor, col: Tensor, val: Tensor, n: int) -> Tensor:
     r"""Values of :math:`D^{-1/2} S D^{-1/2}` with :math:`D` the row sums of :math:`S` (zero for
-    rows that sum to 0); duplicate ``(row, col)`` entries act as their sum. Differentiable."""
+    rows that sum to 0); duplicate ``(row, col)`` entries act as their sum. Differentiable.
+    """
     deg = torch.zeros(n, dtype=val.dtype, device=val.device).index_add(0, row, val)
     inv = deg.pow(-0.5)
     inv = torch.where(torch.isinf(inv), torch.zeros_like(inv), inv)
@@ -150,7 +167,11 @@ class LATTICE(Recommender):
         lambda_coeff (float, optional): :math:`\lambda`. (default: ``0.9``)
         reg_weight (float, optional): :math:`\gamma`. (default: ``0.0``)
         train_features (bool, optional): fine-tune the raw features. (default: ``True``)
-        knn_chunk_size (int, optional): rows per kNN similarity chunk. (default: ``2048``)
+        knn_chunk_size (int | None, optional): rows per kNN similarity chunk; ``None``:
+            :func:`lirdrec.graphs.auto_chunk_size`. (default: ``None``)
+        frozen_graphs (list[Tensor] | None, optional): per modality, the frozen weighted kNN
+            graph :math:`(I, I)` of the raw features (:func:`frozen_knn_graphs`); ``None``
+            builds them. (default: ``None``)
 
     Shapes:
         - **forward:** users :math:`(U, d)`, items :math:`(I, d)`
@@ -169,24 +190,27 @@ class LATTICE(Recommender):
     #: the epoch's detached item graph, rebuilt from parameters on their device
     unregistered_tensors = ("_cached_graph",)
 
+    constraints = {
+        "adj": Shape("num_nodes", "num_nodes"),
+        "embedding_dim": Interval(1, integer=True),
+        "feat_embed_dim": Interval(1, integer=True),
+        "n_ui_layers": Interval(0, integer=True),
+        "n_mm_layers": Interval(0, integer=True),
+        "knn_k": Interval(1, "num_items", integer=True),
+        "lambda_coeff": Interval(0, 1),
+        "reg_weight": Interval(0),
+        "knn_chunk_size": Interval(1, integer=True, optional=True),
+    }
+
     def __init__(self, num_users: int, num_items: int, adj: Tensor, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, feat_embed_dim: int = 64, n_ui_layers: int = 2,
                  n_mm_layers: int = 1, knn_k: int = 10, lambda_coeff: float = 0.9,
                  reg_weight: float = 0.0, train_features: bool = True,
-                 knn_chunk_size: int = 2048) -> None:
+                 knn_chunk_size: int | None = None,
+                 frozen_graphs: Sequence[Tensor] | None = None) -> None:
         super().__init__(num_users, num_items)
-        check = partial(check_param, "LATTICE")
-        n = self.num_users + self.num_items
-        check("adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
-        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check("feat_embed_dim", feat_embed_dim, int(feat_embed_dim) > 0, "a positive int")
-        check("n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "a non-negative int")
-        check("n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "a non-negative int")
-        check("knn_k", knn_k, 1 <= int(knn_k) <= self.num_items, f"in [1, {self.num_items}]")
-        check("lambda_coeff", lambda_coeff, 0.0 <= float(lambda_coeff) <= 1.0, "in [0, 1]")
-        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
-        check("knn_chunk_size", knn_chunk_size, int(knn_chunk_size) > 0, "a positive int")
-        self.modalities, mats = check_features("LATTICE", features, self.num_items)
+        check_arguments(self, locals())
+        self.modalities, mats = check_features(type(self).__name__, features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.feat_embed_dim = int(feat_embed_dim)
         self.n_ui_layers = int(n_ui_layers)
@@ -195,15 +219,18 @@ class LATTICE(Recommender):
         self.lambda_coeff = float(lambda_coeff)
         self.reg_weight = float(reg_weight)
         self.train_features = bool(train_features)
-        self.knn_chunk_size = int(knn_chunk_size)
+        self.knn_chunk_size = None if knn_chunk_size is None else int(knn_chunk_size)
 
         # constant graphs: non-persistent buffers (follow .to(), rebuilt by from_dataset)
         self.register_buffer("adj", adj, persistent=False)
         self.register_buffer("adj_t", transpose_csr(adj), persistent=False)
-        for m, x in enumerate(mats):
-            parts = to_coo_parts(build_knn_graph(x, self.knn_k, "sym", weighted=True,
-                                                 chunk_size=self.knn_chunk_size))
-            for name, t in zip(("row", "col", "val"), parts):
+        if frozen_graphs is None:  # from_dataset passes them; a test may build from tensors
+            frozen_graphs = frozen_knn_graphs(mats, self.knn_k, self.knn_chunk_size)
+        for m, graph in enumerate(frozen_graphs):
+            check_param(type(self).__name__, f"frozen_graphs[{m}]", tuple(graph.shape),
+                        tuple(graph.shape) == (self.num_items, self.num_items),
+                        f"a tensor of shape ({self.num_items}, {self.num_items})")
+            for name, t in zip(("row", "col", "val"), to_coo_parts(graph)):
                 self.register_buffer(f"frozen_{m}_{name}", t, persistent=False)
         self._graph_stale = True
         self._cached_graph: tuple[Tensor, Tensor] | None = None  # detached (S, S^T) CSR
@@ -224,8 +251,15 @@ class LATTICE(Recommender):
 
     @classmethod
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "LATTICE":
+        r""":math:`\hat A` and the frozen per-modality kNN graphs from :mod:`lirdrec.graphs`."""
+        cls.check_kwargs(ds, kwargs)
         adj = lattice_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
-        return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), **kwargs)
+        features = ds.features_tensor()
+        if kwargs.get("frozen_graphs") is None:
+            kwargs["frozen_graphs"] = frozen_knn_graphs(
+                list(features.values()), cls.default("knn_k", kwargs),
+                cls.default("knn_chunk_size", kwargs))
+        return cls(ds.num_users, ds.num_items, adj, features, **kwargs)
 
     # ------------------------------------------------------------------ item graph
     @property
@@ -242,10 +276,12 @@ class LATTICE(Recommender):
 
     def item_graph_edges(self) -> tuple[Tensor, Tensor, Tensor]:
         r"""Edges of :math:`S` with values differentiable in the projections, the (trainable)
-        features and :math:`\boldsymbol\omega`. Returns row, col, value of shape :math:`(E,)`."""
+        features and :math:`\boldsymbol\omega`. Returns row, col, value of shape :math:`(E,)`.
+        """
         alpha = self.modality_weights()
         rows, cols, vals = [], [], []
-        for m, (proj, x) in enumerate(zip(self.projections, self.features)):
+        feats = self.encoded_features() or list(self.features)  # end-to-end: from an encoder
+        for m, (proj, x) in enumerate(zip(self.projections, feats)):
             r, c, v = learned_knn_edges(proj(x), self.knn_k, self.knn_chunk_size)
             rows.append(r)
             cols.append(c)

@@ -7,31 +7,23 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from lirdrec.graphs import bipartite_adjacency, spmm
-from lirdrec.models.base import Recommender, bpr_loss, check_param
-from lirdrec.models.mf import emb_loss
+from lirdrec.graphs import bipartite_adjacency, propagate
+from lirdrec.models.base import (
+    Interval,
+    OneOf,
+    Recommender,
+    Shape,
+    bpr_loss,
+    check_arguments,
+    emb_loss,
+)
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
 
-def propagate(adj: Tensor, x: Tensor, num_layers: int, combine: str = "mean") -> Tensor:
-    r"""LightGCN propagation :math:`\sum_{l=0}^{L}\alpha_l \hat A^l X`.
-
-    ``combine="mean"`` uses :math:`\alpha_l = 1/(L+1)` (LightGCN, MMRec's LightGCN),
-    ``"sum"`` uses :math:`\alpha_l = 1` (LIRDRec's combination; LIRDRec itself
-    uses :func:`lirdrec.graphs.propagate_sum`, the same sum by Horner's rule).
-
-    Shapes:
-        - adj :math:`(N, N)` sparse, x :math:`(N, d)` -> :math:`(N, d)`
-    """
-    out = x
-    h = x
-    for _ in range(num_layers):
-        h = spmm(adj, h)
-        out = out + h
-    return out / (num_layers + 1) if combine == "mean" else out
+__all__ = ["LightGCN", "propagate"]  # propagate lives in lirdrec.graphs
 
 
 @register("lightgcn")
@@ -48,10 +40,10 @@ class LightGCN(Recommender):
 
     and :math:`\hat{y}_{ui} = \mathbf{e}_u^{\top}\mathbf{e}_i`. The loss is BPR plus MMRec's
     regulariser on the layer-0 embeddings of the batch
-    (:math:`\lambda(\lVert E^{(0)}_u\rVert+\lVert E^{(0)}_{i^+}\rVert+\lVert E^{(0)}_{i^-}\rVert)/B`,
-    unsquared norms). Propagation uses :func:`lirdrec.graphs.spmm` on a CSR adjacency, which
-    measured faster than torch_geometric's ``LGConv`` message passing on CPU
-    (``benchmarks/bench_core.py``).
+    (:math:`\lambda(\lVert E^{(0)}_u\rVert+\lVert E^{(0)}_{i^+}\rVert
+    +\lVert E^{(0)}_{i^-}\rVert)/B`, unsquared norms). Propagation uses
+    :func:`lirdrec.graphs.spmm` on a CSR adjacency, which measured faster than torch_geometric's
+    ``LGConv`` message passing on CPU (``benchmarks/bench_core.py``).
 
     Args:
         num_users (int): :math:`U`.
@@ -69,16 +61,19 @@ class LightGCN(Recommender):
         - **loss:** users, pos_items, neg_items :math:`(B,)` -> scalar
     """
 
+    constraints = {
+        "adj": Shape("num_nodes", "num_nodes"),
+        "embedding_dim": Interval(1, integer=True),
+        "num_layers": Interval(0, integer=True),
+        "reg_weight": Interval(0),
+        "layer_combine": OneOf("mean", "sum"),
+    }
+
     def __init__(self, num_users: int, num_items: int, adj: Tensor, embedding_dim: int = 64,
-                 num_layers: int = 2, reg_weight: float = 1e-4, layer_combine: str = "mean") -> None:
+                 num_layers: int = 2, reg_weight: float = 1e-4,
+                 layer_combine: str = "mean") -> None:
         super().__init__(num_users, num_items)
-        n = num_users + num_items
-        check_param("LightGCN", "adj", tuple(adj.shape), tuple(adj.shape) == (n, n), f"of shape ({n}, {n})")
-        check_param("LightGCN", "embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check_param("LightGCN", "num_layers", num_layers, int(num_layers) >= 0, "a non-negative int")
-        check_param("LightGCN", "reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
-        check_param("LightGCN", "layer_combine", layer_combine, layer_combine in ("mean", "sum"),
-                    "'mean' or 'sum'")
+        check_arguments(self, locals())
         self.embedding_dim = int(embedding_dim)
         self.num_layers = int(num_layers)
         self.reg_weight = float(reg_weight)
@@ -108,7 +103,8 @@ class LightGCN(Recommender):
         return rank + self.reg_weight * reg
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"item_id": [self.item_emb], "item_feature": [], "user": [self.user_emb], "other": []}
+        return {"item_id": [self.item_emb], "item_feature": [], "user": [self.user_emb],
+                "other": []}
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, embedding_dim={self.embedding_dim}, "

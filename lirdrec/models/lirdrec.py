@@ -2,13 +2,13 @@ r"""LIRDRec: items learned directly from their multimodal features, without item
 
 Zhou, Zhang, Niyato, Shen, "Learning Item Representations Directly from Multimodal Features for
 Effective Recommendation", arXiv:2505.04960; reference code GitHub ``enoche/LIRDRec``. The math
-follows ``../shared/spec/LIRDRec.md`` sections 2-4 and 7; see :class:`LIRDRec`.
+follows the paper (encoders, propagation, fusion, loss); see :class:`LIRDRec`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,19 +17,28 @@ from torch import Tensor, nn
 from lirdrec.features.transform import TRANSFORMS, dct, shared_channel_input
 from lirdrec.graphs import (
     bipartite_adjacency,
-    build_knn_graph,
-    combine_graphs,
+    build_item_graph,
+    knn_modality_weights,
     propagate_sum,
     residual_spmm,
     transpose_csr,
 )
-from lirdrec.models.base import Recommender, bpr_loss, check_param
+from lirdrec.models.base import (
+    Interval,
+    OneOf,
+    Recommender,
+    Shape,
+    bpr_loss,
+    check_arguments,
+    check_param,
+)
 from lirdrec.models.pwc import PWC, ChannelAttention
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
+#: ``build_item_graph`` and ``knn_modality_weights`` live in :mod:`lirdrec.graphs` (re-exported).
 __all__ = ["FeatureEncoder", "LIRDRec", "build_item_graph", "knn_modality_weights"]
 
 SHARED = "shared"
@@ -37,69 +46,6 @@ FUSIONS = ("pwc", "attention", "mean", "concat")
 ITEM_IDS = ("off", "add")
 AUTOCAST_DTYPES = (None, "bfloat16")
 SHARED_INPUTS = ("auto", "cache", "fold")
-#: Floats per row chunk of the kNN similarity (``chunk * I``): 1 Mi floats = 4 MiB, but at least
-#: ``_KNN_MIN_ROWS`` rows (each chunk reads every feature row once: fewer rows cost time).
-_KNN_CHUNK_FLOATS = 1 << 20
-_KNN_MIN_ROWS = 128
-
-
-def knn_modality_weights(
-    modalities: Sequence[str], mm_image_weight: float, image_modality: str = "image"
-) -> dict[str, float]:
-    r"""How ``mm_image_weight`` :math:`w` generalises to :math:`|M|` modalities.
-
-    The reference has two modalities and uses :math:`S = w S_v + (1-w) S_t`. Here the modality in
-    the "image slot" gets :math:`w` and the others share :math:`1 - w` equally:
-
-    - the image slot is ``image_modality`` if present, otherwise the first modality listed
-      (so ``text, meta`` puts text there; pass ``image_modality="meta"`` to put meta there, as
-      the reference's text+meta run did);
-    - with one modality its weight is 1 (:math:`w` unused).
-
-    >>> knn_modality_weights(["image", "text", "meta"], 0.1)
-    {'image': 0.1, 'text': 0.45, 'meta': 0.45}
-    >>> knn_modality_weights(["text", "meta"], 0.2, image_modality="meta")
-    {'text': 0.8, 'meta': 0.2}
-    >>> knn_modality_weights(["image"], 0.1)
-    {'image': 1.0}
-    """
-    names = list(modalities)
-    if len(names) == 1:
-        return {names[0]: 1.0}
-    slot = image_modality if image_modality in names else names[0]
-    rest = (1.0 - float(mm_image_weight)) / (len(names) - 1)
-    return {m: float(mm_image_weight) if m == slot else rest for m in names}
-
-
-def build_item_graph(
-    features: Mapping[str, Tensor],
-    knn_k: int = 10,
-    mm_image_weight: float = 0.1,
-    image_modality: str = "image",
-    chunk_size: int | None = None,
-) -> Tensor:
-    r"""LIRDRec's frozen item-item graph :math:`S = \sum_m \omega_m S_m` from raw features.
-
-    :math:`S_m` is the cosine top-``knn_k`` graph of :math:`\mathbf{X}_m` (self included, unit
-    weights, :math:`D^{-1/2} S D^{-1/2}` by row sums, so every kept value is :math:`1/k`) from
-    :func:`lirdrec.graphs.build_knn_graph`, built in row chunks (memory :math:`O(c\,I + I k)`);
-    :math:`\omega` from :func:`knn_modality_weights`.
-
-    Args:
-        features (Mapping[str, Tensor]): modality -> :math:`(I, d_m)`.
-        knn_k (int): :math:`k`. (default: ``10``)
-        mm_image_weight (float): :math:`w`. (default: ``0.1``)
-        image_modality (str): modality of the image slot. (default: ``"image"``)
-        chunk_size (int | None): rows per similarity chunk; ``None``: 4 MiB, at least 128 rows.
-
-    Returns:
-        Sparse CSR :math:`(I, I)`.
-    """
-    num_items = next(iter(features.values())).shape[0]
-    chunk = chunk_size or max(_KNN_MIN_ROWS, _KNN_CHUNK_FLOATS // num_items)
-    weights = knn_modality_weights(list(features), mm_image_weight, image_modality)
-    graphs = [build_knn_graph(features[m], k=knn_k, chunk_size=chunk) for m in weights]
-    return combine_graphs(graphs, list(weights.values()))
 
 
 class FeatureEncoder(nn.Sequential):
@@ -161,7 +107,8 @@ class _RowNormalize(torch.autograd.Function):
 def row_normalize(*parts: Tensor, eps: float = 1e-12) -> Tensor:
     """L2-normalise the rows of ``torch.cat(parts)`` along the last axis
     (``torch.nn.functional.normalize(torch.cat(parts), dim=-1)``) without the concatenated copy,
-    with a fast backward."""
+    with a fast backward.
+    """
     return _RowNormalize.apply(eps, *parts)
 
 
@@ -253,6 +200,24 @@ class LIRDRec(Recommender):
     feature_branch = ("encoders",)
 
 
+    constraints = {
+        "adj": Shape("num_nodes", "num_nodes"),
+        "item_graph": Shape("num_items", "num_items", optional=True),
+        "embedding_dim": Interval(4, integer=True),
+        "n_ui_layers": Interval(0, integer=True),
+        "n_mm_layers": Interval(0, integer=True),
+        "knn_k": Interval(1, "num_items", integer=True),
+        "mm_image_weight": Interval(0, 1),
+        "reg_weight": Interval(0),
+        "decay_base": Interval(0, 1, closed="right"),
+        "decay_weight": Interval(0, 1),
+        "transform": OneOf(*TRANSFORMS),
+        "fusion": OneOf(*FUSIONS),
+        "item_id": OneOf(*ITEM_IDS),
+        "autocast_dtype": OneOf(*AUTOCAST_DTYPES),
+        "shared_input": OneOf(*SHARED_INPUTS),
+    }
+
     def __init__(
         self,
         num_users: int,
@@ -277,42 +242,17 @@ class LIRDRec(Recommender):
     ) -> None:
         super().__init__(num_users, num_items)
         name = type(self).__name__
-        n_nodes = self.num_users + self.num_items
         check_param(name, "features", type(features).__name__,
                     isinstance(features, Mapping) and len(features) > 0,
                     "a non-empty dict modality -> (num_items, d_m) tensor")
         for m, x in features.items():
             check_param(name, f"features[{m!r}]", tuple(getattr(x, "shape", ())),
-                        getattr(x, "ndim", 0) == 2 and x.shape[0] == self.num_items and x.shape[1] > 0,
+                        getattr(x, "ndim",
+                                0) == 2 and x.shape[0] == self.num_items and x.shape[1] > 0,
                         f"of shape ({self.num_items}, d_m)")
         check_param(name, "features", list(features), SHARED not in features,
                     f"modality names other than {SHARED!r} (the transformed channel's name)")
-        check_param(name, "adj", tuple(adj.shape), tuple(adj.shape) == (n_nodes, n_nodes),
-                    f"a sparse tensor of shape ({n_nodes}, {n_nodes})")
-        check_param(name, "embedding_dim", embedding_dim, int(embedding_dim) >= 4, "an int >= 4")
-        check_param(name, "n_ui_layers", n_ui_layers, int(n_ui_layers) >= 0, "an int >= 0")
-        check_param(name, "n_mm_layers", n_mm_layers, int(n_mm_layers) >= 0, "an int >= 0")
-        check_param(name, "knn_k", knn_k, 1 <= int(knn_k) <= self.num_items,
-                    f"an int in [1, num_items={self.num_items}]")
-        check_param(name, "mm_image_weight", mm_image_weight, 0.0 <= float(mm_image_weight) <= 1.0,
-                    "in [0, 1]")
-        check_param(name, "reg_weight", reg_weight, float(reg_weight) >= 0.0, ">= 0")
-        check_param(name, "decay_base", decay_base, 0.0 < float(decay_base) <= 1.0, "in (0, 1]")
-        check_param(name, "decay_weight", decay_weight, 0.0 <= float(decay_weight) <= 1.0,
-                    "in [0, 1]")
-        check_param(name, "transform", transform, transform in TRANSFORMS,
-                    f"one of {', '.join(TRANSFORMS)}")
-        check_param(name, "fusion", fusion, fusion in FUSIONS, f"one of {', '.join(FUSIONS)}")
-        check_param(name, "item_id", item_id, item_id in ITEM_IDS, f"one of {', '.join(ITEM_IDS)}")
-        check_param(name, "autocast_dtype", autocast_dtype, autocast_dtype in AUTOCAST_DTYPES,
-                    "None or 'bfloat16'")
-        check_param(name, "shared_input", shared_input, shared_input in SHARED_INPUTS,
-                    f"one of {', '.join(SHARED_INPUTS)}")
-        if item_graph is not None:
-            check_param(name, "item_graph", getattr(item_graph, "shape", item_graph),
-                        isinstance(item_graph, Tensor)
-                        and tuple(item_graph.shape) == (self.num_items, self.num_items),
-                        f"a sparse tensor of shape ({self.num_items}, {self.num_items}) or None")
+        check_arguments(self, locals())
 
         self.embedding_dim = int(embedding_dim)
         self.n_ui_layers = int(n_ui_layers)
@@ -348,14 +288,15 @@ class LIRDRec(Recommender):
                 basis = dct(torch.eye(self.in_dims[m]))
                 self.register_buffer(f"dct_basis_{m}", basis, persistent=False)
 
-        if self.n_mm_layers > 0 and item_graph is None:
+        if self.n_mm_layers > 0 and item_graph is None:  # from_dataset passes it; tests may not
             item_graph = build_item_graph(
                 {m: inputs[m] for m in self.modalities}, self.knn_k, self.mm_image_weight,
                 image_modality)
         self.register_buffer("adj", adj.to_sparse_csr() if adj.layout != torch.sparse_csr else adj,
                              persistent=False)
         if self.n_mm_layers > 0:
-            graph = item_graph.to_sparse_csr() if item_graph.layout != torch.sparse_csr else item_graph
+            graph = (item_graph.to_sparse_csr() if item_graph.layout != torch.sparse_csr
+                     else item_graph)
             self.register_buffer("item_graph", graph.float(), persistent=False)
             self.register_buffer("item_graph_t", transpose_csr(graph.float()), persistent=False)
         else:
@@ -394,7 +335,8 @@ class LIRDRec(Recommender):
 
     @classmethod
     def from_dataset(cls, ds: Dataset, **kwargs: Any) -> LIRDRec:
-        """Build :math:`\\hat A` from the training split and the kNN graph from ``ds.features``.
+        r""":math:`\hat A` of the training split and the frozen kNN item graph of
+        ``ds.features`` from :mod:`lirdrec.graphs`, passed to the constructor.
 
         ``modalities`` (a list or comma-separated string) selects feature files; default all.
         """
@@ -406,7 +348,12 @@ class LIRDRec(Recommender):
             check_param(cls.__name__, "modalities", modalities, not missing,
                         f"a subset of the dataset's modalities {ds.modalities}")
         features = ds.features_tensor(modalities)
+        cls.check_kwargs(ds, kwargs)
         adj = bipartite_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
+        if kwargs.get("item_graph") is None and int(cls.default("n_mm_layers", kwargs)) > 0:
+            kwargs["item_graph"] = build_item_graph(
+                features, cls.default("knn_k", kwargs), cls.default("mm_image_weight", kwargs),
+                cls.default("image_modality", kwargs))
         return cls(ds.num_users, ds.num_items, features, adj, **kwargs)
 
     # ------------------------------------------------------------------ forward
@@ -423,7 +370,8 @@ class LIRDRec(Recommender):
         :math:`I \times \sum_m d_m` copy, at an extra :math:`2\sum_m d_m^2 \cdot 4d` flops per
         step. ``"auto"``: fold for ``identity`` (free), and for ``dct`` when that extra is at most
         5 % of the shared channel's first layer (:math:`20\sum_m d_m^2 \le I \sum_m d_m`, e.g.
-        100k items) -- the same math either way, up to float rounding."""
+        100k items) -- the same math either way, up to float rounding.
+        """
         if self.transform == "none":
             return "none"
         if mode != "auto":
@@ -433,24 +381,40 @@ class LIRDRec(Recommender):
         dims = [self.in_dims[m] for m in self.modalities]
         return "fold" if 20 * sum(x * x for x in dims) <= self.num_items * sum(dims) else "cache"
 
-    def _encode_shared(self) -> Tensor:
+    def _encode_shared(self, inputs: list[Tensor]) -> Tensor:
         r""":math:`\mathbf{h}_s` from the cached :math:`\mathbf{X}_s` or from the folded weights."""
         enc = self.encoders[SHARED]
         if self.shared_input == "cache":
             return enc(self.input_shared)
         weight = enc[0].weight.split([self.in_dims[m] for m in self.modalities], dim=1)
         z = enc[0].bias
-        for m, w in zip(self.modalities, weight):
+        for m, x, w in zip(self.modalities, inputs, weight):
             w_t = w.t() if self.transform == "identity" else getattr(self, f"dct_basis_{m}") @ w.t()
-            z = torch.addmm(z, getattr(self, f"input_{m}"), w_t)  # (I, 4d), accumulated in the GEMM
+            z = torch.addmm(z, x, w_t)  # (I, 4d), accumulated in the GEMM
         return enc[2](enc[1](z))
 
+    def attach_feature_encoder(self, encoder: nn.Module) -> None:
+        """As :meth:`Recommender.attach_feature_encoder`; a cached shared-channel input is
+        switched to the folded form (the same math), which follows the encoded features.
+        """
+        super().attach_feature_encoder(encoder)
+        if self.shared_input == "cache":
+            if self.transform == "dct":
+                for m in self.modalities:
+                    basis = dct(torch.eye(self.in_dims[m])).to(self.adj.device)
+                    self.register_buffer(f"dct_basis_{m}", basis, persistent=False)
+            del self.input_shared
+            self.shared_input = "fold"
+
     def item_channels(self) -> Tensor:
-        r"""Encoded items :math:`[\mathbf{h}_c]_c` (plus item IDs) as one float32 :math:`(I, C, d)`."""
+        r"""Encoded items :math:`[\mathbf{h}_c]_c` (plus item IDs): float32 :math:`(I, C, d)`."""
+        inputs = self.encoded_features()  # end-to-end: recomputed from an encoder
+        if inputs is None:
+            inputs = [getattr(self, f"input_{m}") for m in self.modalities]
         with self._autocast():
-            hs = [self.encoders[m](getattr(self, f"input_{m}")) for m in self.modalities]
+            hs = [self.encoders[m](x) for m, x in zip(self.modalities, inputs)]
             if self.transform != "none":
-                hs.append(self._encode_shared())
+                hs.append(self._encode_shared(inputs))
         h = torch.stack(hs, dim=1).float()  # (I, C, d)
         if self.item_id_emb is not None:
             h = h + self.item_id_emb.unsqueeze(1)
@@ -458,13 +422,14 @@ class LIRDRec(Recommender):
 
     def propagate(self) -> Tensor:
         r""":math:`\mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}\mathbf{E}^{(0)}`, users on top:
-        :math:`(U + I, C d)`, before the kNN residual and the user fusion."""
+        :math:`(U + I, C d)`, before the kNN residual and the user fusion.
+        """
         x = row_normalize(self.user_emb, self.item_channels())  # E^(0): per-channel L2, (U+I, C, d)
         # Horner's rule, T <- E0 + A T; adj is symmetric: its own transpose in backward
         return propagate_sum(self.adj, x.view(x.shape[0], -1), self.n_ui_layers)
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        """Users :math:`(U, C d)` after the fusion, items :math:`(I, C d)` after the kNN residual."""
+        """Users :math:`(U, C d)` after the fusion; items :math:`(I, C d)` after kNN residual."""
         user_rep, item_rep = self.propagate().split([self.num_users, self.num_items])
         if self.item_graph is not None:  # Z = E_I + S^n E_I
             item_rep = residual_spmm(self.item_graph, item_rep, self.n_mm_layers, self.item_graph_t)
@@ -498,7 +463,8 @@ class LIRDRec(Recommender):
     @torch.no_grad()
     def alpha(self) -> Tensor | None:
         r"""Current channel weights :math:`\boldsymbol\alpha` :math:`(U, C)` (``None`` for the
-        ``mean`` and ``concat`` fusions); computed in eval mode, so PWC's state is not touched."""
+        ``mean`` and ``concat`` fusions); computed in eval mode, so PWC's state is not touched.
+        """
         if self.fusion_module is None:
             return None
         was = self.training
@@ -512,7 +478,8 @@ class LIRDRec(Recommender):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """``item_id``: the item ID table (``item_id="add"`` only); ``item_feature``: every
         channel encoder; ``user``: per-user parameters (user ID tables and PWC's Θ);
-        ``other``: the PWC / attention scorers (shared, act on user channels)."""
+        ``other``: the PWC / attention scorers (shared, act on user channels).
+        """
         scorers = [] if self.fusion_module is None else list(
             self.fusion_module.scorers.parameters())
         user = [self.user_emb]

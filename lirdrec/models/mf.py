@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
-from lirdrec.models.base import Recommender, bpr_loss, check_param
+from lirdrec.models.base import Interval, Recommender, bpr_loss, check_arguments, emb_loss
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
 
-def emb_loss(*embeddings: Tensor) -> Tensor:
-    r"""MMRec's embedding regulariser: :math:`\frac1B\sum_t \lVert E_t\rVert_2` (unsquared
-    Frobenius norms of the batch's embedding rows, divided by the batch size :math:`B`)."""
-    return sum(torch.linalg.vector_norm(e) for e in embeddings) / embeddings[-1].shape[0]
+__all__ = ["MF", "emb_loss"]  # emb_loss lives in lirdrec.models.base
 
 
 @register("mf")
@@ -43,11 +39,12 @@ class MF(Recommender):
         - **score:** users :math:`(B,)` -> :math:`(B, I)`
     """
 
+    constraints = {"embedding_dim": Interval(1, integer=True), "reg_weight": Interval(0)}
+
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  reg_weight: float = 1e-4) -> None:
         super().__init__(num_users, num_items)
-        check_param("MF", "embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check_param("MF", "reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
+        check_arguments(self, locals())
         self.embedding_dim = int(embedding_dim)
         self.reg_weight = float(reg_weight)
         self._add_id_embeddings(self.embedding_dim)
@@ -69,7 +66,8 @@ class MF(Recommender):
         return rank + self.reg_weight * emb_loss(u, p, n)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"item_id": [self.item_emb], "item_feature": [], "user": [self.user_emb], "other": []}
+        return {"item_id": [self.item_emb], "item_feature": [], "user": [self.user_emb],
+                "other": []}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, embedding_dim={self.embedding_dim}"

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lirdrec.models.base import check_param
+from lirdrec.models.base import Interval, check_arguments, check_param
 
 __all__ = ["PWC", "ChannelAttention", "pwc_schedule"]
 
@@ -68,14 +68,18 @@ class ChannelAttention(nn.Module):
         - **forward:** users :math:`(U, C d)` -> fused :math:`(U, C d)`, alpha :math:`(U, C)`
     """
 
+    constraints = {
+        "embedding_dim": Interval(4, integer=True),  # the scorer width is embedding_dim // 4
+        "hidden_dim": Interval(1, integer=True, optional=True),
+    }
+
     def __init__(self, channels: Sequence[str], embedding_dim: int, hidden_dim: int | None = None):
         super().__init__()
-        name = type(self).__name__
         self.channels = list(channels)
-        check_param(name, "channels", channels, len(self.channels) >= 1, "a non-empty sequence")
+        check_param(type(self).__name__, "channels", channels, len(self.channels) >= 1,
+                    "a non-empty sequence")
+        check_arguments(self, locals())
         hidden = embedding_dim // 4 if hidden_dim is None else hidden_dim
-        check_param(name, "embedding_dim", embedding_dim, embedding_dim >= 4 and hidden >= 1,
-                    "an int >= 4 (the scorer width is embedding_dim // 4)")
         self.embedding_dim = int(embedding_dim)
         self.hidden_dim = int(hidden)
         self.scorers = nn.ModuleDict(
@@ -112,7 +116,11 @@ class ChannelAttention(nn.Module):
         return torch.addmm(b2, hidden, w2.t())  # (U, C)
 
     def attention(self, users: Tensor) -> Tensor:
-        r""":math:`\boldsymbol\alpha = \mathrm{softmax}_{\mathrm{row}}(\mathbf{F})`, :math:`(U, C)`."""
+        r"""Attention :math:`\boldsymbol\alpha = \mathrm{softmax}_{\mathrm{row}}(\mathbf{F})`.
+
+        Shapes:
+            - users :math:`(U, C d)` -> :math:`(U, C)`
+        """
         return torch.softmax(self.logits(users), dim=1)
 
     def forward(self, users: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,7 +130,8 @@ class ChannelAttention(nn.Module):
         return fused, alpha
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, embedding_dim={self.embedding_dim}, hidden={self.hidden_dim}"
+        return (f"channels={self.channels}, embedding_dim={self.embedding_dim}, "
+                f"hidden={self.hidden_dim}")
 
 
 class PWC(ChannelAttention):
@@ -162,6 +171,8 @@ class PWC(ChannelAttention):
         - **forward:** users :math:`(U, C d)` -> fused :math:`(U, C d)`, alpha :math:`(U, C)`
     """
 
+    constraints = {"decay_base": Interval(0, 1, closed="right"), "decay_weight": Interval(0, 1)}
+
     def __init__(
         self,
         num_users: int,
@@ -172,9 +183,7 @@ class PWC(ChannelAttention):
         hidden_dim: int | None = None,
     ) -> None:
         super().__init__(channels, embedding_dim, hidden_dim)
-        name = type(self).__name__
-        check_param(name, "decay_base", decay_base, 0.0 < decay_base <= 1.0, "in (0, 1]")
-        check_param(name, "decay_weight", decay_weight, 0.0 <= decay_weight <= 1.0, "in [0, 1]")
+        check_arguments(self, locals())
         self.num_users = int(num_users)
         self.decay_base = float(decay_base)
         self.decay_weight = float(decay_weight)
@@ -187,7 +196,7 @@ class PWC(ChannelAttention):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Re-draw scorers and :math:`\\Theta`; reset the schedule to epoch 0."""
+        r"""Re-draw scorers and :math:`\Theta`; reset the schedule to epoch 0."""
         super().reset_parameters()
         nn.init.xavier_normal_(self.theta)
         with torch.no_grad():

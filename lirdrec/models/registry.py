@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
+from lirdrec.config import provide
 from lirdrec.errors import ConfigError
 
 __all__ = ["register", "get", "names"]
@@ -13,7 +14,7 @@ T = TypeVar("T", bound=type)
 
 
 def register(name: str) -> Callable[[T], T]:
-    """Class decorator: ``@register("lightgcn")`` makes the class reachable as ``get("lightgcn")``."""
+    """Class decorator: ``@register("lightgcn")`` makes the class ``get("lightgcn")``."""
 
     def deco(cls: T) -> T:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
@@ -26,7 +27,7 @@ def register(name: str) -> Callable[[T], T]:
 
 
 def get(name: str) -> type:
-    """The model class registered as ``name``; a :class:`ConfigError` lists valid names otherwise."""
+    """The model class registered as ``name``; a :class:`ConfigError` lists the valid names."""
     key = name.lower()
     if key not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(names())}")
@@ -36,3 +37,6 @@ def get(name: str) -> type:
 def names() -> list[str]:
     """Every registered model name, sorted."""
     return sorted(_REGISTRY)
+
+
+provide(model_class=get, model_names=names)  # the config core reads constructors through these

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from lirdrec.models._features import check_features
-from lirdrec.models.base import Recommender, bpr_loss, check_param
-from lirdrec.models.mf import emb_loss
+from lirdrec.models.base import Interval, Recommender, bpr_loss, check_arguments, emb_loss
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,13 +63,13 @@ class VBPR(Recommender):
     #: submodules whose output is the feature-derived item representation (gradient-bias hooks)
     feature_branch = ("item_linear",)
 
+    constraints = {"embedding_dim": Interval(1, integer=True), "reg_weight": Interval(0)}
+
     def __init__(self, num_users: int, num_items: int, features: Mapping[str, Tensor],
                  embedding_dim: int = 64, reg_weight: float = 1e-3) -> None:
         super().__init__(num_users, num_items)
-        check = partial(check_param, "VBPR")
-        check("embedding_dim", embedding_dim, int(embedding_dim) > 0, "a positive int")
-        check("reg_weight", reg_weight, float(reg_weight) >= 0, ">= 0")
-        self.modalities, mats = check_features("VBPR", features, self.num_items)
+        check_arguments(self, locals())
+        self.modalities, mats = check_features(type(self).__name__, features, self.num_items)
         self.embedding_dim = int(embedding_dim)
         self.reg_weight = float(reg_weight)
         self.register_buffer("item_raw_features", torch.cat(mats, dim=1))  # (I, sum d_m)
@@ -91,7 +89,9 @@ class VBPR(Recommender):
         return cls(ds.num_users, ds.num_items, ds.features_tensor(), **kwargs)
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        visual = self.item_linear(self.item_raw_features)  # (I, d)
+        encoded = self.encoded_features()  # end-to-end: recomputed from an encoder
+        raw = self.item_raw_features if encoded is None else torch.cat(encoded, dim=1)
+        visual = self.item_linear(raw)  # (I, d)
         return self.user_emb, torch.cat([self.item_emb, visual], dim=1)
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:

@@ -21,12 +21,16 @@ from lirdrec.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["prepare_dataset", "build_model", "run_training", "check_finished_run", "load_run"]
+__all__ = ["load_run_dataset", "build_model", "run_training", "check_finished_run", "load_run"]
 
 
-def prepare_dataset(data: str | Path | Dataset, modalities: str | None = None,
+def load_run_dataset(data: str | Path | Dataset, modalities: str | None = None,
                     cold_items: float = 0.0, seed: int = 999) -> Dataset:
-    """Load ``data`` (or take a Dataset) and apply the cold-item protocol if asked."""
+    """Load ``data`` (or take a Dataset) and apply the cold-item protocol if asked.
+
+    (Reads a finished MMRec-format dataset; building one from raw files is
+    :func:`lirdrec.features.recipe.prepare`.)
+    """
     ds = data if isinstance(data, Dataset) else load_dataset(data, modalities=modalities)
     if cold_items:
         ds = hold_out_items(ds, cold_items, np.random.default_rng(seed))
@@ -54,21 +58,36 @@ def run_training(
     callbacks: Sequence[Callback] = (),
     config: dict[str, Any] | None = None,
     show_progress: bool | None = None,
+    encoder: dict[str, Any] | None = None,
 ):
-    """Train one model; returns ``(FitResult, model, dataset)``."""
+    """Train one model; returns ``(FitResult, model, dataset)``.
+
+    ``encoder`` holds the aligned-encoder settings (:func:`lirdrec.train.encoded.encoder_settings`
+    keys): item features from an encoder, pre-trained, fine-tuned or trained end to end.
+    """
+    from lirdrec.train.encoded import encoder_features, encoder_settings
+
     trainer_kwargs = dict(trainer_kwargs or {})
     seed = int(trainer_kwargs.get("seed", 999))
     # under torchrun (WORLD_SIZE > 1): join the process group before any work (idempotent)
     from lirdrec.train.distributed import init_distributed
 
     init_distributed(device=trainer_kwargs.get("device", "cpu"))
-    ds = prepare_dataset(data, modalities, cold_items, seed)
+    ds = load_run_dataset(data, modalities, cold_items, seed)
+    ds, feature_encoder = encoder_features(ds, encoder_settings(**(encoder or {})), seed, out_dir)
     model = build_model(model_name, ds, seed, **(model_kwargs or {}))
-    logger.info("%s", model)
+    if feature_encoder is not None:
+        model.attach_feature_encoder(feature_encoder)
+    logger.debug("%s", model)  # the structure only with -v: ~40 lines per run otherwise
     trainer = Trainer(**trainer_kwargs, callbacks=callbacks, out_dir=out_dir, config=config,
                       show_progress=show_progress)
     result: FitResult = trainer.fit(model, ds, resume=resume)
     return result, model, ds
+
+
+#: Settings that change memory and time but no number (the kNN neighbours are the same for any
+#: chunk size; ``tests/test_graphs.py``).
+NUMBER_NEUTRAL = ("knn_chunk_size",)
 
 
 def load_run(run_dir: str | Path, data: str | Path | Dataset | None = None):
@@ -85,17 +104,21 @@ def load_run(run_dir: str | Path, data: str | Path | Dataset | None = None):
     Returns:
         ``(model in eval mode, Dataset, the checkpoint's best epoch)``.
     """
-    from lirdrec.cli.config import read_yaml, resolve
+    from lirdrec.config import read_yaml, resolve
     from lirdrec.train.checkpoint import load_checkpoint
+    from lirdrec.train.encoded import encoder_features, encoder_settings
 
     run_dir = Path(run_dir)
     ck = load_checkpoint(run_dir / "checkpoint.pt")
     saved = read_yaml(run_dir / "config.yaml")
     cfg = resolve(saved.get("model"), [saved])
     seed = cfg.trainer_kwargs["seed"]
-    ds = prepare_dataset(data if data is not None else cfg.data["data"], cfg.data["modalities"],
-                         cfg.data["cold_items"], seed)
+    ds = load_run_dataset(data if data is not None else cfg.data["data"],
+                          cfg.data["modalities"], cfg.data["cold_items"], seed)
+    ds, feature_encoder = encoder_features(ds, encoder_settings(**cfg.encoder), seed, run_dir)
     model = build_model(cfg.model, ds, seed, **cfg.model_kwargs)
+    if feature_encoder is not None:
+        model.attach_feature_encoder(feature_encoder)
     model.load_state_dict(ck["train"]["best_state"])
     model.load_extra_state(ck["train"]["best_extra"])
     model.eval()
@@ -103,10 +126,11 @@ def load_run(run_dir: str | Path, data: str | Path | Dataset | None = None):
 
 
 def _config_defaults(model: str) -> dict[str, Any]:
-    from lirdrec.cli.config import DATA_KEYS, model_defaults, trainer_defaults
+    from lirdrec.config import DATA_KEYS, encoder_defaults, model_defaults, trainer_defaults
     from lirdrec.models import registry
 
-    return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults()}
+    return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults(),
+            **encoder_defaults()}
 
 
 def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> None:
@@ -114,10 +138,11 @@ def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str,
     for (its numbers would silently belong to another setting).
 
     Used by ``lirdrec experiment`` and ``lirdrec grid`` before they read a finished run back.
-    Tolerated: the data path (machine-specific; the run directory names the dataset) and the
-    run's own ``out``, keys that a newer lirdrec added whose value is their default (the older
-    run behaved as the default), keys of the saved file that the current version no longer has,
-    and a different ``epochs`` when the run stopped early before either cap.
+    Tolerated: the data path (machine-specific; the run directory names the dataset), the
+    run's own ``out``, memory knobs that change no number (:data:`NUMBER_NEUTRAL`), keys that a
+    newer lirdrec added whose value is their default (the older run behaved as the default),
+    keys of the saved file that the current version no longer has, and a different ``epochs``
+    when the run stopped early before either cap.
 
     Raises:
         ConfigError: listing every differing key, with the way out.
@@ -132,7 +157,7 @@ def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str,
     defaults = _config_defaults(str(config.get("model")))
     diffs = []
     for key in sorted(set(config) | set(saved)):
-        if key in ("data", "out") or key not in config:
+        if key in ("data", "out", *NUMBER_NEUTRAL) or key not in config:
             continue
         new = config[key]
         if key not in saved:

@@ -40,10 +40,12 @@ class BPRSampler:
         self.items = torch.from_numpy(csr.indices.astype(np.int64))
         self.keys = self.users * self.num_items + self.items  # sorted: CSR rows, sorted columns
         self.keys = torch.sort(self.keys).values
-        self.pool = torch.from_numpy(np.flatnonzero(np.diff(csr.tocsc().indptr) > 0).astype(np.int64))
+        seen = np.flatnonzero(np.diff(csr.tocsc().indptr) > 0)  # items with a training pair
+        self.pool = torch.from_numpy(seen.astype(np.int64))
         full = np.diff(csr.indptr) >= len(self.pool)
         if full.any():
-            raise ValueError(f"{int(full.sum())} user(s) interacted with every item: no negative exists")
+            raise ValueError(f"{int(full.sum())} user(s) interacted with every item: "
+                             "no negative exists")
         self.generator = generator
 
     def __len__(self) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lirdrec.config import provide
 from lirdrec.data.dataset import Dataset
 from lirdrec.errors import CheckpointError, ConfigError, TrainingError
 from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits, per_user_metrics
@@ -24,6 +25,7 @@ from lirdrec.train import distributed as D
 from lirdrec.train.checkpoint import decode_state, encode_state, load_checkpoint, save_checkpoint
 from lirdrec.train.sampler import BPRSampler
 from lirdrec.train.state import TrainState
+from lirdrec.utils.device import check_device
 from lirdrec.utils.io import atomic_write, hash_inputs
 from lirdrec.utils.provenance import code_version
 from lirdrec.utils.seed import seed_everything
@@ -47,12 +49,14 @@ class Callback:
     def on_epoch_start(self, trainer: "Trainer", model, epoch: int) -> None: ...
     def on_after_backward(self, trainer: "Trainer", model, step: int) -> None: ...
     def on_step_end(self, trainer: "Trainer", model, step: int) -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", model, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", model, epoch: int,
+                     metrics: dict[str, float]) -> None: ...
     def on_fit_end(self, trainer: "Trainer", model, result: "FitResult") -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback (tensors, numbers, strings, numpy arrays and
-        containers of them: checkpoints load weights-only); default: nothing."""
+        containers of them: checkpoints load weights-only); default: nothing.
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -99,7 +103,9 @@ class FitResult:
 
 
 def _progress_enabled(show_progress: bool | None) -> bool:
-    return logger.isEnabledFor(logging.INFO) if show_progress is None else bool(show_progress)
+    from lirdrec.utils.logging import progress_enabled
+
+    return progress_enabled(show_progress)
 
 
 class Trainer:
@@ -133,7 +139,8 @@ class Trainer:
             (without ``epochs``) guards ``resume``.
         show_progress (bool | None): progress bars; ``None`` = when INFO logging is on.
         device (str): ``"cpu"`` or ``"cuda"``. (default: ``"cpu"``)
-        checkpoint_every (int): write ``checkpoint.pt`` every n epochs (and at the end). (default: ``1``)
+        checkpoint_every (int): write ``checkpoint.pt`` every n epochs (and at the end).
+            (default: ``1``)
         deterministic (bool): torch deterministic algorithms during :meth:`fit`. (default: ``True``)
         lr_decay (float): learning-rate decay :math:`\gamma`: epoch :math:`e` (1-based) trains
             with :math:`\mathrm{lr}\cdot\gamma^{(e-1)/T}` (MMRec's ``learning_rate_scheduler:
@@ -170,7 +177,7 @@ class Trainer:
         lr_decay_epochs: float = 50,
         fused_adam: bool = False,
     ) -> None:
-        checks = [("lr", lr, lr > 0, "> 0"), ("epochs", epochs, epochs >= 0, ">= 0"),
+        checks = [("lr", lr, lr > 0, "> 0"), ("epochs", epochs, epochs >= 1, ">= 1"),
                   ("batch_size", batch_size, batch_size > 0, "> 0"),
                   ("patience", patience, patience >= 0, ">= 0"),
                   ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
@@ -179,6 +186,8 @@ class Trainer:
         for name, value, ok, exp in checks:
             if not ok:
                 raise ConfigError(f"Trainer: {name} must be {exp}, got {value!r}")
+        if not ks or any(int(k) < 1 for k in ks):
+            raise ConfigError(f"Trainer: ks must be cut-offs >= 1, got {list(ks)!r}")
         metric_names = {f"{m}@{k}" for m in ("Recall", "NDCG", "Precision", "MAP") for k in ks}
         if valid_metric not in metric_names:
             raise ConfigError(f"Trainer: valid_metric must be one of {sorted(metric_names)}, "
@@ -186,12 +195,13 @@ class Trainer:
         self.lr, self.epochs, self.batch_size = float(lr), int(epochs), int(batch_size)
         self.patience, self.seed, self.weight_decay = int(patience), int(seed), float(weight_decay)
         self.valid_metric, self.ks = valid_metric, tuple(int(k) for k in ks)
-        self.eval_batch_size, self.mask_valid_at_test = int(eval_batch_size), bool(mask_valid_at_test)
+        self.eval_batch_size = int(eval_batch_size)
+        self.mask_valid_at_test = bool(mask_valid_at_test)
         self.callbacks = list(callbacks)
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.config = config
         self.show_progress = show_progress
-        self.device = torch.device(device)
+        self.device = torch.device(check_device(device))
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.lr_decay, self.lr_decay_epochs = float(lr_decay), float(lr_decay_epochs)
         self.deterministic = bool(deterministic)
@@ -279,6 +289,11 @@ class Trainer:
             torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
     def _fit(self, model, ds: Dataset, resume: bool) -> FitResult:
+        too_big = [k for k in self.ks if k > ds.num_items]
+        if too_big:  # found before the first epoch, not by the first evaluation
+            raise ConfigError(f"Trainer: ks {too_big} exceed the {ds.num_items} items of dataset "
+                              f"{ds.name!r}; use cut-offs up to {ds.num_items}, e.g. --set "
+                              f"ks={','.join(str(k) for k in (5, 10, 20) if k <= ds.num_items)}")
         code_version()  # taken at the first fit's start, before any file can change under it
         seed_everything(self.seed)
         self._world, self._rank = D.get_world_size(), D.get_rank()
@@ -466,7 +481,7 @@ class Trainer:
         rank keeps no gradient (Adam skips it, as in one process) instead of stalling DDP.
         """
         if self._world == 1:
-            return model.loss
+            return model.training_loss
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         with D.collective_errors("the model's parameter broadcast"):
@@ -543,7 +558,8 @@ class Trainer:
 
 
 class _LossModule(nn.Module):
-    """``forward(users, pos, neg) = model.loss(users, pos, neg)``: what DDP wraps, so that its
+    """``forward(users, pos, neg) = model.training_loss(users, pos, neg)`` (the recommender's loss
+    plus, end to end, its encoder's): what DDP wraps, so that its
     gradient hooks are armed for every loss (DDP only prepares the backward of its forward).
     """
 
@@ -553,4 +569,6 @@ class _LossModule(nn.Module):
 
     def forward(self, users: torch.Tensor, pos_items: torch.Tensor,
                 neg_items: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(users, pos_items, neg_items)
+        return self.model.training_loss(users, pos_items, neg_items)
+
+provide(trainer=Trainer)  # the config core reads the trainer's keys from its signature

@@ -17,12 +17,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["code_version", "git_state"]
+__all__ = ["__version__", "code_version", "git_state"]
+
+#: The package version (``lirdrec.__version__``; setup.cfg carries the same number).
+__version__ = "0.1.0"
 
 
 def git_state(path: str | Path) -> tuple[str | None, bool | None]:
     """``(commit, dirty)`` of the git checkout holding ``path``; ``dirty``: tracked files under
-    ``path`` differ from the commit. ``(None, None)`` outside a checkout or without git."""
+    ``path`` differ from the commit. ``(None, None)`` outside a checkout or without git.
+    """
     def git(*args: str) -> str | None:
         try:
             res = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
@@ -42,10 +46,9 @@ def git_state(path: str | Path) -> tuple[str | None, bool | None]:
 def code_version() -> dict[str, Any]:
     """``{"lirdrec", "path", "git_commit", "git_dirty", "torch"}`` of this process, computed once
     (the trainer calls it when its first fit starts: the modules a run uses are imported by then,
-    so later edits to the files do not describe it)."""
-    import lirdrec
-
-    path = Path(lirdrec.__file__).resolve().parent
+    so later edits to the files do not describe it).
+    """
+    path = Path(__file__).resolve().parents[1]  # the lirdrec package
     commit, dirty = git_state(path)
-    return {"lirdrec": lirdrec.__version__, "path": str(path), "git_commit": commit,
+    return {"lirdrec": __version__, "path": str(path), "git_commit": commit,
             "git_dirty": dirty, "torch": torch.__version__}

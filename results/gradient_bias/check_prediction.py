@@ -1,6 +1,9 @@
 """Check the per-item prediction of docs/gradient_bias.md against item_grad_by_popularity.csv.
 
-Usage: ``python results/gradient_bias/check_prediction.py ../shared/data/tiktok results/gradient_bias/tiktok``
+Usage::
+
+    python results/gradient_bias/check_prediction.py ../shared/data/tiktok \
+        results/gradient_bias/tiktok
 
 Per popularity bucket (last epoch) it prints, for each model with an item ID table:
 - the fraction of steps whose batch touched the ID row, measured and predicted

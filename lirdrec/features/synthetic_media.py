@@ -6,7 +6,9 @@ that shape in that colour (position, size, rotation, background and noise jitter
 generator) and described by a sentence from the topic's vocabulary, so its image and text
 features carry the topic through the same networks real data goes through
 (:class:`~lirdrec.features.image.ImageEncoder`, :class:`~lirdrec.features.text.TextEncoder`).
-Nothing here is real data.
+Nothing here is real data. It lives in ``features/`` because it runs the encoders;
+:func:`lirdrec.data.synthetic.write_synthetic` receives it through
+:func:`~lirdrec.data.synthetic.provide_media_encoder` (data/ never imports features/).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import logging
 import math
 
 import numpy as np
+
+from lirdrec.data.synthetic import provide_media_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +119,13 @@ def encode_synthetic_media(
             dominant topic is used).
         rng: draws the image jitter and the text templates.
         image_size: drawn image side in pixels.
-        image_resize, image_crop: encoder preprocessing; smaller than the 256/224 of real
-            photos to keep the demo fast on a CPU (the drawings have no fine detail).
-        text_model, image_backend: encoder choices (offline defaults).
+        image_resize: encoder resize; smaller than the 256 of real photos to keep the demo fast
+            on a CPU (the drawings have no fine detail).
+        image_crop: encoder centre crop (224 for real photos).
+        text_model: text encoder (offline default).
+        image_backend: image encoder (offline default).
+        device: torch device of both encoders.
+        show_progress: progress bars (``None``: when INFO logging is on).
 
     Returns:
         ``{"image": (I, 1280), "text": (I, 384)}`` float32 for the defaults.
@@ -152,3 +160,6 @@ def encode_synthetic_media(
     ).encode(images)
     text = TextEncoder(text_model, device=device, show_progress=show_progress).encode(texts)
     return {"image": image.astype(np.float32), "text": text.astype(np.float32)}
+
+
+provide_media_encoder(encode_synthetic_media)  # data/ writes the demo dataset with it

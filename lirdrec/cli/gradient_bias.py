@@ -1,23 +1,23 @@
-"""``lirdrec gradient-bias``: train several models with the gradient-bias recorder.
+r"""``lirdrec gradient-bias``: train several models with the gradient-bias recorder.
 
-Also runnable as ``python -m lirdrec.diagnostics.gradient_bias`` or ``python -m
-lirdrec.diagnostics`` (same options). Example::
+Example::
 
-    lirdrec gradient-bias --models vbpr,freedom,bm3,lattice,lirdrec-id,lirdrec \\
+    lirdrec gradient-bias --models vbpr,freedom,bm3,lattice,lirdrec-id,lirdrec \
         --data ../shared/data/tiktok --epochs 30 --out results/gradient_bias/tiktok
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lirdrec.errors import ConfigError, LirdrecError
+from lirdrec.config import parse_value
+from lirdrec.errors import ConfigError
+from lirdrec.utils.logging import setup_logging
 
-__all__ = ["add_arguments", "add_parser", "main", "run"]
+__all__ = ["add_arguments", "add_parser", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,8 +66,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    from lirdrec.cli.config import parse_value
-
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -83,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     from lirdrec.diagnostics.gradient_bias import run_gradient_bias
 
     if getattr(args, "verbose", None) is not None:
-        from lirdrec.cli.main import setup_logging
-
         setup_logging(args.verbose, Path(args.out) / "log.txt")
     cfg_dir = None if str(args.config_dir).lower() == "none" else args.config_dir
     run_gradient_bias(
@@ -113,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``gradient-bias`` to the ``lirdrec`` command line (picked up by ``lirdrec.cli.main``)."""
+    """Add ``gradient-bias`` to the ``lirdrec`` command line."""
     p = subparsers.add_parser(
         "gradient-bias",
         help="measure the ID vs feature gradient bias",
@@ -122,21 +118,3 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(func=run)
     return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m lirdrec.diagnostics.gradient_bias``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m lirdrec.diagnostics.gradient_bias", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
-    parser.add_argument(
-        "-q", "--quiet", action="store_const", const=-1, dest="verbose", help="warnings only"
-    )
-    add_arguments(parser)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        return run(args)
-    except LirdrecError as exc:
-        print(f"lirdrec: error: {exc}", file=sys.stderr)
-        return 1

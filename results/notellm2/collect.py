@@ -1,0 +1,122 @@
+"""Collect the NoteLLM-2 runs into results/notellm2/*.json and print the markdown tables.
+
+python results/notellm2/collect.py [RUNS]        # RUNS default /work/runs/notellm2
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = ["text", "basic", "micl", "late_fusion", "notellm2"]
+KS = ["Recall@10", "Recall@20", "Recall@50", "Recall@100"]
+NAMES = {
+    "image_feat.npy": "frozen EfficientNet-Lite0 poster vector (shared image_feat.npy)",
+    "text_feat.npy": "frozen text vector of the shared ml100k (another repository's model)",
+    "minilm_title_plot.npy": 'frozen MiniLM-L6 of "title. plot"',
+    "untuned SmolLM2-135M-Instruct": "untuned SmolLM2 (first 4 layers), text prompt, pooled state",
+    "text": "fine-tuned LLM, text only (NoteLLM-like)",
+    "basic": "NoteLLM-2 basic (image in the prompt)",
+    "micl": "NoteLLM-2 mICL",
+    "late_fusion": "NoteLLM-2 late fusion",
+    "notellm2": "NoteLLM-2 mICL + late fusion",
+}
+
+
+def fmt(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def main(runs: Path) -> int:
+    ml = runs / "ml100k"
+    out = {"baselines": [], "variants": {}}
+    base = ml / "baselines.jsonl"
+    if base.is_file():
+        out["baselines"] = [json.loads(x) for x in base.read_text().splitlines() if x.strip()]
+    for v in VARIANTS:
+        m = ml / v / "metrics.json"
+        if m.is_file():
+            metrics = json.loads(m.read_text())
+            cfg = json.loads((ml / v / "config.json").read_text())
+            out["variants"][v] = {
+                "test_by_input": metrics.get("test_by_input", {"both": metrics["test"]}),
+                "valid": metrics["valid"],
+                "best_step": metrics["best_step"],
+                "history": metrics["history"],
+                "pairs_per_second": metrics["pairs_per_second"],
+                "seconds": metrics["seconds"],
+                "pairs": cfg["pairs"],
+                "args": cfg["args"],
+            }
+    rows = []
+    for m in sorted((runs / "down").glob("*/metrics.json")):
+        model, mods, seed = m.parent.name.rsplit("-", 2)
+        r = json.loads(m.read_text())
+        rows.append(
+            {
+                "model": model,
+                "modalities": mods.replace("+", ","),
+                "seed": seed[1:],
+                "best_epoch": r["best_epoch"],
+                "valid Recall@20": r["valid"]["Recall@20"],
+                "test Recall@20": r["test"]["Recall@20"],
+                "test NDCG@20": r["test"]["NDCG@20"],
+            }
+        )
+    if rows:
+        out["downstream"] = rows
+    (HERE / "i2i_ml100k.json").write_text(json.dumps(out, indent=2))
+
+    print("| vectors | queries | " + " | ".join(KS) + " |")
+    print("|:--|--:|" + "--:|" * len(KS))
+    for r in out["baselines"]:
+        name = NAMES.get(r["what"], r["what"])
+        print(f"| {name} | {r['queries']} | " + " | ".join(fmt(r.get(k)) for k in KS) + " |")
+    for v, r in out["variants"].items():
+        t = r["test_by_input"]["both"]
+        print(f"| {NAMES[v]} | {t['queries']} | " + " | ".join(fmt(t.get(k)) for k in KS) + " |")
+    print()
+    print("| variant | input: image + text | image only | text only |")
+    print("|:--|--:|--:|--:|")
+    for v, r in out["variants"].items():
+        t = r["test_by_input"]
+        cells = [fmt(t.get(m, {}).get("Recall@100")) for m in ("both", "image", "text")]
+        print(f"| {NAMES[v]} | " + " | ".join(cells) + " |")
+    print()
+    print("| variant | best step | train pairs/s | run seconds | mean training loss | tau |")
+    print("|:--|--:|--:|--:|--:|--:|")
+    for v, r in out["variants"].items():
+        h = r["history"][-1]
+        print(
+            f"| {v} | {r['best_step']} | {r['pairs_per_second']} | {r['seconds']} | "
+            f"{h['loss']:.4f} | {h['temperature']:.3f} |"
+        )
+    if rows:
+        import statistics as st
+
+        print()
+        print(
+            "| model | modalities | seeds | best epochs | test Recall@20 | test NDCG@20 "
+            "| mean R@20 / N@20 |"
+        )
+        print("|:--|:--|:--|:--|:--|:--|:--|")
+        groups: dict = {}
+        for r in rows:
+            groups.setdefault((r["model"], r["modalities"]), []).append(r)
+        for (model, mods), g in groups.items():
+            g.sort(key=lambda r: r["seed"])
+            r20 = [r["test Recall@20"] for r in g]
+            n20 = [r["test NDCG@20"] for r in g]
+            print(
+                f"| {model} | {mods} | {', '.join(r['seed'] for r in g)} | "
+                f"{', '.join(str(r['best_epoch']) for r in g)} | "
+                f"{' / '.join(f'{x:.4f}' for x in r20)} | {' / '.join(f'{x:.4f}' for x in n20)} | "
+                f"{st.mean(r20):.4f} / {st.mean(n20):.4f} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/work/runs/notellm2")))

@@ -1,0 +1,510 @@
+"""Every registered model against an independent dense formula on a toy graph (issue 20).
+
+Each model is built by ``from_dataset`` on a 5-user, 7-item toy dataset (item 6 never trained,
+two modalities), converted to float64, its parameters redrawn at random (so zero-initialised
+biases and equal modality weights do not hide a term), and then compared with the formula of its
+docstring / paper written here with dense matrices: ``forward()``, ``loss(users, pos, neg)`` and
+the gradient of the loss with respect to every parameter (gradients must flow where the formula
+sends them, and nowhere else: targets are detached, cached graphs are constants).
+
+The expectations never call the model's own helpers (``online``, ``propagate``, ``_embed``,
+``item_graph_edges``, the graph builders of ``lirdrec.graphs``, ``bpr_loss``, ``emb_loss``); they
+read only the model's parameters, its hyper-parameters, and for the stochastic parts (BM3's
+target dropout, FREEDOM's edge pruning) a copy of its generator state, from which the random
+draws are reproduced here. Initialisations documented in the docstrings are checked separately.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lirdrec.data import Dataset, Split
+from lirdrec.models import registry
+
+U, I = 5, 7  # noqa: E741 (I: items, as in the docstrings' math)
+TRAIN = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 3), (2, 0), (2, 4), (2, 5), (3, 2), (3, 3), (3, 5),
+         (4, 4), (4, 1)]  # item 6 is cold: no training edge, zero rows in the user-item graphs
+USERS = torch.tensor([0, 1, 2, 3, 4, 0, 2, 3])
+POS = torch.tensor([1, 3, 5, 2, 4, 0, 4, 3])
+NEG = torch.tensor([6, 0, 1, 4, 2, 5, 6, 1])
+RTOL, ATOL = 1e-9, 1e-12  # float64 end to end (MF, VBPR)
+# graph models: the graphs are built in float32 (then moved to float64 with the model), and so
+# are LIRDRec's encoder outputs; a wrong formula is off by far more than this
+RTOL32, ATOL32 = 2e-6, 1e-7
+
+
+def toy() -> Dataset:
+    rng = np.random.default_rng(7)
+    users, items = map(np.array, zip(*TRAIN))
+    # positive features: cosines are positive, so every kNN row sum is positive
+    feats = {"image": torch.from_numpy(rng.random((I, 4)).astype(np.float32) + 0.05),
+             "text": torch.from_numpy(rng.random((I, 3)).astype(np.float32) + 0.05)}
+    valid = Split(np.array([0, 1, 2, 3, 4]), np.array([3, 0, 1, 6, 0]))
+    test = Split(np.array([0, 1, 2, 3, 4]), np.array([4, 2, 6, 0, 5]))
+    return Dataset("toy", U, I, Split(users, items), valid, test, features=feats)
+
+
+@pytest.fixture(scope="module")
+def ds() -> Dataset:
+    return toy()
+
+
+def build(name: str, ds: Dataset, seed: int = 0, randomise: bool = True, **kw):
+    """``from_dataset`` in float64 with every parameter redrawn from N(0, 0.5^2)."""
+    torch.manual_seed(seed)
+    model = registry.get(name).from_dataset(ds, **kw).double()
+    if randomise:
+        g = torch.Generator().manual_seed(seed + 100)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+# ---------------------------------------------------------------------------- dense formulas
+def dense_r() -> torch.Tensor:
+    """:math:`R \\in \\{0,1\\}^{U \\times I}` of the training pairs."""
+    r = torch.zeros(U, I, dtype=torch.float64)
+    for u, i in TRAIN:
+        r[u, i] = 1.0
+    return r
+
+
+def bipartite(r: torch.Tensor) -> torch.Tensor:
+    """:math:`A = [[0, R], [R^T, 0]]`."""
+    a = torch.zeros(U + I, U + I, dtype=r.dtype)
+    a[:U, U:], a[U:, :U] = r, r.t()
+    return a
+
+
+def inv_sqrt(d: torch.Tensor) -> torch.Tensor:
+    return torch.where(d > 0, d.clamp_min(1e-300).rsqrt(), torch.zeros_like(d))
+
+
+def sym_norm(a: torch.Tensor) -> torch.Tensor:
+    """:math:`D^{-1/2} A D^{-1/2}` with :math:`D` the row sums (zero rows stay zero)."""
+    dinv = inv_sqrt(a.sum(1))
+    return dinv[:, None] * a * dinv[None, :]
+
+
+def layers(a: torch.Tensor, e0: torch.Tensor, n: int, mean: bool) -> torch.Tensor:
+    """:math:`\\sum_{l=0}^{n} A^l E_0`, divided by :math:`n+1` for the layer mean."""
+    out = sum(torch.linalg.matrix_power(a, k) @ e0 for k in range(n + 1))
+    return out / (n + 1) if mean else out
+
+
+def knn(x: torch.Tensor, k: int, weighted: bool) -> torch.Tensor:
+    """Dense cosine top-k graph (self included): the cosine or 1 at the kept entries."""
+    xn = x / x.norm(dim=1, keepdim=True)
+    sim = xn @ xn.t()
+    val, idx = sim.topk(k, dim=1)
+    return torch.zeros_like(sim).scatter(1, idx, val if weighted else torch.ones_like(val))
+
+
+def bpr(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """:math:`-\\frac1B \\sum_b \\log\\sigma(\\hat y^+_b - \\hat y^-_b)`."""
+    return -torch.log(torch.sigmoid(pos - neg)).mean()
+
+
+def cos_gap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:math:`1 - \\frac1B \\sum_b \\cos(a_b, b_b)`."""
+    return 1.0 - ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean()
+
+
+def leaky(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, x, 0.01 * x)
+
+
+def linear(lin: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """:math:`x W^T + b` from the layer's parameters."""
+    return x @ lin.weight.t() + (0.0 if lin.bias is None else lin.bias)
+
+
+def feats64(ds: Dataset) -> list[torch.Tensor]:
+    return [ds.features[m].double() for m in ds.modalities]
+
+
+# ---------------------------------------------------------------------------- comparison
+def grads(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    out = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, out)]
+
+
+def check_loss(model, expected: torch.Tensor, actual: torch.Tensor, rtol=RTOL, atol=ATOL) -> None:
+    """Value and the gradient on every trainable parameter agree."""
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    for (n, _), g_act, g_exp in zip(named, grads(actual, params), grads(expected, params)):
+        torch.testing.assert_close(g_act, g_exp, rtol=rtol, atol=atol, msg=f"gradient of {n}")
+
+
+def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, atol=ATOL) -> None:
+    model.eval()
+    u, i = model()
+    torch.testing.assert_close(u, users, rtol=rtol, atol=atol, msg="users")
+    torch.testing.assert_close(i, items, rtol=rtol, atol=atol, msg="items")
+    torch.testing.assert_close(model.score(USERS), users[USERS] @ items.t(), rtol=rtol, atol=atol)
+    model.train()
+
+
+def test_every_registered_model_has_a_formula_test():
+    tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec"}
+    assert set(registry.names()) == tested
+
+
+# ---------------------------------------------------------------------------- Pop
+def test_pop_scores_training_degree(ds):
+    model = registry.get("pop").from_dataset(ds)
+    degree = dense_r().sum(0)  # (I,), counted from TRAIN
+    assert degree.tolist() == [2, 3, 2, 2, 2, 2, 0]
+    u, i = model()
+    assert u.shape == (U, 1) and i.shape == (I, 1)
+    torch.testing.assert_close(model.score(USERS).double(), degree.expand(len(USERS), I))
+    loss = model.loss(USERS, POS, NEG)
+    assert loss.item() == 0.0 and list(model.parameters()) == []
+
+
+# ---------------------------------------------------------------------------- MF
+def test_mf_forward_and_loss(ds):
+    model = build("mf", ds, embedding_dim=6, reg_weight=0.3)
+    p, q = model.user_emb, model.item_emb
+    check_forward(model, p.detach(), q.detach())
+    u, pi, ni = p[USERS], q[POS], q[NEG]
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * (
+        u.norm() + pi.norm() + ni.norm()) / len(USERS)  # MMRec's unsquared norms / B
+    check_loss(model, expected, model.loss(USERS, POS, NEG))
+
+
+# ---------------------------------------------------------------------------- LightGCN
+@pytest.mark.parametrize("combine,num_layers", [("mean", 2), ("mean", 3), ("sum", 2), ("mean", 0)])
+def test_lightgcn_forward_and_loss(ds, combine, num_layers):
+    kw = dict(embedding_dim=6, num_layers=num_layers, reg_weight=0.3)
+    if combine != "mean":
+        kw["layer_combine"] = combine
+    model = build("lightgcn", ds, **kw)  # "mean" by the default
+    a = sym_norm(bipartite(dense_r()))
+    e0 = torch.cat([model.user_emb, model.item_emb])
+    e = layers(a, e0, num_layers, mean=combine == "mean")
+    check_forward(model, e[:U].detach(), e[U:].detach(), RTOL32, ATOL32)
+    u, pi, ni = e[:U][USERS], e[U:][POS], e[U:][NEG]
+    # the regulariser reads the layer-0 (ID) rows of the batch, not the propagated ones
+    reg = (model.user_emb[USERS].norm() + model.item_emb[POS].norm()
+           + model.item_emb[NEG].norm()) / len(USERS)
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * reg
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- VBPR
+def test_vbpr_score_and_loss_match_formula(ds):
+    model = build("vbpr", ds, embedding_dim=5, reg_weight=0.3)
+    x = torch.cat(feats64(ds), 1)  # (I, 4 + 3), modalities in dict order
+    e, b = model.item_linear.weight, model.item_linear.bias
+    assert e.shape == (5, 7) and model.user_emb.shape == (U, 10)
+    q = torch.cat([model.item_emb, x @ e.t() + b], 1)  # [gamma_i || E x_i + b]
+    check_forward(model, model.user_emb.detach(), q.detach())
+    u, pi, ni = model.user_emb[USERS], q[POS], q[NEG]
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * (
+        u.norm() + pi.norm() + ni.norm()) / len(USERS)
+    check_loss(model, expected, model.loss(USERS, POS, NEG))
+    # the features are fixed inputs, not parameters
+    assert not any(p.shape[0] == I and p.shape[1] == 7 for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------- LATTICE
+def lattice_expected(model, ds, detach_graph: bool = False):
+    """Users, items of LATTICE's docstring formula from the model's parameters."""
+    k, lam = model.knn_k, model.lambda_coeff
+    a = bipartite(dense_r()) + torch.eye(U + I, dtype=torch.float64)
+    a = a / a.sum(1, keepdim=True)  # (D + I)^{-1} (A + I): row-normalised with self-loops
+    alpha = torch.softmax(model.modal_weight, 0)
+    learned = sum(alpha[m] * knn(linear(proj, x), k, weighted=True)
+                  for m, (proj, x) in enumerate(zip(model.projections, model.features)))
+    frozen = sum(alpha[m] * sym_norm(knn(x, k, weighted=True)) for m, x in enumerate(feats64(ds)))
+    s = (1 - lam) * sym_norm(learned) + lam * frozen
+    if detach_graph:
+        s = s.detach()
+    h = torch.linalg.matrix_power(s, model.n_mm_layers) @ model.item_emb
+    e = layers(a, torch.cat([model.user_emb, model.item_emb]), model.n_ui_layers, mean=True)
+    return e[:U], e[U:] + h / h.norm(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("n_ui,n_mm", [(2, 1), (1, 2)])
+def test_lattice_forward_and_loss(ds, n_ui, n_mm):
+    model = build("lattice", ds, embedding_dim=6, feat_embed_dim=5, knn_k=3, lambda_coeff=0.7,
+                  reg_weight=0.3, n_ui_layers=n_ui, n_mm_layers=n_mm)
+    users, items = lattice_expected(model, ds)
+    check_forward(model, users.detach(), items.detach(), RTOL32, ATOL32)
+
+    def expected_loss(users, items):
+        u, pi, ni = users[USERS], items[POS], items[NEG]
+        reg = (u.pow(2).sum() + pi.pow(2).sum() + ni.pow(2).sum()) / (2 * len(USERS))
+        return bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * reg
+
+    # the epoch's first loss builds S with gradient into W_m, b_m, omega and the features ...
+    model.on_epoch_start(1)
+    check_loss(model, expected_loss(users, items), model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+    # ... later losses of the epoch use the same S as a constant
+    users, items = lattice_expected(model, ds, detach_graph=True)
+    check_loss(model, expected_loss(users, items), model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+def test_lattice_single_modality_uses_its_graph_alone(ds):
+    one = Dataset("toy1", U, I, ds.train, ds.valid, ds.test, features={"text": ds.features["text"]})
+    model = build("lattice", one, embedding_dim=6, feat_embed_dim=5, knn_k=3, lambda_coeff=0.7)
+    assert model.modal_weight is None
+    k, x = 3, ds.features["text"].double()
+    s = 0.3 * sym_norm(knn(linear(model.projections[0], model.features[0]), k, True)) \
+        + 0.7 * sym_norm(knn(x, k, True))
+    h = s @ model.item_emb
+    a = bipartite(dense_r()) + torch.eye(U + I, dtype=torch.float64)
+    e = layers(a / a.sum(1, keepdim=True), torch.cat([model.user_emb, model.item_emb]), 2, True)
+    check_forward(model, e[:U].detach(), (e[U:] + F.normalize(h, dim=1)).detach(), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- BM3
+def bm3_online(model):
+    a = sym_norm(bipartite(dense_r()))
+    e = layers(a, torch.cat([model.user_emb, model.item_emb]), model.num_layers, mean=True)
+    return e[:U], e[U:] + model.item_emb  # items keep a residual of their ID embedding
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+def test_bm3_loss_matches_formula(ds, dropout):
+    model = build("bm3", ds, embedding_dim=6, num_layers=2, dropout=dropout, reg_weight=0.5,
+                  cl_weight=2.0, generator_seed=11)
+    online_u, online_i = bm3_online(model)
+    g = model.predictor
+    check_forward(model, linear(g, online_u).detach(), linear(g, online_i).detach(), RTOL32, ATOL32)
+
+    # the target views: inverted dropout with masks drawn, in this order, from the model's
+    # generator: users (U, d), items (I, d), then each modality's projection (I, d)
+    gen = torch.Generator()
+    gen.set_state(model.generator.get_state())
+
+    def drop(x):
+        if dropout == 0.0:
+            return x.detach()
+        keep = (torch.rand(x.shape, generator=gen) >= dropout).to(x.dtype)
+        return (x * keep / (1 - dropout)).detach()  # targets carry no gradient
+
+    feats = [linear(p, x) for p, x in zip(model.projections, model.features)]
+    user_t, item_t = drop(online_u)[USERS], drop(online_i)[POS]
+    feats_t = [drop(f)[POS] for f in feats]
+    u, i = online_u[USERS], online_i[POS]
+    expected = cos_gap(linear(g, u), item_t) + cos_gap(linear(g, i), user_t)
+    # EmbLoss on the full online tables: unsquared norms / number of items
+    expected = expected + 0.5 * (online_u.norm() + online_i.norm()) / I
+    for f, f_t in zip(feats, feats_t):
+        f_on = linear(g, f[POS])
+        expected = expected + 2.0 * (cos_gap(f_on, item_t) + cos_gap(f_on, f_t))
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- FREEDOM
+def freedom_item_graph(ds: Dataset, k: int, w: float) -> torch.Tensor:
+    """Unit-weight kNN per modality, sym-normalised; image weight w, the rest share 1 - w."""
+    weights = {"image": w, "text": 1 - w}
+    return sum(weights[m] * sym_norm(knn(ds.features[m].double(), k, weighted=False))
+               for m in ds.modalities)
+
+
+def freedom_expected(model, ds, a_train: torch.Tensor, reg_weight: float):
+    s = freedom_item_graph(ds, model.knn_k, model.mm_image_weight)
+    h = torch.linalg.matrix_power(s, model.n_mm_layers) @ model.item_emb
+
+    def embed(a):
+        e = layers(a, torch.cat([model.user_emb, model.item_emb]), model.n_ui_layers, mean=True)
+        return e[:U], e[U:] + h
+
+    users, items = embed(a_train)
+    u = users[USERS]
+    loss = bpr((u * items[POS]).sum(1), (u * items[NEG]).sum(1))
+    for proj, x in zip(model.projections, model.features):
+        f = linear(proj, x)  # projected features: only in the feature-side BPR term
+        loss = loss + reg_weight * bpr((u * f[POS]).sum(1), (u * f[NEG]).sum(1))
+    return embed(sym_norm(bipartite(dense_r()))), loss
+
+
+@pytest.mark.parametrize("reg_weight,n_mm", [(0.0, 1), (0.25, 1), (0.25, 2)])
+def test_freedom_forward_and_loss_without_pruning(ds, reg_weight, n_mm):
+    model = build("freedom", ds, embedding_dim=6, knn_k=3, mm_image_weight=0.3, dropout=0.0,
+                  reg_weight=reg_weight, n_mm_layers=n_mm)
+    (users, items), expected = freedom_expected(model, ds, sym_norm(bipartite(dense_r())),
+                                                reg_weight)
+    check_forward(model, users.detach(), items.detach(), RTOL32, ATOL32)
+    model.on_epoch_start(1)
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+def test_freedom_loss_with_pruned_graph(ds):
+    model = build("freedom", ds, embedding_dim=6, knn_k=3, mm_image_weight=0.3, dropout=0.5,
+                  reg_weight=0.25, generator_seed=5)
+    # reproduce the pruning: keep floor(|E| (1 - rho)) distinct edges drawn with probability
+    # proportional to 1 / sqrt(|N_u| |N_i|), edges in (user, item) order
+    r = dense_r()
+    eu, ei = r.nonzero(as_tuple=True)
+    probs = (r.sum(1)[eu] * r.sum(0)[ei]).rsqrt()
+    keep = int(len(eu) * (1 - 0.5))
+    assert keep == 6
+    gen = torch.Generator()
+    gen.set_state(model.generator.get_state())
+    idx = torch.multinomial(probs.float(), keep, replacement=False, generator=gen)
+    kept = torch.zeros_like(r)
+    kept[eu[idx], ei[idx]] = 1.0
+    a_train = sym_norm(bipartite(kept))  # re-normalised with the kept degrees
+    (users, items), expected = freedom_expected(model, ds, a_train, 0.25)
+    model.on_epoch_start(1)
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+    check_forward(model, users.detach(), items.detach(), RTOL32, ATOL32)  # eval: the full graph
+
+
+# ---------------------------------------------------------------------------- LIRDRec
+def dct_matrix(d: int) -> torch.Tensor:
+    """Orthonormal DCT-II: :math:`C_{kn} = s_k \\cos(\\pi k (2n+1) / 2d)`."""
+    k = torch.arange(d, dtype=torch.float64)[:, None]
+    n = torch.arange(d, dtype=torch.float64)[None, :]
+    c = torch.cos(math.pi * k * (2 * n + 1) / (2 * d)) * math.sqrt(2.0 / d)
+    c[0] /= math.sqrt(2.0)
+    return c
+
+
+def lirdrec_expected(model, ds: Dataset):
+    """Users after the channel fusion, items after the kNN residual, per the class docstring."""
+    d, feats = model.embedding_dim, dict(zip(ds.modalities, feats64(ds)))
+    inputs = dict(feats)
+    if model.transform == "dct":
+        inputs["shared"] = torch.cat([x @ dct_matrix(x.shape[1]).t() for x in feats.values()], 1)
+    elif model.transform == "identity":
+        inputs["shared"] = torch.cat(list(feats.values()), 1)
+    hs = []
+    for c in model.channels:
+        enc = model.encoders[c]
+        h = leaky(linear(enc[0], inputs[c])) @ enc[2].weight.t()  # W2 LeakyReLU(W1 x + b1)
+        if model.item_id_emb is not None:
+            h = h + model.item_id_emb
+        hs.append(h)
+    e0 = torch.cat([
+        torch.cat([F.normalize(model.user_emb[:, k], dim=1), F.normalize(h, dim=1)])
+        for k, h in enumerate(hs)], 1)  # per-channel L2 rows, channels side by side: (U+I, C d)
+    e = layers(sym_norm(bipartite(dense_r())), e0, model.n_ui_layers, mean=False)  # layer SUM
+    users, items = e[:U], e[U:]
+    if model.n_mm_layers > 0:
+        slot = model.image_modality if model.image_modality in feats else ds.modalities[0]
+        w = {m: model.mm_image_weight if m == slot
+             else (1 - model.mm_image_weight) / (len(feats) - 1) for m in feats}
+        s = sum(w[m] * sym_norm(knn(x, model.knn_k, weighted=False)) for m, x in feats.items())
+        items = items + torch.linalg.matrix_power(s, model.n_mm_layers) @ items
+    chans = users.view(U, len(model.channels), d)
+    if model.fusion in ("pwc", "attention"):
+        mod = model.fusion_module
+        logits = torch.stack([
+            linear(mod.scorers[c][2], leaky(linear(mod.scorers[c][0], chans[:, k])))[:, 0]
+            for k, c in enumerate(model.channels)], 1)  # (U, C)
+        if model.fusion == "pwc":
+            logits = mod.w1 * logits + mod.w2 * mod.theta
+        users = (chans * torch.softmax(logits, 1)[:, :, None]).reshape(U, -1)
+    elif model.fusion == "mean":
+        users = users / len(model.channels)
+    return users, items
+
+
+LIRDREC_CASES = [
+    {},
+    {"fusion": "attention"},
+    {"fusion": "mean", "n_mm_layers": 2},
+    {"fusion": "concat", "n_mm_layers": 0},
+    {"transform": "identity"},
+    {"transform": "none", "item_id": "add"},
+    {"shared_input": "fold"},
+    {"image_modality": "text", "mm_image_weight": 0.2},
+]
+
+
+def _case_id(kw: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in kw.items()) or "default"
+
+
+@pytest.mark.parametrize("kw", LIRDREC_CASES, ids=_case_id)
+def test_lirdrec_forward_and_loss(ds, kw):
+    model = build("lirdrec", ds, embedding_dim=8, knn_k=3, n_ui_layers=2, reg_weight=0.3, **kw)
+    if model.fusion == "pwc":
+        model.on_epoch_start(1)  # one schedule step: w1, w2 away from their initial values
+        model.on_epoch_start(2)
+    users, items = lirdrec_expected(model, ds)
+    check_forward(model, users.detach(), items.detach(), RTOL32, ATOL32)
+    u = users[USERS]
+    reg = users.pow(2).mean() + items.pow(2).mean()  # over ALL users and items
+    expected = bpr((u * items[POS]).sum(1), (u * items[NEG]).sum(1)) + 0.3 * reg
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- initialisation
+def xavier_bound(t: torch.Tensor) -> float:
+    return math.sqrt(6.0 / (t.shape[0] + t.shape[1]))
+
+
+def assert_xavier_uniform(t: torch.Tensor) -> None:
+    b = xavier_bound(t)
+    assert t.abs().max() <= b and t.abs().max() > 0.95 * b, (t.abs().max(), b)
+
+
+def assert_xavier_normal(t: torch.Tensor) -> None:
+    std = math.sqrt(2.0 / (t.shape[0] + t.shape[1]))
+    assert abs(t.std().item() / std - 1) < 0.1 and abs(t.mean().item()) < 0.1 * std
+
+
+@pytest.fixture(scope="module")
+def wide() -> Dataset:
+    """Enough rows for the spread of an initialisation to be measured."""
+    rng = np.random.default_rng(0)
+    n_u, n_i = 300, 400
+    users = np.repeat(np.arange(n_u), 3)
+    items = rng.integers(0, n_i, 3 * n_u)
+    items[: n_i] = np.arange(n_i)
+    feats = {"image": torch.from_numpy(rng.random((n_i, 48)).astype(np.float32)),
+             "text": torch.from_numpy(rng.random((n_i, 32)).astype(np.float32))}
+    empty = Split(np.array([0]), np.array([0]))
+    return Dataset("wide", n_u, n_i, Split(users, items), empty, empty, features=feats)
+
+
+@pytest.mark.parametrize("name", ["mf", "lightgcn", "lattice", "freedom", "bm3"])
+def test_id_tables_are_xavier_uniform(name, wide):
+    torch.manual_seed(0)
+    model = registry.get(name).from_dataset(wide, embedding_dim=64)
+    assert_xavier_uniform(model.user_emb)
+    assert_xavier_uniform(model.item_emb)
+
+
+def test_vbpr_initialisation(wide):
+    torch.manual_seed(0)
+    model = registry.get("vbpr").from_dataset(wide, embedding_dim=64)
+    assert model.user_emb.shape == (300, 128)
+    assert_xavier_uniform(model.user_emb)
+    assert_xavier_uniform(model.item_emb)
+    assert_xavier_normal(model.item_linear.weight)
+    assert torch.equal(model.item_linear.bias, torch.zeros(64))  # b = 0, as MMRec
+
+
+def test_bm3_and_lattice_initialisation(wide):
+    torch.manual_seed(0)
+    bm3 = registry.get("bm3").from_dataset(wide, embedding_dim=64)
+    for lin in [bm3.predictor, *bm3.projections]:
+        assert_xavier_normal(lin.weight)
+    lattice = registry.get("lattice").from_dataset(wide, knn_k=3)
+    assert torch.equal(lattice.modal_weight, torch.full((2,), 0.5))  # the reference's [.5, .5]
+
+
+def test_lirdrec_initialisation(wide):
+    torch.manual_seed(0)
+    model = registry.get("lirdrec").from_dataset(wide, embedding_dim=64, knn_k=3)
+    for k in range(len(model.channels)):  # each channel's (U, d) table its own Xavier-normal draw
+        assert_xavier_normal(model.user_emb[:, k])
+    pwc = model.fusion_module
+    assert float(pwc.w1) == 0.9 and abs(float(pwc.w2) - 0.1) < 1e-15
+    assert torch.equal(pwc.last_alpha, pwc.theta)
