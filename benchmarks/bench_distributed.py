@@ -73,6 +73,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--threads", type=int, default=2, help="threads of the one-process run")
     p.add_argument("--nproc", type=int, default=2)
+    p.add_argument("--single-thread-row", action="store_true",
+                   help="also one process with one thread (separates threading from sharding)")
     args = p.parse_args()
     from lirdrec.utils.table import format_table
 
@@ -81,6 +83,8 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         rows.append(measure(model, 1, args.threads, args.epochs))
+        if args.single_thread_row:
+            rows.append(measure(model, 1, 1, args.epochs))
         rows.append(measure(model, args.nproc, max(1, args.threads // args.nproc), args.epochs))
     print(format_table(rows))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
