@@ -115,7 +115,7 @@ def load_checkpoint(path: str | Path, data: bytes | None = None) -> dict[str, An
     except Exception as exc:  # pickle.UnpicklingError for refused globals; others: corrupt
         what = _unsafe_global(str(exc)) if "Weights only load failed" in str(exc) else None
         if what is None:  # corrupt, foreign, or an opcode the safe loader lacks: nothing ran
-            # never echo torch's advice to retry with weights_only=False
+            # never echo torch's advice to retry unsafely
             why = ("corrupt, or a pickle the safe loader does not read"
                    if "Weights only" in str(exc) else _first_line(exc))
             raise CheckpointError(f"{path}: not a lirdrec checkpoint ({why})") from None
