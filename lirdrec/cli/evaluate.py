@@ -20,32 +20,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Re-evaluate the best checkpoint of a run directory."""
-    from lirdrec.config import read_yaml, resolve
     from lirdrec.evaluate import evaluate
-    from lirdrec.train.checkpoint import load_checkpoint
-    from lirdrec.train.run import build_model, load_run_dataset
+    from lirdrec.train.run import load_run, load_run_config
     from lirdrec.utils.table import format_table
 
     run_dir = Path(args.run_dir)
-    ck = load_checkpoint(run_dir / "checkpoint.pt")  # refused before any data is read
-    saved = read_yaml(run_dir / "config.yaml")
-    cfg = resolve(saved.get("model"), [saved])
-    seed = cfg.trainer_kwargs["seed"]
-    ds = load_run_dataset(args.data or cfg.data["data"], cfg.data["modalities"],
-                          cfg.data["cold_items"], seed)
-    from lirdrec.train.encoded import encoder_features, encoder_settings
-
-    ds, feature_encoder = encoder_features(ds, encoder_settings(**cfg.encoder), seed, run_dir)
-    model = build_model(cfg.model, ds, seed, **cfg.model_kwargs)
-    if feature_encoder is not None:
-        model.attach_feature_encoder(feature_encoder)
-    model.load_state_dict(ck["train"]["best_state"])
-    model.load_extra_state(ck["train"]["best_extra"])
+    # the checkpoint is opened (and a code-carrying one refused) before any data is read
+    model, ds, best_epoch = load_run(run_dir, args.data)
+    cfg = load_run_config(run_dir)
     ks = cfg.trainer_kwargs["ks"]
     rows = []
     for split in ("valid", "test"):
         m = evaluate(model, ds, split, ks, mask_valid=cfg.trainer_kwargs["mask_valid_at_test"])
-        rows.append({"model": cfg.model, "split": split, "best_epoch": ck["train"]["best_epoch"],
+        rows.append({"model": cfg.model, "split": split, "best_epoch": best_epoch,
                      **{k: m.get(k, float("nan")) for k in METRIC_COLUMNS}})
     print(format_table(rows))
     return 0

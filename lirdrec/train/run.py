@@ -21,7 +21,8 @@ from lirdrec.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_run_dataset", "build_model", "run_training", "check_finished_run", "load_run"]
+__all__ = ["load_run_dataset", "build_model", "run_training", "check_finished_run", "load_run",
+           "load_run_config"]
 
 
 def load_run_dataset(data: str | Path | Dataset, modalities: str | None = None,
@@ -90,6 +91,14 @@ def run_training(
 NUMBER_NEUTRAL = ("knn_chunk_size",)
 
 
+def load_run_config(run_dir: str | Path):
+    """The resolved :class:`~lirdrec.config.RunConfig` a run saved in its ``config.yaml``."""
+    from lirdrec.config import read_yaml, resolve
+
+    saved = read_yaml(Path(run_dir) / "config.yaml")
+    return resolve(saved.get("model"), [saved])
+
+
 def load_run(run_dir: str | Path, data: str | Path | Dataset | None = None):
     """The model of a finished (or interrupted) run at its best epoch, and its dataset.
 
@@ -104,14 +113,12 @@ def load_run(run_dir: str | Path, data: str | Path | Dataset | None = None):
     Returns:
         ``(model in eval mode, Dataset, the checkpoint's best epoch)``.
     """
-    from lirdrec.config import read_yaml, resolve
     from lirdrec.train.checkpoint import load_checkpoint
     from lirdrec.train.encoded import encoder_features, encoder_settings
 
     run_dir = Path(run_dir)
     ck = load_checkpoint(run_dir / "checkpoint.pt")
-    saved = read_yaml(run_dir / "config.yaml")
-    cfg = resolve(saved.get("model"), [saved])
+    cfg = load_run_config(run_dir)
     seed = cfg.trainer_kwargs["seed"]
     ds = load_run_dataset(data if data is not None else cfg.data["data"],
                           cfg.data["modalities"], cfg.data["cold_items"], seed)

@@ -29,6 +29,11 @@ def _flat(config: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _run_dir(trainer) -> Path:
+    """Where trackers write by default: the trainer's run directory, else ``runs/``."""
+    return Path(trainer.out_dir) if trainer.out_dir is not None else Path("runs")
+
+
 def _epoch_scalars(trainer) -> dict[str, float]:
     row = trainer.state.history[-1]
     out = {"train/loss": row["loss"], "train/lr": row["lr"], "time/train_s": row["train_s"],
@@ -56,8 +61,7 @@ class TensorBoardLogger(Callback):
             raise ConfigError("logger=tensorboard needs the tensorboard package: "
                               "pip install tensorboard (or lirdrec[tracking])") from None
         if self.log_dir is None:
-            base = trainer.out_dir if trainer.out_dir is not None else Path("runs")
-            self.log_dir = Path(base) / "tensorboard"
+            self.log_dir = _run_dir(trainer) / "tensorboard"
         self._writer = SummaryWriter(str(self.log_dir))
 
     def on_epoch_end(self, trainer, model, epoch, metrics) -> None:
@@ -100,9 +104,9 @@ class MLflowLogger(Callback):
         self._mlflow = mlflow
         uri = self.tracking_uri
         if uri is None:
-            base = trainer.out_dir if trainer.out_dir is not None else Path("runs")
-            Path(base).mkdir(parents=True, exist_ok=True)
-            uri = f"sqlite:///{(Path(base) / 'mlflow.db').resolve()}"
+            base = _run_dir(trainer)
+            base.mkdir(parents=True, exist_ok=True)
+            uri = f"sqlite:///{(base / 'mlflow.db').resolve()}"
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(self.experiment)
         mlflow.start_run(run_name=type(model).__name__)
