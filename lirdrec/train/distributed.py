@@ -198,9 +198,18 @@ def init_distributed(device: str | torch.device = "cpu", timeout_s: float | None
     return DistInfo(info.rank, info.world_size, info.local_rank, info.local_world_size, backend)
 
 
-def teardown() -> None:
-    """Leave and destroy the process group, if one is initialised."""
+def teardown(sync: bool = False) -> None:
+    """Leave and destroy the process group, if one is initialised.
+
+    ``sync=True`` (every rank finished its work): a barrier first, so that no rank destroys the
+    group while a peer's last collective is still in flight (seen as a rare SIGABRT, "terminate
+    called without an active exception", at exit). Never after a failure: a dead peer would make
+    the barrier wait for the timeout.
+    """
     if dist.is_available() and dist.is_initialized():
+        if sync and dist.get_world_size() > 1:
+            with contextlib.suppress(Exception):
+                dist.barrier()
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
 
@@ -316,8 +325,10 @@ def _spawn_entry(local_rank: int, fn: Callable[..., Any], nproc: int, port: int,
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), **env})
     try:
         fn(*args)
-    finally:
+    except BaseException:
         teardown()
+        raise
+    teardown(sync=True)
 
 
 def spawn(fn: Callable[..., Any], nproc: int, *args: Any,
