@@ -130,14 +130,47 @@ def test_image_cache_hit_and_key(image_dir, tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     enc = ImageEncoder(show_progress=False, cache=cache)
     a = enc.encode([image_dir / "red.png", image_dir / "blue.png"])
-    assert (cache.hits, cache.misses) == (0, 1)
+    assert (cache.hits, cache.misses) == (0, 2)  # the whole result, then the chunked run
     b = enc.encode([image_dir / "red.png", image_dir / "blue.png"])
     assert cache.hits == 2  # features and mask
     np.testing.assert_array_equal(a, b)
     ImageEncoder(show_progress=False, cache=cache, resize=240).encode(
         [image_dir / "red.png", image_dir / "blue.png"]
     )
-    assert cache.misses == 2  # a setting is part of the key
+    assert cache.misses == 4  # a setting is part of the key
+
+
+def test_image_encoding_resumes_at_the_first_unfinished_chunk(image_dir, tmp_path, monkeypatch):
+    images = [image_dir / n for n in ("red.png", "absent.png", "blue.png", "corrupt.jpg",
+                                      "red_copy.png")]
+    with pytest.warns(DataWarning):
+        plain_feats, plain_present = ImageEncoder(show_progress=False).encode_with_mask(images)
+        plain_logits, _ = ImageEncoder(show_progress=False).logits(images)
+    monkeypatch.setattr(ImageEncoder, "CACHE_CHUNK", 2)
+    enc = ImageEncoder(show_progress=False, cache=tmp_path)
+    calls: list[int] = []
+    stop_at = [2]
+    real = ImageEncoder._encode_raw
+
+    def interrupted(self, imgs, progress=True):
+        calls.append(len(imgs))
+        if len(calls) == stop_at[0]:
+            raise KeyboardInterrupt  # Ctrl-C during the second chunk
+        return real(self, imgs, progress)
+
+    monkeypatch.setattr(ImageEncoder, "_encode_raw", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        enc.encode_with_mask(images)
+    assert len(list(tmp_path.glob("image-chunks-part-*.npy"))) == 1  # the first chunk is kept
+    calls.clear()
+    stop_at[0] = 0
+    with pytest.warns(DataWarning, match="2 of 5 image"):
+        feats, present = enc.encode_with_mask(images)
+    assert calls == [2, 1]  # only chunks 2 and 3 were encoded again
+    assert present.tolist() == plain_present.tolist() == [True, False, True, False, True]
+    np.testing.assert_allclose(feats, plain_feats, atol=1e-6)
+    np.testing.assert_allclose(enc.logits(images)[0], plain_logits, atol=1e-5)  # same pass
+    assert calls == [2, 1] and not list(tmp_path.glob("image-chunks*"))
 
 
 def test_text_cache_hit(text_encoder, tmp_path):

@@ -92,7 +92,7 @@ def _how_to_continue(args) -> str:
     if command in ("grid", "experiment", "tune", "download", "prepare", "gradient-bias"):
         kept = {"grid": "finished grid points are kept", "experiment": "finished runs are kept",
                 "tune": "finished trials are kept", "download": "the partial file is kept",
-                "prepare": "encoded batches are cached",
+                "prepare": "finished chunks of each modality are cached",
                 "gradient-bias": "nothing is kept"}[command]
         return f"run the same command again to continue ({kept})"
     return "nothing to continue"

@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_IMAGE_BACKEND = "efficientnet-lite0"
+IMAGENET_CLASSES = 1000  # width of the EfficientNet classifier output
 ImageInput = Union[str, Path, "PIL.Image.Image", None]  # noqa: F821
 
 
@@ -177,6 +178,8 @@ class ImageEncoder:
         - **encode:** ``N`` images (paths, PIL images or ``None``) -> float32 :math:`(N, d)`.
     """
 
+    CACHE_CHUNK = 512  # images per resumable cache chunk (~1-3 min of CPU work)
+
     def __init__(
         self,
         backend: str = DEFAULT_IMAGE_BACKEND,
@@ -273,25 +276,53 @@ class ImageEncoder:
         return raw, present
 
     def _raw_with_cache(self, images, names, with_logits: bool = False):
-        """Unfilled features (or logits) and the mask; one EfficientNet pass caches both."""
+        """Unfilled features (or logits) and the mask; one EfficientNet pass caches both.
+
+        With a cache, images are encoded in chunks of :attr:`CACHE_CHUNK`, each kept on disk until
+        the whole set is done, so an interrupted ``prepare`` resumes at the first unfinished chunk.
+        """
         images = list(images)
         kind = "image-logits" if with_logits else "image"
         kinds = ("image", "image-logits") if self.is_efficientnet else ("image",)
-        if self.cache is not None:
-            digests = [self._input_digest(im) for im in images]
-            keys = {k: self.cache.key(k, self.backend, self._settings(), digests) for k in kinds}
-            feats = self.cache.get_array(kind, keys[kind])
-            mask = None if feats is None else self.cache.get_array(kind + "-mask", keys[kind])
-            if feats is not None and mask is not None:
-                present = mask.astype(bool)
-                self._report_missing(images, names, present, None, not with_logits)
-                return feats, present
-        outs, present, reasons = self._encode_raw(images)
-        self._report_missing(images, names, present, reasons, not with_logits)
-        if self.cache is not None:
-            for k, arr in outs.items():
-                self.cache.put_array(k, keys[k], arr)
-                self.cache.put_array(k + "-mask", keys[k], present.astype(np.uint8))
+        if self.cache is None:
+            outs, present, reasons = self._encode_raw(images)
+            self._report_missing(images, names, present, reasons, not with_logits)
+            return outs[kind], present
+        digests = [self._input_digest(im) for im in images]
+        keys = {k: self.cache.key(k, self.backend, self._settings(), digests) for k in kinds}
+        feats = self.cache.get_array(kind, keys[kind])
+        mask = None if feats is None else self.cache.get_array(kind + "-mask", keys[kind])
+        if feats is not None and mask is not None:
+            present = mask.astype(bool)
+            self._report_missing(images, names, present, None, not with_logits)
+            return feats, present
+        reasons: list[str | None] = [None] * len(images)  # rows of resumed chunks keep None
+
+        def encode_chunk(chunk: list[tuple[int, str]]) -> np.ndarray:
+            rows = [i for i, _ in chunk]
+            outs, present, why = self._encode_raw([images[i] for i in rows], progress=False)
+            for i, r in zip(rows, why):
+                reasons[i] = r
+            # one array per chunk: [logits (1000) |] features | present
+            return np.concatenate([outs[k] for k in kinds[::-1]]
+                                  + [present[:, None].astype(np.float32)], axis=1)
+
+        packed = self.cache.cached_chunks(
+            "image-chunks", keys["image"], list(enumerate(digests)),
+            lambda chunk: self.cache.key("image-chunks", self.backend, self._settings(),
+                                         [d for _, d in chunk]),
+            encode_chunk, chunk_size=self.CACHE_CHUNK, show_progress=self.show_progress)
+        present = packed[:, -1] > 0.5
+        outs = {"image": packed[:, IMAGENET_CLASSES:-1] if self.is_efficientnet else packed[:, :-1]}
+        if self.is_efficientnet:
+            outs["image-logits"] = packed[:, :IMAGENET_CLASSES]
+        self._report_missing(images, names, present,
+                             [r if r is not None else "missing or unreadable (cached)"
+                              for r in reasons], not with_logits)
+        for k, arr in outs.items():
+            self.cache.put_array(k, keys[k], np.ascontiguousarray(arr))
+            self.cache.put_array(k + "-mask", keys[k], present.astype(np.uint8))
+        self.cache.directory.joinpath(f"image-chunks-{keys['image']}.npy").unlink(missing_ok=True)
         return outs[kind], present
 
     def _report_missing(self, images, names, present, reasons, filled: bool = True) -> None:
@@ -319,7 +350,7 @@ class ImageEncoder:
         logger.warning(msg)
         warnings.warn(msg, DataWarning, stacklevel=4)
 
-    def _encode_raw(self, images):
+    def _encode_raw(self, images, progress: bool = True):
         """``{"image": features, "image-logits": logits}`` (zeros where absent; logits only for
         EfficientNet), the present mask and per-row failure reasons.
         """
@@ -335,7 +366,7 @@ class ImageEncoder:
             total=n,
             desc="images",
             unit="img",
-            disable=not show_progress_default(self.show_progress, logger),
+            disable=not progress or not show_progress_default(self.show_progress, logger),
         )
         for start in range(0, n, self.batch_size):
             idx = list(range(start, min(n, start + self.batch_size)))
@@ -384,6 +415,6 @@ class ImageEncoder:
         if not outs:  # nothing readable: widths from a blank image
             from PIL import Image
 
-            blank = self._encode_raw([Image.new("RGB", (self.crop_size,) * 2)])[0]
+            blank = self._encode_raw([Image.new("RGB", (self.crop_size,) * 2)], progress=False)[0]
             outs = {k: np.zeros((n, v.shape[1]), dtype=np.float32) for k, v in blank.items()}
         return outs, present, reasons
