@@ -79,3 +79,48 @@ trainer: {{epochs: 2, batch_size: 512}}
     f.write_text(text.format(data=data, reg=1e-2))
     with pytest.raises(ConfigError, match=r"reg_weight: 0\.001 -> 0\.01.*delete that directory"):
         run_experiment(load_experiment(f), show_progress=False)
+
+
+def test_parts_in_separate_calls_then_collect_gives_the_whole_table(tmp_path, capsys):
+    import pytest
+
+    from lirdrec.cli.main import main
+    from lirdrec.errors import ConfigError
+
+    a, _ = write_synthetic(tmp_path / "a", seed=0, use_encoders=False, num_users=50, num_items=70)
+    b, _ = write_synthetic(tmp_path / "b", seed=1, use_encoders=False, num_users=50, num_items=70)
+    f = tmp_path / "exp.yaml"
+    f.write_text(f"""
+name: t
+out: out
+datasets: {{a: {{data: {a}}}, b: {{data: {b}}}}}
+models:
+  mf: {{grid: {{embedding_dim: [4, 8]}}}}
+  pop: {{model: pop}}
+seeds: [1, 2]
+trainer: {{epochs: 2, batch_size: 512}}
+""")
+    exp = load_experiment(f)
+    with pytest.raises(ConfigError, match=r"unknown dataset\(s\) \['c'\]"):
+        run_experiment(exp, datasets=["c"], show_progress=False)
+    assert run_experiment(exp, collect_only=True, show_progress=False).empty  # nothing trained
+    assert not (exp.out / "runs").exists()
+    part = run_experiment(exp, datasets=["b"], models=["mf"], show_progress=False)
+    assert set(zip(part.dataset, part.variant)) == {("b", "mf")}
+    seen = run_experiment(exp, collect_only=True, show_progress=False)
+    pd.testing.assert_frame_equal(seen.reset_index(drop=True), part.reset_index(drop=True))
+    assert main(["-q", "experiment", str(f), "--datasets", "a"]) == 0
+    assert main(["-q", "experiment", str(f), "--datasets", "b", "--models", "pop"]) == 0
+    assert main(["-q", "experiment", str(f), "--collect"]) == 0
+    whole = pd.read_csv(exp.out / "results.csv")
+    assert set(zip(whole.dataset, whole.variant)) == {(d, m) for d in "ab" for m in ("mf", "pop")}
+    assert set(whole.seed) == {1, 2} and (whole["n"] == 2).all()
+    # the collected table is the one a single uninterrupted call would write
+    again = run_experiment(exp, show_progress=False)
+    pd.testing.assert_frame_equal(whole, again, check_dtype=False)
+    # a seed whose grid is half done is left out, not reported at its best finished point
+    (exp.out / "runs" / "a" / "mf" / "seed-1" / "point-001" / "metrics.json").unlink()
+    partial = run_experiment(exp, collect_only=True, show_progress=False)
+    a_mf = partial[(partial.dataset == "a") & (partial.variant == "mf")]
+    assert set(a_mf.seed) == {2} and (a_mf["n"] == 1).all()
+    capsys.readouterr()

@@ -31,7 +31,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -128,10 +128,28 @@ def _long_rows(dataset: str, model: str, variant: str, seed: int, split: str,
 
 
 def run_experiment(exp: Experiment | str | Path, small: bool = False,
-                   show_progress: bool | None = None) -> pd.DataFrame:
-    """Run (or resume) every combination; returns the tidy results table (also written)."""
+                   show_progress: bool | None = None, collect_only: bool = False,
+                   datasets: Sequence[str] | None = None,
+                   models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Run (or resume) every combination; returns the tidy results table (also written).
+
+    Args:
+        exp: the experiment, or the path of its YAML file.
+        small: apply the file's ``small`` overrides (CI-sized runs under ``out/small``).
+        show_progress: progress bars (default: on a terminal or notebook).
+        collect_only: train nothing; the tables hold the runs finished so far (to read a long
+            experiment while it runs, or to join processes that each ran a part).
+        datasets: run only these datasets (names from the file), e.g. one process per dataset;
+            the tables then hold those alone until a ``collect_only`` call.
+        models: run only these model entries (names from the file), likewise.
+    """
     if not isinstance(exp, Experiment):
         exp = load_experiment(exp)
+    for kind, wanted, known in (("dataset", datasets, exp.datasets), ("model", models, exp.models)):
+        unknown = sorted(set(wanted or ()) - set(known))
+        if unknown:
+            raise ConfigError(f"{exp.name}: unknown {kind}(s) {unknown}; the file has "
+                              f"{list(known)}")
     out = exp.out / ("small" if small else "")
     overrides = dict(exp.small) if small else {}
     sample_users = float(overrides.pop("sample_users", 1.0))
@@ -139,11 +157,15 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
     selection: list[dict[str, Any]] = []
     chosen: dict[tuple[str, str], dict[int, Path]] = {}  # (dataset, variant) -> seed -> run dir
     for dname, dcfg in exp.datasets.items():
+        if datasets and dname not in datasets:
+            continue
         base_ds = load_dataset(dcfg["data"], modalities=dcfg.get("modalities"))
         if sample_users < 1.0:
             base_ds = subsample_users(base_ds, sample_users, np.random.default_rng(0))
         for variant, mcfg in exp.models.items():
             if mcfg.get("datasets") and dname not in mcfg["datasets"]:
+                continue
+            if models and variant not in models:
                 continue
             points = _grid_points(mcfg.get("grid"))
             for seed in exp.seeds:
@@ -162,6 +184,10 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
                         valid, test, best_epoch = res["valid"], res["test"], res["best_epoch"]
                         logger.info("%s/%s seed %d point %d: finished earlier", dname, variant,
                                     seed, idx)
+                    elif collect_only:
+                        logger.info("%s/%s seed %d point %d: not finished yet", dname, variant,
+                                    seed, idx)
+                        continue
                     else:
                         logger.info("%s/%s seed %d point %d/%d: %s", dname, variant, seed, idx + 1,
                                     len(points), point)
@@ -179,6 +205,10 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
                                       "selected": False})
                     if best is None or score > best[0]:
                         best = (score, idx, valid, test)
+                if best is None or (collect_only and len(points) > 1 and not all(
+                        (out / "runs" / dname / variant / f"seed-{seed}" / f"point-{i:03d}" /
+                         "metrics.json").is_file() for i in range(len(points)))):
+                    continue  # a seed is reported once every grid point of it has finished
                 _, idx, valid, test = best
                 chosen.setdefault((dname, variant), {})[seed] = (
                     out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}")
