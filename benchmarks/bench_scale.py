@@ -24,6 +24,9 @@ assembly (an extrapolation, reported as ``knn_*_s_extrapolated``).
 
     python benchmarks/bench_scale.py --scale 0.02 0.05 0.1 --knn-max-items 60000
     python benchmarks/bench_scale.py --scale 1.0 --per-stage --knn-chunks 8 --steps 2 --threads 1
+
+On a shared machine ``--min-available-gib g`` kills a stage whose machine runs short of memory
+(below ``g`` GiB available) and reports the lowest available memory seen during each stage.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -196,6 +201,33 @@ def mem_available_gib() -> float:
     return float("nan")
 
 
+def run_guarded(code: str, min_available_gib: float) -> dict:
+    """Run the child like ``run_child``, but kill it if the machine's available memory falls below
+    ``min_available_gib`` (a shared machine: the others' jobs come first); adds the lowest
+    available memory seen while it ran (polled every 0.2 s)."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                stderr=err, text=True, cwd=Path(__file__).resolve().parents[1])
+        lowest, killed = mem_available_gib(), False
+        while proc.poll() is None:
+            lowest = min(lowest, mem_available_gib())
+            if lowest < min_available_gib and not killed:
+                proc.kill()
+                killed = True
+            time.sleep(0.2)
+        stdout = proc.stdout.read()
+        proc.stdout.close()
+        if killed:
+            return {"stopped": f"available memory fell to {lowest} GiB, below "
+                               f"--min-available-gib {min_available_gib}"}
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(err.read()[-2000:])
+    out = json.loads(stdout.strip().splitlines()[-1])
+    out["mem_available_lowest_gib"] = lowest
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scale", type=float, nargs="+", default=[0.02, 0.05])
@@ -206,6 +238,8 @@ def main() -> None:
     p.add_argument("--eval-users", type=int, default=10_000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--per-stage", action="store_true", help="one interpreter per stage")
+    p.add_argument("--min-available-gib", type=float, default=None,
+                   help="kill a stage when the machine's available memory falls below this")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)}")
     args = p.parse_args()
@@ -224,8 +258,11 @@ def main() -> None:
                                 eval_users=args.eval_users, stages=group,
                                 knn_chunks=args.knn_chunks, steps=args.steps)
             free = mem_available_gib()
-            res = run_child(code, timeout=6 * 3600)
-            res.pop("peak_rss_mib", None)  # cumulative over children; the child's own stand
+            if args.min_available_gib is None:
+                res = run_child(code, timeout=6 * 3600)
+                res.pop("peak_rss_mib", None)  # cumulative over children; the child's own stand
+            else:
+                res = run_guarded(code, args.min_available_gib)
             res["mem_available_before_gib"] = free
             print(json.dumps(res), flush=True)
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load average after: "
