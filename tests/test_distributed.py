@@ -304,6 +304,36 @@ def test_cli_nproc_2_trains_and_resumes_with_one_log(tmp_path):
     assert len((run / "log.csv").read_text().splitlines()) == 1 + 3
 
 
+def _cli_worker(path, data, out):
+    from lirdrec.cli.main import main
+
+    code = main(["-q", "train", "--model", "mf", "--data", data, "--epochs", "1",
+                 "--set", "embedding_dim=8", "--set", "batch_size=100", "--out", out])
+    Path(f"{path}.{os.environ['RANK']}").write_text(json.dumps(
+        {"code": code, "group_left": not torch.distributed.is_initialized()}))
+
+
+def test_the_command_under_torchrun_destroys_its_process_group_before_it_returns(tmp_path):
+    data, _ = synthetic.write_synthetic(tmp_path / "syn", seed=0, use_encoders=False,
+                                        num_users=60, num_items=80)
+    path = tmp_path / "cli"
+    D.spawn(_cli_worker, WORLD, str(path), str(data), str(tmp_path / "run"))
+    for rank in range(WORLD):  # torchrun's workers run the same main(): the group is left there
+        assert json.loads(Path(f"{path}.{rank}").read_text()) == {"code": 0, "group_left": True}
+
+
+def test_the_command_meets_at_a_barrier_only_when_it_succeeded(tmp_path, monkeypatch, capsys):
+    from lirdrec.cli.main import main
+
+    data, _ = synthetic.write_synthetic(tmp_path / "syn", seed=0, use_encoders=False,
+                                        num_users=20, num_items=30)
+    calls = []
+    monkeypatch.setattr(D, "teardown", lambda sync=False: calls.append(sync))
+    assert main(["validate", str(data)]) == 0
+    assert main(["validate", str(tmp_path / "nowhere")]) == 1  # a failed rank: no barrier
+    assert calls == [True, False]
+
+
 # ----------------------------------------------------------------------------- CUDA (not run here)
 def _cuda_fit_worker(path):
     D.init_distributed(device="cuda", timeout_s=120)

@@ -58,13 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "check", None) is not None:
         args.check(parser, args)
+    finished = False
     try:
         from lirdrec.cli.launch import launch_if_asked
 
         launched = launch_if_asked(args, argv)  # --nproc N > 1: the command under torchrun
         if launched is not None:
             return launched
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        finished = code == 0
+        return code
     except LirdrecError as exc:
         if args.debug:
             raise
@@ -80,6 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lirdrec: internal error: {type(exc).__name__}: {first}{_origin(exc)} (a bug in "
               "lirdrec or a dependency; rerun with --debug for the traceback)", file=sys.stderr)
         return 2
+    finally:
+        _leave_process_group(finished)
+
+
+def _leave_process_group(finished: bool) -> None:
+    """Under torchrun (the command joined a process group): ranks that finished meet at a barrier
+    before the group is destroyed, so none destroys it while a peer's last collective is in flight
+    (a rank aborting at exit, "terminate called without an active exception"); a rank that failed
+    tears down at once (a barrier would wait for a dead peer). As ``distributed.spawn`` does.
+    """
+    distributed = sys.modules.get("lirdrec.train.distributed")  # not imported: no group
+    if distributed is not None:
+        distributed.teardown(sync=finished)
 
 
 def _how_to_continue(args) -> str:

@@ -148,7 +148,9 @@ def init_distributed(device: str | torch.device = "cpu", timeout_s: float | None
     Sets this process's CPU threads (:func:`threads_per_rank` unless ``threads`` is given), picks
     the backend from ``device`` (CUDA: ``"cpu:gloo,cuda:nccl"`` and ``cuda:<LOCAL_RANK>`` as the
     current device; CPU: gloo) and checks that every rank trains on the same kind of device.
-    Idempotent; the group is destroyed at interpreter exit (or by :func:`teardown`).
+    Idempotent; the group is destroyed by :func:`teardown`: the ``lirdrec`` command calls it when
+    the command ends (with a barrier first when it succeeded), :func:`spawn` when ``fn`` returns,
+    and an exit hook at interpreter exit for any other caller.
 
     Args:
         device: the trainer's device. (default: ``"cpu"``)
