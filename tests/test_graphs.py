@@ -130,3 +130,13 @@ def test_spmm_forward_and_gradient_match_dense():
     x.grad = None
     (spmm(m, x, transpose_csr(m)) * w).sum().backward()
     assert torch.allclose(x.grad, m.to_dense().t() @ w, atol=1e-6)
+
+
+def test_csr_rows_matches_dense_rows_with_repeats_and_empty_rows():
+    from lirdrec.graphs import csr_rows
+
+    g = torch.Generator().manual_seed(0)
+    dense = torch.rand(9, 6, generator=g) * (torch.rand(9, 6, generator=g) < 0.4)
+    dense[4] = 0.0  # an empty row
+    rows = torch.tensor([4, 0, 8, 0, 3])
+    torch.testing.assert_close(csr_rows(dense.to_sparse_csr(), rows), dense[rows])

@@ -154,7 +154,8 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 
 
 def test_every_registered_model_has_a_formula_test():
-    tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec"}
+    tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
+              "itemknncbf"}
     assert set(registry.names()) == tested
 
 
@@ -168,6 +169,37 @@ def test_pop_scores_training_degree(ds):
     torch.testing.assert_close(model.score(USERS).double(), degree.expand(len(USERS), I))
     loss = model.loss(USERS, POS, NEG)
     assert loss.item() == 0.0 and list(model.parameters()) == []
+
+
+# ---------------------------------------------------------------------------- ItemKNNCBF
+@pytest.mark.parametrize("k,shrink", [(3, 10.0), (2, 0.0), (4, 0.5)])
+def test_itemknncbf_scores_are_r_times_shrunk_cosine_knn(ds, k, shrink):
+    model = build("itemknncbf", ds, knn_k=k, shrink=shrink, knn_chunk_size=3)  # 3 does not divide 7
+    x = torch.cat(feats64(ds), 1)  # (I, 4 + 3), modalities in dict order
+    n = x.norm(dim=1)
+    sim = (x @ x.t()) / (n[:, None] * n[None, :] + shrink)
+    val, idx = sim.topk(k, dim=1)
+    s = torch.zeros(I, I, dtype=torch.float64).scatter(1, idx, val)  # kept values, no norm
+    expected = dense_r() @ s  # y_uj = sum over the user's training items i of S_ij
+    torch.testing.assert_close(model.score(USERS), expected[USERS], rtol=RTOL32, atol=ATOL32)
+    if k >= 3:  # item 6, never trained, gets a score from its features (in a trained item's top 3)
+        assert (expected[:, 6] > 0).any()
+    r, s_t = model()
+    torch.testing.assert_close(r.to_dense(), dense_r())
+    assert list(model.parameters()) == [] and model.loss(USERS, POS, NEG).item() == 0.0
+
+
+def test_itemknncbf_shrink_by_hand():
+    """x_0 = (3, 4), x_1 = (6, 8), x_2 = (0, 1), h = 25, k = 2: s_01 = 50 / (5 * 10 + 25),
+    s_00 = 25 / (25 + 25), s_02 = 4 / (5 + 25); the user of item 0 scores row 0 of S."""
+    from lirdrec.graphs import interaction_matrix
+    from lirdrec.models.itemknncbf import ItemKNNCBF
+
+    feats = {"image": torch.tensor([[3.0, 4.0], [6.0, 8.0], [0.0, 1.0]])}
+    model = ItemKNNCBF(1, 3, interaction_matrix(1, 3, [0], [0]), feats, None, knn_k=2,
+                       shrink=25.0)
+    torch.testing.assert_close(model.score(torch.tensor([0])),
+                               torch.tensor([[25 / 50, 50 / 75, 0.0]]))  # s_02 = 4/30 not kept
 
 
 # ---------------------------------------------------------------------------- MF

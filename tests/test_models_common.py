@@ -40,8 +40,9 @@ FEATURE_MODELS = ["vbpr", "lattice", "bm3", "freedom", "lirdrec"]
 # the only path to its projections is off), its pruning on
 SMALL = {"lattice": {"knn_k": 3, "reg_weight": 1e-3}, "lirdrec": {"knn_k": 3},
          "freedom": {"knn_k": 3, "reg_weight": 0.1, "dropout": 0.5}}
-WIDTH = {"pop": 1, "mf": 64, "lightgcn": 64, "vbpr": 128, "lattice": 64, "bm3": 64,
+WIDTH = {"pop": 1, "itemknncbf": I, "mf": 64, "lightgcn": 64, "vbpr": 128, "lattice": 64, "bm3": 64,
          "freedom": 64, "lirdrec": 3 * 64}  # lirdrec: image, text and the shared channel
+# (itemknncbf: R (U, I) and S^T (I, I), whose product is its score)
 
 
 def planted(seed: int = 0) -> Dataset:
@@ -142,7 +143,7 @@ def test_parameter_groups_partition_the_parameters(name, ds):
     ids = [id(p) for ps in groups.values() for p in ps]
     assert len(ids) == len(set(ids)), "a parameter is in two groups"
     assert set(ids) == {id(p) for p in model.parameters()}, "a parameter is in no group"
-    if name in ("pop", "lirdrec"):  # no item ID table (LIRDRec's item_id is "off")
+    if name in ("pop", "itemknncbf", "lirdrec"):  # no item ID table (LIRDRec's is "off")
         assert groups["item_id"] == []
     else:
         assert len(groups["item_id"]) == 1 and groups["item_id"][0].shape == (I, 64)
@@ -437,6 +438,27 @@ def test_bm3_target_dropout_uses_own_generator(ds):
     before = torch.get_rng_state()
     model.loss(*train_batch(ds))
     assert torch.equal(before, torch.get_rng_state())  # global RNG untouched
+
+
+# ---------------------------------------------------------------------------- ItemKNNCBF
+def test_itemknncbf_ranks_cold_items_in_the_cold_start_protocol(ds):
+    """Items held out of training entirely are still ranked (from their features) and found."""
+    from lirdrec.data.cold import hold_out_items
+
+    cold_ds = hold_out_items(ds, 0.2, np.random.default_rng(0))
+    cold = torch.from_numpy(cold_ds.cold_items)
+    assert len(cold) == 4 and (cold_ds.item_degree()[cold_ds.cold_items] == 0).all()
+    model = build("itemknncbf", cold_ds, knn_k=5)
+    assert model.scores_cold_items and not getattr(model, "trainable", True)
+    scores = model.score(torch.arange(U))  # (U, I)
+    assert (scores[:, cold] > 0).any(0).all(), "a cold item is never scored"
+    # scores live inside the blocks: the features put every neighbour in its item's block
+    users_block = (torch.arange(U) >= G_U)[:, None]
+    items_block = (torch.arange(I) >= G_I)[None, :]
+    assert (scores[users_block != items_block] == 0).all()
+    result = Trainer(epochs=3, seed=5, show_progress=False, ks=(5, 10),
+                     valid_metric="Recall@10").fit(model, cold_ds)
+    assert result.history == [] and result.test["cold/Recall@10"] > 0.5
 
 
 # ---------------------------------------------------------------------------- configs

@@ -4,7 +4,9 @@ r"""Graphs built from the training interactions and the item features.
 - :func:`build_knn_graph`: chunked cosine top-k item-item graph (:func:`auto_chunk_size`, the
   one chunk policy); :func:`build_item_graph`: the frozen multimodal item graph of LIRDRec and
   FREEDOM, mixed by :func:`knn_modality_weights`.
-- :func:`combine_graphs`: weighted sum of sparse graphs.
+- :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
+- :func:`combine_graphs`: weighted sum of sparse graphs; :func:`csr_rows`: dense rows of a CSR
+  matrix.
 - :func:`propagate`: LightGCN's layer mean or sum; :func:`spmm`, :func:`propagate_sum`,
   :func:`residual_spmm`: sparse products with fast backward.
 
@@ -12,7 +14,7 @@ Models never build graphs themselves: their ``from_dataset`` asks this package a
 graphs to the constructor.
 """
 
-from lirdrec.graphs.bipartite import bipartite_adjacency, bipartite_edge_index
+from lirdrec.graphs.bipartite import bipartite_adjacency, bipartite_edge_index, interaction_matrix
 from lirdrec.graphs.knn import (
     auto_chunk_size,
     build_item_graph,
@@ -22,6 +24,7 @@ from lirdrec.graphs.knn import (
     knn_modality_weights,
 )
 from lirdrec.graphs.sparse import (
+    csr_rows,
     propagate,
     propagate_sum,
     residual_spmm,
@@ -38,6 +41,8 @@ __all__ = [
     "build_item_graph",
     "build_knn_graph",
     "combine_graphs",
+    "csr_rows",
+    "interaction_matrix",
     "knn_indices",
     "knn_modality_weights",
     "propagate",

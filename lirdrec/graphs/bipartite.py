@@ -8,7 +8,7 @@ from torch import Tensor
 
 from lirdrec.graphs.sparse import sparse_from_coo
 
-__all__ = ["bipartite_adjacency", "bipartite_edge_index"]
+__all__ = ["bipartite_adjacency", "bipartite_edge_index", "interaction_matrix"]
 
 
 def bipartite_edge_index(num_users: int, num_items: int, users, items) -> Tensor:
@@ -56,3 +56,19 @@ def bipartite_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
     deg_inv_sqrt = torch.bincount(col, minlength=n).float().pow_(-0.5)
     deg_inv_sqrt.masked_fill_(deg_inv_sqrt == float("inf"), 0.0)
     return sparse_from_coo(row, col, deg_inv_sqrt[row] * deg_inv_sqrt[col], (n, n))
+
+
+def interaction_matrix(num_users: int, num_items: int, users, items) -> Tensor:
+    r"""The binary training matrix :math:`R \in \{0,1\}^{U \times I}` (duplicates count once).
+
+    Returns:
+        Sparse CSR tensor of shape :math:`(U, I)`.
+
+    >>> interaction_matrix(2, 3, [0, 0, 1, 0], [2, 0, 1, 2]).to_dense().tolist()
+    [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+    users = torch.from_numpy(np.array(users, dtype=np.int64))
+    items = torch.from_numpy(np.array(items, dtype=np.int64))
+    keys = torch.unique(users * num_items + items)
+    return sparse_from_coo(keys // num_items, keys % num_items, torch.ones(len(keys)),
+                           (num_users, num_items))

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "csr_rows",
     "propagate",
     "propagate_sum",
     "residual_spmm",
@@ -196,6 +197,30 @@ def residual_spmm(adj: Tensor, x: Tensor, power: int = 1, adj_t: Tensor | None =
     if not x.requires_grad:
         return _residual(adj, x, power)
     return _Polynomial.apply(adj, adj if adj_t is None else adj_t, x, power, False)
+
+
+def csr_rows(mat: Tensor, rows: Tensor) -> Tensor:
+    r"""Rows ``rows`` of a sparse CSR matrix as a dense :math:`(B, M)` tensor, gathered from
+    ``crow_indices`` without a loop (torch has no ``index_select`` for CSR).
+
+    Shapes:
+        - mat :math:`(N, M)` sparse CSR, rows int64 :math:`(B,)` -> :math:`(B, M)`
+
+    >>> m = torch.tensor([[0., 2.], [0., 0.], [5., 7.]]).to_sparse_csr()
+    >>> csr_rows(m, torch.tensor([2, 1, 0, 2])).tolist()
+    [[5.0, 7.0], [0.0, 0.0], [0.0, 2.0], [5.0, 7.0]]
+    """
+    crow, col, val = mat.crow_indices(), mat.col_indices(), mat.values()
+    rows = rows.to(crow.device)
+    starts = crow[rows]
+    counts = crow[rows + 1] - starts  # (B,)
+    out_row = torch.repeat_interleave(torch.arange(len(rows), device=crow.device), counts)
+    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    idx = torch.repeat_interleave(starts, counts) + torch.arange(len(out_row),
+                                                                 device=crow.device) - first
+    out = torch.zeros(len(rows), mat.shape[1], dtype=val.dtype, device=val.device)
+    out[out_row, col[idx]] = val[idx]
+    return out
 
 
 def transpose_csr(adj: Tensor) -> Tensor:
