@@ -155,7 +155,7 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
-              "itemknncbf"}
+              "itemknncbf", "layergcn"}
     assert set(registry.names()) == tested
 
 
@@ -230,6 +230,56 @@ def test_lightgcn_forward_and_loss(ds, combine, num_layers):
            + model.item_emb[NEG].norm()) / len(USERS)
     expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * reg
     check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- LayerGCN
+def layer_refined(a: torch.Tensor, e0: torch.Tensor, n: int) -> torch.Tensor:
+    r""":math:`\sum_{l=1}^{n} E_l`, :math:`E_l = \cos(A E_{l-1}, E_0) \odot A E_{l-1}` row-wise."""
+    out, e = torch.zeros_like(e0), e0
+    for _ in range(n):
+        h = a @ e
+        w = (h * e0).sum(1) / (h.norm(dim=1).clamp_min(1e-8) * e0.norm(dim=1).clamp_min(1e-8))
+        e = w[:, None] * h
+        out = out + e
+    return out
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_layergcn_forward_and_loss(ds, num_layers):
+    model = build("layergcn", ds, embedding_dim=6, num_layers=num_layers, reg_weight=0.3)
+    a = sym_norm(bipartite(dense_r()))
+    e0 = torch.cat([model.user_emb, model.item_emb])
+    e = layer_refined(a, e0, num_layers)
+    assert e[U + 6].abs().sum() == 0  # the cold item has no edge: every refined layer is 0
+    check_forward(model, e[:U].detach(), e[U:].detach(), RTOL32, ATOL32)
+    u, pi, ni = e[:U][USERS], e[U:][POS], e[U:][NEG]
+    # a SUM of -log sigmoid over the batch and half the squared norms of the batch's ego rows
+    expected = len(USERS) * bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * 0.5 * (
+        model.user_emb[USERS].pow(2).sum() + model.item_emb[POS].pow(2).sum()
+        + model.item_emb[NEG].pow(2).sum())
+    model.on_epoch_start(1)  # dropout 0: trains on the full graph
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+def test_layergcn_loss_with_pruned_graph(ds):
+    model = build("layergcn", ds, embedding_dim=6, num_layers=2, reg_weight=0.0, dropout=0.4,
+                  generator_seed=11)
+    g = torch.Generator().manual_seed(11)
+    pairs = torch.tensor(sorted(TRAIN))  # the edge order of the CSR adjacency: by user, then item
+    r = dense_r()
+    probs = (1.0 / torch.sqrt(r.sum(1)[pairs[:, 0]] * r.sum(0)[pairs[:, 1]])).float()
+    keep = int(len(TRAIN) * (1 - 0.4))
+    for epoch in (1, 2):  # degree-sensitive, then uniform
+        idx = (torch.multinomial(probs, keep, replacement=False, generator=g) if epoch == 1
+               else torch.randperm(len(TRAIN), generator=g)[:keep])
+        kept = torch.zeros(U, I, dtype=torch.float64)
+        kept[pairs[idx, 0], pairs[idx, 1]] = 1.0
+        e = layer_refined(sym_norm(bipartite(kept)), torch.cat([model.user_emb, model.item_emb]),
+                          2)
+        u, pi, ni = e[:U][USERS], e[U:][POS], e[U:][NEG]
+        model.on_epoch_start(epoch)
+        check_loss(model, len(USERS) * bpr((u * pi).sum(1), (u * ni).sum(1)),
+                   model.loss(USERS, POS, NEG), RTOL32, ATOL32)
 
 
 # ---------------------------------------------------------------------------- VBPR
@@ -505,7 +555,7 @@ def wide() -> Dataset:
     return Dataset("wide", n_u, n_i, Split(users, items), empty, empty, features=feats)
 
 
-@pytest.mark.parametrize("name", ["mf", "lightgcn", "lattice", "freedom", "bm3"])
+@pytest.mark.parametrize("name", ["mf", "lightgcn", "lattice", "freedom", "bm3", "layergcn"])
 def test_id_tables_are_xavier_uniform(name, wide):
     torch.manual_seed(0)
     model = registry.get(name).from_dataset(wide, embedding_dim=64)

@@ -39,10 +39,12 @@ FEATURE_MODELS = ["vbpr", "lattice", "bm3", "freedom", "lirdrec"]
 # small k for 20 items; FREEDOM's feature-side term switched on (with reg_weight 0, its default,
 # the only path to its projections is off), its pruning on
 SMALL = {"lattice": {"knn_k": 3, "reg_weight": 1e-3}, "lirdrec": {"knn_k": 3},
-         "freedom": {"knn_k": 3, "reg_weight": 0.1, "dropout": 0.5}}
-WIDTH = {"pop": 1, "itemknncbf": I, "mf": 64, "lightgcn": 64, "vbpr": 128, "lattice": 64, "bm3": 64,
-         "freedom": 64, "lirdrec": 3 * 64}  # lirdrec: image, text and the shared channel
-# (itemknncbf: R (U, I) and S^T (I, I), whose product is its score)
+         "freedom": {"knn_k": 3, "reg_weight": 0.1, "dropout": 0.5},
+         "layergcn": {"dropout": 0.2}}
+WIDTH = {"pop": 1, "itemknncbf": I, "layergcn": 64, "mf": 64, "lightgcn": 64, "vbpr": 128,
+         "lattice": 64, "bm3": 64, "freedom": 64, "lirdrec": 3 * 64}
+# lirdrec: image, text and the shared channel; itemknncbf: R (U, I) and S^T (I, I), whose
+# product is its score
 
 
 def planted(seed: int = 0) -> Dataset:
@@ -201,7 +203,7 @@ def auc_in_block(model, ds: Dataset) -> tuple[float, float]:
 # chance: AUC 0.5; Recall@5 = 5 / 15 (15 untrained items: 5 in-block, 2 of them held out, 10 not)
 # (measured: every model reaches AUC 1.0 and Recall@5 1.0 within these; MF .99 / .95 at 40)
 PLANTED_EPOCHS = {"mf": 40, "lightgcn": 10, "vbpr": 10, "lattice": 10, "bm3": 15, "freedom": 10,
-                  "lirdrec": 10}
+                  "lirdrec": 10, "layergcn": 10}
 
 
 @pytest.mark.parametrize("name", TRAINABLE)
@@ -438,6 +440,26 @@ def test_bm3_target_dropout_uses_own_generator(ds):
     before = torch.get_rng_state()
     model.loss(*train_batch(ds))
     assert torch.equal(before, torch.get_rng_state())  # global RNG untouched
+
+
+# ---------------------------------------------------------------------------- LayerGCN
+def test_layergcn_pruning_alternates_degree_sensitive_and_uniform(ds):
+    model = build("layergcn", ds, dropout=0.2, generator_seed=4)
+    assert model.num_kept_edges == int(100 * (1 - 0.2)) == 80
+    g = torch.Generator().manual_seed(4)
+    users, items, probs = model._edge_users, model._edge_items, model._edge_probs
+    for epoch in (1, 2, 3):
+        model.on_epoch_start(epoch)
+        idx = (torch.multinomial(probs, 80, replacement=False, generator=g) if epoch % 2
+               else torch.randperm(100, generator=g)[:80])
+        kept = torch.zeros(U, I)
+        kept[users[idx], items[idx]] = 1.0
+        du, di = kept.sum(1, keepdim=True), kept.sum(0, keepdim=True)
+        expected = torch.where(kept > 0, (du * di).clamp_min(1).rsqrt(), torch.zeros(()))
+        torch.testing.assert_close(model._train_adj.to_dense()[:U, U:], expected)
+    m0 = build("layergcn", ds, dropout=0.0)
+    m0.on_epoch_start(1)
+    assert m0._train_adj is m0.adj
 
 
 # ---------------------------------------------------------------------------- ItemKNNCBF

@@ -4,6 +4,7 @@ r"""Graphs built from the training interactions and the item features.
 - :func:`build_knn_graph`: chunked cosine top-k item-item graph (:func:`auto_chunk_size`, the
   one chunk policy); :func:`build_item_graph`: the frozen multimodal item graph of LIRDRec and
   FREEDOM, mixed by :func:`knn_modality_weights`.
+- :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph.
 - :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
 - :func:`combine_graphs`: weighted sum of sparse graphs; :func:`csr_rows`: dense rows of a CSR
   matrix.
@@ -14,7 +15,12 @@ Models never build graphs themselves: their ``from_dataset`` asks this package a
 graphs to the constructor.
 """
 
-from lirdrec.graphs.bipartite import bipartite_adjacency, bipartite_edge_index, interaction_matrix
+from lirdrec.graphs.bipartite import (
+    bipartite_adjacency,
+    bipartite_edge_index,
+    degree_sensitive_prune,
+    interaction_matrix,
+)
 from lirdrec.graphs.knn import (
     auto_chunk_size,
     build_item_graph,
@@ -42,6 +48,7 @@ __all__ = [
     "build_knn_graph",
     "combine_graphs",
     "csr_rows",
+    "degree_sensitive_prune",
     "interaction_matrix",
     "knn_indices",
     "knn_modality_weights",

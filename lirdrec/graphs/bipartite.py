@@ -8,7 +8,8 @@ from torch import Tensor
 
 from lirdrec.graphs.sparse import sparse_from_coo
 
-__all__ = ["bipartite_adjacency", "bipartite_edge_index", "interaction_matrix"]
+__all__ = ["bipartite_adjacency", "bipartite_edge_index", "degree_sensitive_prune",
+           "interaction_matrix"]
 
 
 def bipartite_edge_index(num_users: int, num_items: int, users, items) -> Tensor:
@@ -72,3 +73,42 @@ def interaction_matrix(num_users: int, num_items: int, users, items) -> Tensor:
     keys = torch.unique(users * num_items + items)
     return sparse_from_coo(keys // num_items, keys % num_items, torch.ones(len(keys)),
                            (num_users, num_items))
+
+
+def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor | None, num_users: int,
+                           num_items: int, keep: int, generator: torch.Generator) -> Tensor:
+    r"""Edge pruning of the user-item graph (FREEDOM, LayerGCN): keep ``keep`` distinct edges,
+    then re-normalise the kept graph with its own degrees.
+
+    With ``probs`` the edges are drawn without replacement with probability proportional to
+    ``probs``, FREEDOM's and LayerGCN's degree-sensitive :math:`p_{ui} = 1/\sqrt{|N_u||N_i|}`
+    (so edges between high-degree nodes are pruned more); ``None`` draws them uniformly (LayerGCN's
+    alternate epochs). The kept graph is
+
+    .. math::
+        \tilde A_{ui} = \tilde A_{iu} = \frac{1}{\sqrt{|\tilde N_u|}\sqrt{|\tilde N_i|}}.
+
+    Args:
+        users (Tensor): int64 :math:`(E,)`, the users of the training edges.
+        items (Tensor): int64 :math:`(E,)`, their items.
+        probs (Tensor | None): :math:`(E,)` sampling weights, or ``None`` for uniform.
+        num_users (int): :math:`U`.
+        num_items (int): :math:`I`.
+        keep (int): edges to keep.
+        generator (torch.Generator): source of randomness.
+
+    Returns:
+        Symmetric sparse CSR :math:`(U+I, U+I)` with :math:`2\cdot` ``keep`` entries.
+    """
+    if probs is None:
+        idx = torch.randperm(users.shape[0], generator=generator)[:keep]
+    else:
+        idx = torch.multinomial(probs, keep, replacement=False, generator=generator)
+    u, i = users[idx], items[idx]
+    du = torch.bincount(u, minlength=num_users).float()
+    di = torch.bincount(i, minlength=num_items).float()
+    val = du[u].rsqrt() * di[i].rsqrt()
+    i_node = i + num_users
+    n = num_users + num_items
+    row, col = torch.cat([u, i_node]), torch.cat([i_node, u])
+    return sparse_from_coo(row, col, torch.cat([val, val]), (n, n))

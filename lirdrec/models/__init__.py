@@ -13,6 +13,7 @@ from lirdrec.models.bm3 import BM3
 from lirdrec.models.freedom import FREEDOM
 from lirdrec.models.itemknncbf import ItemKNNCBF
 from lirdrec.models.lattice import LATTICE
+from lirdrec.models.layergcn import LayerGCN
 from lirdrec.models.lightgcn import LightGCN
 from lirdrec.models.lirdrec import LIRDRec
 from lirdrec.models.mf import MF
@@ -27,6 +28,7 @@ __all__ = [
     "ItemKNNCBF",
     "LATTICE",
     "LIRDRec",
+    "LayerGCN",
     "LightGCN",
     "MF",
     "Pop",
