@@ -155,7 +155,7 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
-              "itemknncbf", "layergcn"}
+              "itemknncbf", "layergcn", "mmgcn"}
     assert set(registry.names()) == tested
 
 
@@ -280,6 +280,42 @@ def test_layergcn_loss_with_pruned_graph(ds):
         model.on_epoch_start(epoch)
         check_loss(model, len(USERS) * bpr((u * pi).sum(1), (u * ni).sum(1)),
                    model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- MMGCN
+def row_norm(a: torch.Tensor) -> torch.Tensor:
+    """:math:`D^{-1} A` (zero rows stay zero)."""
+    d = a.sum(1, keepdim=True)
+    return torch.where(d > 0, a / d.clamp_min(1e-300), torch.zeros_like(a))
+
+
+@pytest.mark.parametrize("num_layers,reg_weight", [(1, 0.0), (3, 0.3)])
+def test_mmgcn_forward_and_loss(ds, num_layers, reg_weight):
+    # the toy's "image" goes through the projection, its "text" enters raw (as the reference)
+    model = build("mmgcn", ds, embedding_dim=5, num_layers=num_layers, dim_latent=6,
+                  reg_weight=reg_weight)
+    a = row_norm(bipartite(dense_r()))  # neighbour mean
+    e_id = torch.cat([model.user_emb, model.item_emb])
+    outs = []
+    for m, x, gcn in zip(ds.modalities, feats64(ds), model.gcns):
+        f = linear(model.mlps["image"], x) if m == "image" else x
+        assert f.shape[1] == (6 if m == "image" else 3)
+        h = torch.cat([gcn.preference, f])
+        h = h / h.norm(dim=1, keepdim=True)
+        for k in range(num_layers):
+            agg = leaky(a @ h @ gcn.convs[k])  # Eq. 1: mean over neighbours of x W
+            x_hat = leaky(linear(gcn.linears[k], h)) + e_id  # Eq. 5
+            h = leaky(linear(gcn.gates[k], torch.cat([agg, x_hat], 1)))
+        outs.append(h)
+    e = sum(outs) / 2
+    check_forward(model, e[:U].detach(), e[U:].detach(), RTOL32, ATOL32)
+    u, pi, ni = e[:U][USERS], e[U:][POS], e[U:][NEG]
+    # the reference: mean over (2B, d) of id_u^2 + id_i^2 for (u, i+) and (u, i-) pairs
+    uu = model.user_emb[USERS].repeat_interleave(2, 0)
+    ii = torch.stack([model.item_emb[POS], model.item_emb[NEG]], 1).reshape(-1, 5)
+    reg = (uu.pow(2) + ii.pow(2)).mean() + sum(g.preference.pow(2).mean() for g in model.gcns)
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + reg_weight * reg
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
 
 
 # ---------------------------------------------------------------------------- VBPR

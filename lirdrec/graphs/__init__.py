@@ -1,6 +1,7 @@
 r"""Graphs built from the training interactions and the item features.
 
-- :func:`bipartite_adjacency`: :math:`\hat A = D^{-1/2} A D^{-1/2}` of the user-item graph.
+- :func:`bipartite_adjacency`: :math:`\hat A = D^{-1/2} A D^{-1/2}` of the user-item graph;
+  :func:`mean_adjacency`: :math:`D^{-1} A` (neighbour mean).
 - :func:`build_knn_graph`: chunked cosine top-k item-item graph (:func:`auto_chunk_size`, the
   one chunk policy); :func:`build_item_graph`: the frozen multimodal item graph of LIRDRec and
   FREEDOM, mixed by :func:`knn_modality_weights`.
@@ -20,6 +21,7 @@ from lirdrec.graphs.bipartite import (
     bipartite_edge_index,
     degree_sensitive_prune,
     interaction_matrix,
+    mean_adjacency,
 )
 from lirdrec.graphs.knn import (
     auto_chunk_size,
@@ -50,6 +52,7 @@ __all__ = [
     "csr_rows",
     "degree_sensitive_prune",
     "interaction_matrix",
+    "mean_adjacency",
     "knn_indices",
     "knn_modality_weights",
     "propagate",

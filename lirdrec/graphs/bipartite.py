@@ -9,7 +9,7 @@ from torch import Tensor
 from lirdrec.graphs.sparse import sparse_from_coo
 
 __all__ = ["bipartite_adjacency", "bipartite_edge_index", "degree_sensitive_prune",
-           "interaction_matrix"]
+           "interaction_matrix", "mean_adjacency"]
 
 
 def bipartite_edge_index(num_users: int, num_items: int, users, items) -> Tensor:
@@ -57,6 +57,25 @@ def bipartite_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
     deg_inv_sqrt = torch.bincount(col, minlength=n).float().pow_(-0.5)
     deg_inv_sqrt.masked_fill_(deg_inv_sqrt == float("inf"), 0.0)
     return sparse_from_coo(row, col, deg_inv_sqrt[row] * deg_inv_sqrt[col], (n, n))
+
+
+def mean_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
+    r"""Row-normalised adjacency :math:`D^{-1}A` of the user-item graph: :math:`(D^{-1}AX)_v` is
+    the mean of :math:`X` over the neighbours of :math:`v` (torch_geometric's ``aggr="mean"``
+    message passing, MMGCN's and GRCN's aggregation); zero rows for nodes of degree 0. Not
+    symmetric: pass :func:`lirdrec.graphs.transpose_csr` of it to ``spmm`` for the backward.
+
+    Returns:
+        Sparse CSR tensor of shape :math:`(U + I, U + I)`.
+
+    >>> a = mean_adjacency(2, 2, [0, 0, 1], [0, 1, 1]).to_dense()
+    >>> a[0].tolist(), a[3].tolist()   # user 0: items 0 and 1; item 1: users 0 and 1
+    ([0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.0, 0.0])
+    """
+    n = num_users + num_items
+    row, col = bipartite_edge_index(num_users, num_items, users, items)
+    deg = torch.bincount(row, minlength=n).float()
+    return sparse_from_coo(row, col, 1.0 / deg[row], (n, n))
 
 
 def interaction_matrix(num_users: int, num_items: int, users, items) -> Tensor:

@@ -17,6 +17,7 @@ from lirdrec.models.layergcn import LayerGCN
 from lirdrec.models.lightgcn import LightGCN
 from lirdrec.models.lirdrec import LIRDRec
 from lirdrec.models.mf import MF
+from lirdrec.models.mmgcn import MMGCN
 from lirdrec.models.pop import Pop
 from lirdrec.models.registry import get, names, register
 from lirdrec.models.vbpr import VBPR
@@ -31,6 +32,7 @@ __all__ = [
     "LayerGCN",
     "LightGCN",
     "MF",
+    "MMGCN",
     "Pop",
     "Recommender",
     "VBPR",
