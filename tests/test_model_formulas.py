@@ -155,7 +155,7 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
-              "itemknncbf", "layergcn", "mmgcn"}
+              "itemknncbf", "layergcn", "mmgcn", "grcn"}
     assert set(registry.names()) == tested
 
 
@@ -315,6 +315,50 @@ def test_mmgcn_forward_and_loss(ds, num_layers, reg_weight):
     ii = torch.stack([model.item_emb[POS], model.item_emb[NEG]], 1).reshape(-1, 5)
     reg = (uu.pow(2) + ii.pow(2)).mean() + sum(g.preference.pow(2).mean() for g in model.gcns)
     expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + reg_weight * reg
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- GRCN
+def masked_softmax(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row softmax over the entries of ``mask``; rows without any are 0."""
+    a = s.masked_fill(~mask, -math.inf).softmax(1)
+    return torch.where(mask, a, torch.zeros_like(a))
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("num_layers,reg_weight", [(0, 0.0), (2, 0.3)])
+def test_grcn_forward_and_loss(ds, num_layers, reg_weight):
+    model = build("grcn", ds, embedding_dim=5, latent_dim=4, num_layers=num_layers,
+                  reg_weight=reg_weight)
+    mask = bipartite(dense_r()) > 0  # (U+I, U+I), symmetric; row v: the neighbours of v
+    contents, alphas = [], []
+    for x, mlp, pref in zip(feats64(ds), model.mlps, model.preferences):
+        f = normalize(leaky(linear(mlp, x)))
+        p = normalize(pref)
+        for _ in range(num_layers):  # each user attends over her items
+            z = torch.cat([p, f])
+            a = masked_softmax(p @ f.t(), mask[:U, U:])  # (U, I)
+            p = normalize(p + a @ f)
+        z = torch.cat([p, f])
+        alpha = masked_softmax(z @ z.t(), mask)  # alpha[v, w]: message w -> v
+        contents.append(z + alpha @ z)
+        alphas.append(alpha)
+    conf = model.confidence  # (U+I, M), of the source node w (column)
+    w = torch.relu(torch.stack([a * conf[:, m][None, :] for m, a in enumerate(alphas)]).amax(0))
+    w = torch.where(mask, w, torch.zeros_like(w))
+    e0 = normalize(torch.cat([model.user_emb, model.item_emb]))
+    e1 = w @ e0
+    rep = torch.cat([e0 + e1 + w @ e1, *contents], 1)  # (U+I, 5 + 2 * 4)
+    check_forward(model, rep[:U].detach(), rep[U:].detach(), RTOL32, ATOL32)
+    u, pi, ni = rep[:U][USERS], rep[U:][POS], rep[U:][NEG]
+    uu = model.user_emb[USERS].repeat_interleave(2, 0)
+    ii = torch.stack([model.item_emb[POS], model.item_emb[NEG]], 1).reshape(-1, 5)
+    prefs = sum(p.pow(2).mean() + p[USERS].pow(2).mean() for p in model.preferences)
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + reg_weight * (
+        (uu.pow(2) + ii.pow(2)).mean() + prefs)
     check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
 
 

@@ -8,7 +8,9 @@ r"""Graphs built from the training interactions and the item features.
 - :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph.
 - :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
 - :func:`combine_graphs`: weighted sum of sparse graphs; :func:`csr_rows`: dense rows of a CSR
-  matrix.
+  matrix; :func:`propagate_edges`, :func:`weighted_spmm` (+ :func:`edge_layout`),
+  :func:`edge_scores`, :func:`edge_softmax`: products, sampled products and per-node softmax over
+  learned edge weights.
 - :func:`propagate`: LightGCN's layer mean or sum; :func:`spmm`, :func:`propagate_sum`,
   :func:`residual_spmm`: sparse products with fast backward.
 
@@ -33,13 +35,18 @@ from lirdrec.graphs.knn import (
 )
 from lirdrec.graphs.sparse import (
     csr_rows,
+    edge_layout,
+    edge_scores,
+    edge_softmax,
     propagate,
+    propagate_edges,
     propagate_sum,
     residual_spmm,
     sparse_from_coo,
     spmm,
     to_coo_parts,
     transpose_csr,
+    weighted_spmm,
 )
 
 __all__ = [
@@ -51,15 +58,20 @@ __all__ = [
     "combine_graphs",
     "csr_rows",
     "degree_sensitive_prune",
+    "edge_layout",
+    "edge_scores",
+    "edge_softmax",
     "interaction_matrix",
     "mean_adjacency",
     "knn_indices",
     "knn_modality_weights",
     "propagate",
+    "propagate_edges",
     "propagate_sum",
     "residual_spmm",
     "sparse_from_coo",
     "spmm",
     "transpose_csr",
     "to_coo_parts",
+    "weighted_spmm",
 ]

@@ -11,6 +11,7 @@ True
 from lirdrec.models.base import Recommender, bpr_loss
 from lirdrec.models.bm3 import BM3
 from lirdrec.models.freedom import FREEDOM
+from lirdrec.models.grcn import GRCN
 from lirdrec.models.itemknncbf import ItemKNNCBF
 from lirdrec.models.lattice import LATTICE
 from lirdrec.models.layergcn import LayerGCN
@@ -26,6 +27,7 @@ from lirdrec.models.vbpr import VBPR
 __all__ = [
     "BM3",
     "FREEDOM",
+    "GRCN",
     "ItemKNNCBF",
     "LATTICE",
     "LIRDRec",
