@@ -170,3 +170,44 @@ def test_weighted_spmm_and_edge_scores_match_dense_with_gradients():
     soft = edge_softmax(edge_scores(pattern, a, h), row, n)
     expected = (a @ h.t()).masked_fill(~mask, float("-inf")).softmax(1)[row, col]
     torch.testing.assert_close(soft, expected)
+
+
+def test_user_cooccurrence_graph_matches_dense_counts_in_chunks():
+    """DualGNN's user graph against C = R R^T (zero diagonal): the kept neighbours are the ones
+    with the largest counts, a user with fewer than k repeats them cyclically, an isolated user
+    points at herself with count 0; chunks that do not divide U change nothing."""
+    from lirdrec.graphs import user_cooccurrence_graph
+
+    rng = np.random.default_rng(3)
+    n_u, n_i, k = 13, 9, 4
+    r = (rng.random((n_u, n_i)) < 0.3).astype(np.float32)
+    r[5] = 0.0
+    r[5, 8] = 1.0
+    r[:, 8] = 0.0
+    r[5, 8] = 1.0  # user 5: only item 8, which nobody else has -> isolated
+    r[7] = 0.0
+    r[7, 0] = 1.0
+    r[:, 0] = 0.0
+    r[[7, 2], 0] = 1.0  # user 7: one neighbour (2), sharing item 0
+    users, items = np.nonzero(r)
+    idx, cnt = user_cooccurrence_graph(n_u, n_i, users, items, k, chunk_size=5)
+    assert idx.shape == cnt.shape == (n_u, k)
+    c = torch.from_numpy(r) @ torch.from_numpy(r).t()
+    c.fill_diagonal_(0)
+    for u in range(n_u):
+        pos = int((c[u] > 0).sum())
+        assert torch.equal(cnt[u], c[u, idx[u]])  # counts are the dense counts
+        if pos == 0:
+            assert idx[u].tolist() == [u] * k and cnt[u].tolist() == [0.0] * k
+        elif pos < k:
+            first = idx[u, :pos]
+            assert set(first.tolist()) == set(torch.nonzero(c[u] > 0).flatten().tolist())
+            assert idx[u].tolist() == [int(first[j % pos]) for j in range(k)]
+        else:
+            kept = set(idx[u].tolist())
+            assert len(kept) == k and u not in kept
+            dropped = [v for v in range(n_u) if v not in kept and v != u]
+            assert min(c[u, list(kept)]) >= max(c[u, dropped])  # the top k by count
+    assert idx[5].tolist() == [5] * k and idx[7].tolist() == [2] * k
+    again = user_cooccurrence_graph(n_u, n_i, users, items, k, chunk_size=13)
+    assert torch.equal(again[1], cnt)

@@ -155,7 +155,7 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
-              "itemknncbf", "layergcn", "mmgcn", "grcn"}
+              "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn"}
     assert set(registry.names()) == tested
 
 
@@ -359,6 +359,34 @@ def test_grcn_forward_and_loss(ds, num_layers, reg_weight):
     prefs = sum(p.pow(2).mean() + p[USERS].pow(2).mean() for p in model.preferences)
     expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + reg_weight * (
         (uu.pow(2) + ii.pow(2)).mean() + prefs)
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- DualGNN
+@pytest.mark.parametrize("num_layers", [0, 2])
+def test_dualgnn_forward_and_loss(ds, num_layers):
+    # k = 12, a multiple of every user's neighbour count (4 or 3): the cyclic padding gives each
+    # neighbour k / n_u slots, so the softmax over slots is the softmax over the neighbours
+    model = build("dualgnn", ds, embedding_dim=5, num_layers=num_layers, user_knn_k=12,
+                  reg_weight=0.3)
+    r = dense_r()
+    c = r @ r.t()
+    c.fill_diagonal_(0)  # items two users share
+    assert (c > 0).sum(1).tolist() == [4, 3, 3, 3, 3]
+    a = torch.where(c > 0, c.exp(), torch.zeros_like(c))
+    a = a / a.sum(1, keepdim=True)  # (U, U) neighbour weights
+    adj = sym_norm(bipartite(r))
+    reps = []
+    for x, proj, pref in zip(feats64(ds), model.projections, model.preferences):
+        f = linear(proj[2], leaky(linear(proj[0], x)))
+        reps.append(layers(adj, normalize(torch.cat([pref, f])), num_layers, mean=False))
+    items = sum(rep[U:] for rep in reps)
+    mixed = sum(model.modal_weight[:, m, None] * rep[:U] for m, rep in enumerate(reps))
+    users = mixed + a @ mixed
+    check_forward(model, users.detach(), items.detach(), RTOL32, ATOL32)
+    u, pi, ni = users[USERS], items[POS], items[NEG]
+    reg = sum(p[USERS].pow(2).mean() for p in model.preferences) + model.modal_weight.pow(2).mean()
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) / math.log(2) + 0.3 * reg  # log2 sigmoid
     check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
 
 

@@ -6,6 +6,7 @@ r"""Graphs built from the training interactions and the item features.
   one chunk policy); :func:`build_item_graph`: the frozen multimodal item graph of LIRDRec and
   FREEDOM, mixed by :func:`knn_modality_weights`.
 - :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph.
+- :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked.
 - :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
 - :func:`combine_graphs`: weighted sum of sparse graphs; :func:`csr_rows`: dense rows of a CSR
   matrix; :func:`propagate_edges`, :func:`weighted_spmm` (+ :func:`edge_layout`),
@@ -25,6 +26,7 @@ from lirdrec.graphs.bipartite import (
     interaction_matrix,
     mean_adjacency,
 )
+from lirdrec.graphs.cooccurrence import user_cooccurrence_graph
 from lirdrec.graphs.knn import (
     auto_chunk_size,
     build_item_graph,
@@ -73,5 +75,6 @@ __all__ = [
     "spmm",
     "transpose_csr",
     "to_coo_parts",
+    "user_cooccurrence_graph",
     "weighted_spmm",
 ]
