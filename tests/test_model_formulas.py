@@ -155,7 +155,7 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
-              "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn"}
+              "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "dragon"}
     assert set(registry.names()) == tested
 
 
@@ -388,6 +388,34 @@ def test_dualgnn_forward_and_loss(ds, num_layers):
     reg = sum(p[USERS].pow(2).mean() for p in model.preferences) + model.modal_weight.pow(2).mean()
     expected = bpr((u * pi).sum(1), (u * ni).sum(1)) / math.log(2) + 0.3 * reg  # log2 sigmoid
     check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- DRAGON
+@pytest.mark.parametrize("n_mm", [1, 2])
+def test_dragon_forward_and_loss(ds, n_mm):
+    model = build("dragon", ds, embedding_dim=5, user_knn_k=12, knn_k=3, mm_image_weight=0.3,
+                  n_mm_layers=n_mm, reg_weight=0.3)  # k = 12: see the DualGNN test
+    r = dense_r()
+    c = r @ r.t()
+    c.fill_diagonal_(0)
+    a = torch.where(c > 0, c.exp(), torch.zeros_like(c))
+    a = a / a.sum(1, keepdim=True)
+    adj = sym_norm(bipartite(r))
+    reps = []
+    for x, proj, pref in zip(feats64(ds), model.projections, model.preferences):
+        f = linear(proj[2], leaky(linear(proj[0], x)))
+        reps.append(layers(adj, normalize(torch.cat([pref, f])), 2, mean=False))
+    items = torch.cat([rep[U:] for rep in reps], 1)  # (I, 2 * 5): modalities concatenated
+    mixed = torch.cat([model.modal_weight[:, m, None] * rep[:U] for m, rep in enumerate(reps)], 1)
+    s = freedom_item_graph(ds, 3, 0.3)
+    items = items + torch.linalg.matrix_power(s, n_mm) @ items
+    users = mixed + a @ mixed
+    # S is built in float32 (values 1/k): scores of size ~10 carry its rounding, ~1e-7
+    check_forward(model, users.detach(), items.detach(), RTOL32, 1e-6)
+    u, pi, ni = users[USERS], items[POS], items[NEG]
+    reg = sum(p[USERS].pow(2).mean() for p in model.preferences) + model.modal_weight.pow(2).mean()
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) / math.log(2) + 0.3 * reg
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
 
 
 # ---------------------------------------------------------------------------- VBPR

@@ -35,16 +35,19 @@ U, I = 2 * G_U, 2 * G_I  # noqa: E741 (I: items, as in the models' docstrings)
 N_TRAIN, N_HELD = 5, 2  # per user: training items, then one valid and one test item
 ALL = registry.names()
 TRAINABLE = [n for n in ALL if getattr(registry.get(n), "trainable", True)]
-FEATURE_MODELS = ["vbpr", "lattice", "bm3", "freedom", "lirdrec", "mmgcn", "grcn", "dualgnn"]
+FEATURE_MODELS = ["vbpr", "lattice", "bm3", "freedom", "lirdrec", "mmgcn", "grcn", "dualgnn",
+                  "dragon"]
 # small k for 20 items; FREEDOM's feature-side term switched on (with reg_weight 0, its default,
 # the only path to its projections is off), its pruning on
 SMALL = {"lattice": {"knn_k": 3, "reg_weight": 1e-3}, "lirdrec": {"knn_k": 3},
          "freedom": {"knn_k": 3, "reg_weight": 0.1, "dropout": 0.5},
          "layergcn": {"dropout": 0.2}, "mmgcn": {"reg_weight": 1e-3, "dim_latent": 16},
-         "dualgnn": {"user_knn_k": 4}}
+         "dualgnn": {"user_knn_k": 4},
+         "dragon": {"user_knn_k": 4, "knn_k": 3}}
 WIDTH = {"pop": 1, "mf": 64, "lightgcn": 64, "vbpr": 128, "lattice": 64, "bm3": 64,
          "freedom": 64, "lirdrec": 3 * 64, "itemknncbf": I, "layergcn": 64, "mmgcn": 64,
-         "grcn": 64 + 2 * 64, "dualgnn": 64}  # grcn: ID part and a content part per modality
+         "grcn": 64 + 2 * 64, "dualgnn": 64,
+         "dragon": 2 * 64}  # grcn: ID part and a content part per modality
 # lirdrec: image, text and the shared channel; itemknncbf: R (U, I) and S^T (I, I), whose
 # product is its score
 
@@ -147,7 +150,7 @@ def test_parameter_groups_partition_the_parameters(name, ds):
     ids = [id(p) for ps in groups.values() for p in ps]
     assert len(ids) == len(set(ids)), "a parameter is in two groups"
     assert set(ids) == {id(p) for p in model.parameters()}, "a parameter is in no group"
-    if name in ("pop", "itemknncbf", "lirdrec", "dualgnn"):  # no item ID table (LIRDRec: "off")
+    if name in ("pop", "itemknncbf", "lirdrec", "dualgnn", "dragon"):  # no item ID table
         assert groups["item_id"] == []
     else:
         assert len(groups["item_id"]) == 1 and groups["item_id"][0].shape == (I, 64)
@@ -206,7 +209,7 @@ def auc_in_block(model, ds: Dataset) -> tuple[float, float]:
 # (measured: every model reaches AUC 1.0 and Recall@5 1.0 within these; MF .99 / .95 at 40)
 PLANTED_EPOCHS = {"mf": 40, "lightgcn": 10, "vbpr": 10, "lattice": 10, "bm3": 15, "freedom": 10,
                   "lirdrec": 10, "layergcn": 10, "mmgcn": 10, "grcn": 10,
-                  "dualgnn": 10}
+                  "dualgnn": 10, "dragon": 10}
 
 
 @pytest.mark.parametrize("name", TRAINABLE)
@@ -290,7 +293,8 @@ def test_every_tensor_follows_to(name, ds):
     ("lirdrec", "fusion", "sum"), ("lirdrec", "embedding_dim", 2),
     ("itemknncbf", "shrink", -1.0), ("itemknncbf", "knn_k", I + 1), ("layergcn", "dropout", 1.0),
     ("layergcn", "num_layers", 0), ("mmgcn", "dim_latent", 0), ("grcn", "latent_dim", 0),
-    ("grcn", "num_layers", -1), ("dualgnn", "user_knn_k", 0), ("dualgnn", "reg_weight", -1.0)])
+    ("grcn", "num_layers", -1), ("dualgnn", "user_knn_k", 0), ("dualgnn", "reg_weight", -1.0),
+    ("dragon", "knn_k", I + 1), ("dragon", "mm_image_weight", 1.5)])
 def test_bad_arguments_raise_config_error(name, arg, value, ds):
     cls = registry.get(name).__name__
     match = rf"{cls}: {arg} must be .*, got {re.escape(repr(value))}"
@@ -309,6 +313,8 @@ def test_features_with_wrong_rows_raise(name, ds):
             "mmgcn": (U, I, adj, feats),
             "grcn": (U, I, bipartite_edge_index(U, I, ds.train.users, ds.train.items), feats),
             "dualgnn": (U, I, adj, feats, torch.zeros(U, 2, dtype=torch.long), torch.ones(U, 2)),
+            "dragon": (U, I, adj, feats, torch.zeros(U, 2, dtype=torch.long), torch.ones(U, 2),
+                       None),
             "lirdrec": (U, I, feats, adj)}[name]
     match = (rf"features\['image'\] must be of shape \({I}, d_m\), got \({I - 1}, 3\)"
              if name == "lirdrec" else rf"features\['image'\] must be a 2-D tensor with {I} rows")

@@ -10,6 +10,7 @@ True
 
 from lirdrec.models.base import Recommender, bpr_loss
 from lirdrec.models.bm3 import BM3
+from lirdrec.models.dragon import DRAGON
 from lirdrec.models.dualgnn import DualGNN
 from lirdrec.models.freedom import FREEDOM
 from lirdrec.models.grcn import GRCN
@@ -27,6 +28,7 @@ from lirdrec.models.vbpr import VBPR
 # Importing each model module above registers it under its CLI name.
 __all__ = [
     "BM3",
+    "DRAGON",
     "DualGNN",
     "FREEDOM",
     "GRCN",

@@ -180,17 +180,26 @@ class DualGNN(Recommender):
         """The fixed feature matrices, one :math:`(I, d_m)` per modality."""
         return [getattr(self, f"features_{j}") for j in range(len(self.modalities))]
 
-    def forward(self) -> tuple[Tensor, Tensor]:
+    def modal_representations(self) -> Tensor:
+        r""":math:`\mathbf{X}_m` of every modality, stacked: :math:`(U+I, |M|, d)`."""
         raw = self.encoded_features() or self.raw_features()  # end-to-end: from an encoder
         reps = []
         for x, proj, pref in zip(raw, self.projections, self.preferences):
             h = F.normalize(torch.cat([pref, proj(x)]), dim=1)  # (U+I, d)
             reps.append(propagate_sum(self.adj, h, self.num_layers))
-        stacked = torch.stack(reps, 1)  # (U+I, M, d)
+        return torch.stack(reps, 1)
+
+    def add_user_neighbours(self, users: Tensor) -> Tensor:
+        r""":math:`\tilde{\mathbf{u}}_u + \sum_{v} a_{uv}\tilde{\mathbf{u}}_v` for
+        :math:`(U, d')` user vectors.
+        """
+        return users + (self.user_graph_weight[:, :, None] * users[self.user_graph]).sum(1)
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        stacked = self.modal_representations()  # (U+I, M, d)
         items = stacked[self.num_users:].sum(1)  # (I, d)
         users = (self.modal_weight[:, :, None] * stacked[: self.num_users]).sum(1)  # (U, d)
-        neighbours = (self.user_graph_weight[:, :, None] * users[self.user_graph]).sum(1)
-        return users + neighbours, items
+        return self.add_user_neighbours(users), items
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         user_emb, item_emb = self.forward()
