@@ -155,7 +155,8 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
-              "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "dragon"}
+              "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "dragon",
+              "slmrec"}
     assert set(registry.names()) == tested
 
 
@@ -416,6 +417,37 @@ def test_dragon_forward_and_loss(ds, n_mm):
     reg = sum(p[USERS].pow(2).mean() for p in model.preferences) + model.modal_weight.pow(2).mean()
     expected = bpr((u * pi).sum(1), (u * ni).sum(1)) / math.log(2) + 0.3 * reg
     check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
+
+
+# ---------------------------------------------------------------------------- SLMRec
+def nce(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """In-batch InfoNCE: mean over b of -log softmax_b'(a_b . b_b' / t) at b' = b."""
+    logits = a @ b.t() / t
+    return -(logits.diagonal() - torch.logsumexp(logits, 1)).mean()
+
+
+@pytest.mark.parametrize("num_layers", [0, 2])
+def test_slmrec_forward_and_loss(ds, num_layers):
+    model = build("slmrec", ds, embedding_dim=6, num_layers=num_layers, temp=0.3, ssl_temp=0.7,
+                  ssl_alpha=0.4)
+    adj = sym_norm(bipartite(dense_r()))
+    p, q = model.user_emb, model.item_emb
+    items = [q] + [linear(lin, normalize(x)) for lin, x in zip(model.projections, feats64(ds))]
+    branches = [layers(adj, torch.cat([p, i]), num_layers, mean=True) for i in items]
+    cat = torch.cat(branches, 1)  # (U+I, 3 * 6): ID, image, text
+    users, its = linear(model.user_fusion, cat[:U]), linear(model.item_fusion, cat[U:])
+    check_forward(model, users.detach(), its.detach(), RTOL32, ATOL32)
+    main = nce(normalize(users[USERS]), normalize(its[POS]), 0.3)
+    rows = POS + U
+    a1 = linear(model.fac_id, branches[0][rows])  # the reference's x_i_iv
+    image = nce(a1, linear(model.fac_modal[0], branches[1][rows]), 0.7)
+    chain = model.fac_chain[0]  # g_iv_iva then g_iva_ivat (d -> d -> d / 2)
+    a2 = linear(chain[1], linear(chain[0], a1))
+    text = nce(a2, linear(model.fac_modal[1], branches[2][rows]), 0.7)
+    assert a2.shape == (len(POS), 3)
+    check_loss(model, main + 0.4 * (image + text), model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+    assert torch.equal(model.loss(USERS, POS, None), model.loss(USERS, POS, NEG))  # no negatives
+    assert model.uses_negatives is False and model.trainer_defaults == {"weight_decay": 1e-4}
 
 
 # ---------------------------------------------------------------------------- VBPR

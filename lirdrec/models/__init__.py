@@ -23,6 +23,7 @@ from lirdrec.models.mf import MF
 from lirdrec.models.mmgcn import MMGCN
 from lirdrec.models.pop import Pop
 from lirdrec.models.registry import get, names, register
+from lirdrec.models.slmrec import SLMRec
 from lirdrec.models.vbpr import VBPR
 
 # Importing each model module above registers it under its CLI name.
@@ -41,6 +42,7 @@ __all__ = [
     "MMGCN",
     "Pop",
     "Recommender",
+    "SLMRec",
     "VBPR",
     "bpr_loss",
     "get",
