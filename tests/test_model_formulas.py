@@ -156,7 +156,7 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
               "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "dragon",
-              "slmrec"}
+              "slmrec", "mgcn"}
     assert set(registry.names()) == tested
 
 
@@ -448,6 +448,37 @@ def test_slmrec_forward_and_loss(ds, num_layers):
     check_loss(model, main + 0.4 * (image + text), model.loss(USERS, POS, NEG), RTOL32, ATOL32)
     assert torch.equal(model.loss(USERS, POS, None), model.loss(USERS, POS, NEG))  # no negatives
     assert model.uses_negatives is False and model.trainer_defaults == {"weight_decay": 1e-4}
+
+
+# ---------------------------------------------------------------------------- MGCN
+@pytest.mark.parametrize("n_ui,n_mm,cl", [(2, 1, 0.0), (1, 2, 0.4)])
+def test_mgcn_forward_and_loss(ds, n_ui, n_mm, cl):
+    model = build("mgcn", ds, embedding_dim=6, n_ui_layers=n_ui, n_layers=n_mm, knn_k=3,
+                  reg_weight=0.3, cl_loss=cl)
+    a = sym_norm(bipartite(dense_r()))
+    p, q = model.user_emb, model.item_emb
+    content = layers(a, torch.cat([p, q]), n_ui, mean=True)
+    views = []
+    for m, (x, proj, gate) in enumerate(zip(model.features, model.projections, model.purifiers)):
+        h = q * torch.sigmoid(linear(gate[0], linear(proj, x)))  # purifier
+        s = sym_norm(knn(feats64(ds)[m], 3, weighted=True))  # graph of the raw features
+        h = torch.linalg.matrix_power(s, n_mm) @ h
+        views.append(torch.cat([a[:U, U:] @ h, h]))
+    score = torch.stack([linear(model.query[2], torch.tanh(linear(model.query[0], v)))[:, 0]
+                         for v in views], 1)  # (U+I, 2)
+    beta = score.softmax(1)
+    common = beta[:, :1] * views[0] + beta[:, 1:] * views[1]
+    side = (common + sum(torch.sigmoid(linear(model.preferences[m][0], content))
+                         * (views[m] - common) for m in range(2))) / 3
+    out = content + side
+    check_forward(model, out[:U].detach(), out[U:].detach(), RTOL32, 1e-6)
+    u, pi, ni = out[USERS], out[U + POS], out[U + NEG]
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * 0.5 * (
+        u.pow(2).sum() + pi.pow(2).sum() + ni.pow(2).sum()) / len(USERS)
+    expected = expected + cl * (
+        nce(normalize(side[U + POS]), normalize(content[U + POS]), 0.2)
+        + nce(normalize(side[USERS]), normalize(content[USERS]), 0.2))
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
 
 
 # ---------------------------------------------------------------------------- VBPR

@@ -20,6 +20,7 @@ from lirdrec.models.layergcn import LayerGCN
 from lirdrec.models.lightgcn import LightGCN
 from lirdrec.models.lirdrec import LIRDRec
 from lirdrec.models.mf import MF
+from lirdrec.models.mgcn import MGCN
 from lirdrec.models.mmgcn import MMGCN
 from lirdrec.models.pop import Pop
 from lirdrec.models.registry import get, names, register
@@ -39,6 +40,7 @@ __all__ = [
     "LayerGCN",
     "LightGCN",
     "MF",
+    "MGCN",
     "MMGCN",
     "Pop",
     "Recommender",

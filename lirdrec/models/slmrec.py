@@ -10,30 +10,13 @@ from torch import Tensor, nn
 
 from lirdrec.graphs import bipartite_adjacency, propagate
 from lirdrec.models._features import check_features
-from lirdrec.models.base import Interval, Recommender, Shape, check_arguments
+from lirdrec.models.base import Interval, Recommender, Shape, check_arguments, info_nce
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
-__all__ = ["SLMRec", "info_nce"]
-
-
-def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
-    r"""In-batch InfoNCE: cross-entropy of :math:`\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau` with
-    the matching row :math:`b' = b` as the label,
-    :math:`-\frac1B\sum_b \log\frac{e^{\mathbf{a}_b^\top\mathbf{b}_b/\tau}}
-    {\sum_{b'} e^{\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau}}`. Inputs are used as given (normalise
-    them first for the cosine form).
-
-    Shapes:
-        - a, b :math:`(B, d)` -> scalar
-
-    >>> round(float(info_nce(torch.eye(2), torch.eye(2), 1.0)), 4)   # -log(e / (e + 1))
-    0.3133
-    """
-    logits = a @ b.t() / temperature  # (B, B)
-    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+__all__ = ["SLMRec"]
 
 
 @register("slmrec")
