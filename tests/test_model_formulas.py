@@ -453,7 +453,7 @@ def test_slmrec_forward_and_loss(ds, num_layers):
 # ---------------------------------------------------------------------------- MGCN
 @pytest.mark.parametrize("n_ui,n_mm,cl", [(2, 1, 0.0), (1, 2, 0.4)])
 def test_mgcn_forward_and_loss(ds, n_ui, n_mm, cl):
-    model = build("mgcn", ds, embedding_dim=6, n_ui_layers=n_ui, n_layers=n_mm, knn_k=3,
+    model = build("mgcn", ds, embedding_dim=6, n_ui_layers=n_ui, n_mm_layers=n_mm, knn_k=3,
                   reg_weight=0.3, cl_loss=cl)
     a = sym_norm(bipartite(dense_r()))
     p, q = model.user_emb, model.item_emb

@@ -95,7 +95,7 @@ class MGCN(Recommender):
             :math:`(I, I)`; ``None`` builds them with :func:`modality_knn_graphs`.
         embedding_dim (int, optional): :math:`d`. (default: ``64``)
         n_ui_layers (int, optional): :math:`L`. (default: ``2``)
-        n_layers (int, optional): :math:`n`, item-graph layers. (default: ``1``)
+        n_mm_layers (int, optional): :math:`n`, item-graph layers. (default: ``1``)
         knn_k (int, optional): item neighbours. (default: ``10``)
         reg_weight (float, optional): :math:`\lambda`. (default: ``1e-4``)
         cl_loss (float, optional): :math:`\lambda_{cl}`. (default: ``1e-3``)
@@ -116,7 +116,7 @@ class MGCN(Recommender):
         "adj": Shape("num_nodes", "num_nodes"),
         "embedding_dim": Interval(1, integer=True),
         "n_ui_layers": Interval(0, integer=True),
-        "n_layers": Interval(0, integer=True),
+        "n_mm_layers": Interval(0, integer=True),
         "knn_k": Interval(1, "num_items", integer=True),
         "reg_weight": Interval(0),
         "cl_loss": Interval(0),
@@ -125,14 +125,14 @@ class MGCN(Recommender):
 
     def __init__(self, num_users: int, num_items: int, adj: Tensor,
                  features: Mapping[str, Tensor], item_graphs: Sequence[Tensor] | None,
-                 embedding_dim: int = 64, n_ui_layers: int = 2, n_layers: int = 1,
+                 embedding_dim: int = 64, n_ui_layers: int = 2, n_mm_layers: int = 1,
                  knn_k: int = 10, reg_weight: float = 1e-4, cl_loss: float = 1e-3,
                  knn_chunk_size: int | None = None) -> None:
         super().__init__(num_users, num_items)
         check_arguments(self, locals())
         self.modalities, mats = check_features(type(self).__name__, features, self.num_items)
         d = self.embedding_dim = int(embedding_dim)
-        self.n_ui_layers, self.n_layers = int(n_ui_layers), int(n_layers)
+        self.n_ui_layers, self.n_mm_layers = int(n_ui_layers), int(n_mm_layers)
         self.knn_k = int(knn_k)
         self.reg_weight, self.cl_loss = float(reg_weight), float(cl_loss)
         if item_graphs is None:  # from_dataset passes them; a test may build from tensors
@@ -180,7 +180,7 @@ class MGCN(Recommender):
         for j, (x, proj, purify) in enumerate(zip(raw, self.projections, self.purifiers)):
             h = self.item_emb * purify(proj(x))  # (I, d)
             graph, graph_t = getattr(self, f"item_graph_{j}"), getattr(self, f"item_graph_t_{j}")
-            for _ in range(self.n_layers):
+            for _ in range(self.n_mm_layers):
                 h = spmm(graph, h, graph_t)
             users = spmm(self.adj, torch.cat([torch.zeros_like(self.user_emb), h]))[:u]
             views.append(torch.cat([users, h]))  # (U+I, d): R-hat H above H
@@ -221,4 +221,4 @@ class MGCN(Recommender):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, embedding_dim={self.embedding_dim}, "
                 f"modalities={self.modalities}, n_ui_layers={self.n_ui_layers}, "
-                f"n_layers={self.n_layers}, knn_k={self.knn_k}")
+                f"n_mm_layers={self.n_mm_layers}, knn_k={self.knn_k}")
