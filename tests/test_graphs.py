@@ -211,3 +211,16 @@ def test_user_cooccurrence_graph_matches_dense_counts_in_chunks():
     assert idx[5].tolist() == [5] * k and idx[7].tolist() == [2] * k
     again = user_cooccurrence_graph(n_u, n_i, users, items, k, chunk_size=13)
     assert torch.equal(again[1], cnt)
+
+
+def test_hypergraph_propagate_matches_hand_computation():
+    """Two items in hyperedge 0 with weights 1 and 0.5, one in hyperedge 1; two layers."""
+    from lirdrec.graphs import hypergraph_propagate
+
+    hi = torch.tensor([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0]])
+    hu = torch.tensor([[1.0, 1.0]])
+    x = torch.tensor([[2.0], [4.0], [3.0]])
+    u, i = hypergraph_propagate(hi, hu, x, 2)
+    # layer 1: z = (2 + 0.5 * 4, 3) = (4, 3); x = (4, 2, 3)
+    # layer 2: z = (4 + 0.5 * 2, 3) = (5, 3); x = (5, 2.5, 3); user = 5 + 3
+    assert i.tolist() == [[5.0], [2.5], [3.0]] and u.tolist() == [[8.0]]

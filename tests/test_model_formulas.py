@@ -156,7 +156,7 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
               "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "dragon",
-              "slmrec", "mgcn"}
+              "slmrec", "mgcn", "lgmrec"}
     assert set(registry.names()) == tested
 
 
@@ -478,6 +478,54 @@ def test_mgcn_forward_and_loss(ds, n_ui, n_mm, cl):
     expected = expected + cl * (
         nce(normalize(side[U + POS]), normalize(content[U + POS]), 0.2)
         + nce(normalize(side[USERS]), normalize(content[USERS]), 0.2))
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
+
+
+# ---------------------------------------------------------------------------- LGMRec
+def lgmrec_expected(model, ds, g: torch.Generator | None, keep: float):
+    """Rows (U+I, d) and per-modality hypergraph rows; Gumbel noise and dropout drawn from
+    ``g`` in the model's order (item then user memberships, per modality), none if ``g`` is None.
+    """
+    r = dense_r()
+    a = sym_norm(bipartite(r))
+    collab = layers(a, torch.cat([model.user_emb, model.item_emb]), 2, mean=True)
+
+    def soft(logits):
+        if g is None:
+            return torch.softmax(logits / 0.2, 1)
+        gumbel = -torch.empty(logits.shape).exponential_(generator=g).log().double()
+        out = torch.softmax((logits + gumbel) / 0.2, 1)
+        mask = (torch.rand(logits.shape, generator=g) < keep).double()
+        return out * mask / keep
+
+    local, hyper = collab, []
+    for x, proj, hproj in zip(feats64(ds), model.projections, model.hyper_projections):
+        f = x @ proj.weight.t()
+        m = torch.cat([(r @ f) / r.sum(1, keepdim=True), f])  # users: mean of their items
+        # n_mm_layers = 2, last layer only; the cold item's row is 0 (and stays 0 normalised)
+        local = local + F.normalize(a @ a @ m, dim=1)
+        hi, hu = soft(x @ hproj.weight.t()), soft(r @ x @ hproj.weight.t())
+        z = hi.t() @ collab[U:]  # one hypergraph layer
+        hyper.append(torch.cat([hu @ z, hi @ z]))
+    return local + 0.3 * F.normalize(sum(hyper), dim=1), hyper
+
+
+def test_lgmrec_forward_and_loss(ds):
+    model = build("lgmrec", ds, embedding_dim=6, hyper_num=3, keep_rate=0.7, cl_weight=0.2,
+                  reg_weight=0.3, generator_seed=5)
+    out, _ = lgmrec_expected(model, ds, None, 0.7)  # evaluation: no noise, no dropout
+    check_forward(model, out[:U].detach(), out[U:].detach(), RTOL32, 1e-6)
+    g = torch.Generator().manual_seed(5)
+    out, (hv, ht) = lgmrec_expected(model, ds, g, 0.7)
+    u, pi, ni = out[USERS], out[U + POS], out[U + NEG]
+
+    def hnce(x, y, all_y):  # summed over the batch, against every row of all_y
+        x, y, all_y = (F.normalize(t, dim=1) for t in (x, y, all_y))  # dropped rows: 0
+        return (torch.logsumexp(x @ all_y.t() / 0.2, 1) - (x * y).sum(1) / 0.2).sum()
+
+    cl = hnce(hv[USERS], ht[USERS], ht[:U]) + hnce(hv[U + POS], ht[U + POS], ht[U:])
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.2 * cl + 0.3 * (
+        u.norm() + pi.norm() + ni.norm()) / len(USERS)
     check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
 
 

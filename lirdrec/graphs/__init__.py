@@ -7,6 +7,7 @@ r"""Graphs built from the training interactions and the item features.
   FREEDOM, mixed by :func:`knn_modality_weights`.
 - :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph.
 - :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked.
+- :func:`hypergraph_propagate`: LGMRec's item -> hyperedge -> item/user passing.
 - :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
 - :func:`combine_graphs`: weighted sum of sparse graphs; :func:`csr_rows`: dense rows of a CSR
   matrix; :func:`propagate_edges`, :func:`weighted_spmm` (+ :func:`edge_layout`),
@@ -27,6 +28,7 @@ from lirdrec.graphs.bipartite import (
     mean_adjacency,
 )
 from lirdrec.graphs.cooccurrence import user_cooccurrence_graph
+from lirdrec.graphs.hypergraph import hypergraph_propagate
 from lirdrec.graphs.knn import (
     auto_chunk_size,
     build_item_graph,
@@ -63,6 +65,7 @@ __all__ = [
     "edge_layout",
     "edge_scores",
     "edge_softmax",
+    "hypergraph_propagate",
     "interaction_matrix",
     "mean_adjacency",
     "knn_indices",

@@ -17,6 +17,7 @@ from lirdrec.models.grcn import GRCN
 from lirdrec.models.itemknncbf import ItemKNNCBF
 from lirdrec.models.lattice import LATTICE
 from lirdrec.models.layergcn import LayerGCN
+from lirdrec.models.lgmrec import LGMRec
 from lirdrec.models.lightgcn import LightGCN
 from lirdrec.models.lirdrec import LIRDRec
 from lirdrec.models.mf import MF
@@ -36,6 +37,7 @@ __all__ = [
     "GRCN",
     "ItemKNNCBF",
     "LATTICE",
+    "LGMRec",
     "LIRDRec",
     "LayerGCN",
     "LightGCN",
