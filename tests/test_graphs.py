@@ -224,3 +224,14 @@ def test_hypergraph_propagate_matches_hand_computation():
     # layer 1: z = (2 + 0.5 * 4, 3) = (4, 3); x = (4, 2, 3)
     # layer 2: z = (4 + 0.5 * 2, 3) = (5, 3); x = (5, 2.5, 3); user = 5 + 3
     assert i.tolist() == [[5.0], [2.5], [3.0]] and u.tolist() == [[8.0]]
+
+
+def test_max_combine_graphs_takes_the_entrywise_maximum_over_the_union():
+    from lirdrec.graphs import max_combine_graphs
+
+    g = torch.Generator().manual_seed(4)
+    a = torch.rand(6, 6, generator=g) * (torch.rand(6, 6, generator=g) < 0.4)
+    b = torch.rand(6, 6, generator=g) * (torch.rand(6, 6, generator=g) < 0.4)
+    out = max_combine_graphs([a.to_sparse_csr(), b.to_sparse_csr()]).to_dense()
+    torch.testing.assert_close(out, torch.maximum(a, b))  # values are >= 0: 0 = not stored
+    assert max_combine_graphs([a.to_sparse_csr()]).to_dense().equal(a)

@@ -156,7 +156,7 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 def test_every_registered_model_has_a_formula_test():
     tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
               "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "dragon",
-              "slmrec", "mgcn", "lgmrec"}
+              "slmrec", "mgcn", "lgmrec", "smore"}
     assert set(registry.names()) == tested
 
 
@@ -526,6 +526,72 @@ def test_lgmrec_forward_and_loss(ds):
     cl = hnce(hv[USERS], ht[USERS], ht[:U]) + hnce(hv[U + POS], ht[U + POS], ht[U:])
     expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.2 * cl + 0.3 * (
         u.norm() + pi.norm() + ni.norm()) / len(USERS)
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
+
+
+# ---------------------------------------------------------------------------- SMORE
+def dense_rfft(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal real DFT along dim 1 as a product: X_k = sum_n x_n e^(-2 pi i kn/d) / sqrt d."""
+    d = x.shape[1]
+    k, n = torch.arange(d // 2 + 1, dtype=torch.float64), torch.arange(d, dtype=torch.float64)
+    w = torch.exp(-2j * math.pi * k[:, None] * n[None, :] / d) / math.sqrt(d)  # (d/2+1, d)
+    return x.to(torch.complex128) @ w.t()
+
+
+def dense_irfft(y: torch.Tensor, d: int) -> torch.Tensor:
+    """Its inverse for even d: x_n = Re(sum_k c_k Y_k e^(2 pi i kn/d)) / sqrt d, c = 1 at k = 0
+    and k = d/2 (their imaginary parts dropped), 2 elsewhere."""
+    k, n = torch.arange(d // 2 + 1, dtype=torch.float64), torch.arange(d, dtype=torch.float64)
+    c = torch.full((d // 2 + 1,), 2.0, dtype=torch.float64)
+    c[0] = c[-1] = 1.0
+    e = torch.exp(2j * math.pi * k[:, None] * n[None, :] / d) / math.sqrt(d)  # (d/2+1, d)
+    return ((y * c) @ e).real
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_smore_forward_and_loss(ds, dropout):
+    d = 6
+    model = build("smore", ds, embedding_dim=d, n_ui_layers=2, n_mm_layers=1, image_knn_k=3,
+                  text_knn_k=4, reg_weight=0.3, cl_loss=0.4, dropout=dropout, generator_seed=2)
+    a = sym_norm(bipartite(dense_r()))
+    p, q = model.user_emb, model.item_emb
+    content = layers(a, torch.cat([p, q]), 2, mean=True)
+    spectra = [dense_rfft(linear(proj, x)) for proj, x in zip(model.projections, model.features)]
+    w = [torch.complex(f[:, 0], f[:, 1]) for f in model.filters]  # image, text, fusion
+    convs = [dense_irfft(spectra[0] * w[0], d), dense_irfft(spectra[1] * w[1], d),
+             dense_irfft(spectra[0] * spectra[1] * w[2], d)]  # the fusion: product of spectra
+    graphs = [sym_norm(knn(feats64(ds)[0], 3, weighted=True)),
+              sym_norm(knn(feats64(ds)[1], 4, weighted=True))]
+    graphs.append(torch.where((graphs[0] > 0) | (graphs[1] > 0),
+                              torch.maximum(graphs[0], graphs[1]), torch.zeros(())))
+    views = []
+    for conv, gate, s in zip(convs, model.purifiers, graphs):
+        h = s @ (q * torch.sigmoid(linear(gate[0], conv)))
+        views.append(torch.cat([a[:U, U:] @ h, h]))
+
+    def side_of(masks):
+        prefs = [torch.sigmoid(linear(g[0], content)) * mk for g, mk in zip(model.preferences,
+                                                                           masks)]
+        side = prefs[2] * views[2]
+        for m in range(2):
+            query = model.queries[m]
+            att = linear(query[2], torch.tanh(linear(query[0], views[2]))).softmax(1)  # over d
+            side = side + prefs[m] * att * views[m]
+        return side / 3
+
+    side = side_of([1.0, 1.0, 1.0])
+    out = content + side
+    check_forward(model, out[:U].detach(), out[U:].detach(), RTOL32, 1e-6)
+    g = torch.Generator().manual_seed(2)
+    masks = [(torch.rand(U + I, d, generator=g) >= dropout).double() / (1 - dropout)
+             if dropout else 1.0 for _ in range(3)]
+    side = side_of(masks)
+    out = content + side
+    u, pi, ni = out[USERS], out[U + POS], out[U + NEG]
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * 0.5 * (
+        u.pow(2).sum() + pi.pow(2).sum() + ni.pow(2).sum()) / len(USERS) + 0.4 * (
+        nce(normalize(side[U + POS]), normalize(content[U + POS]), 0.2)
+        + nce(normalize(side[USERS]), normalize(content[USERS]), 0.2))
     check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
 
 

@@ -41,18 +41,19 @@ N_TRAIN, N_HELD = 5, 2  # per user: training items, then one valid and one test 
 ALL = registry.names()
 TRAINABLE = [n for n in ALL if getattr(registry.get(n), "trainable", True)]
 FEATURE_MODELS = ["vbpr", "lattice", "bm3", "freedom", "lirdrec", "mmgcn", "grcn", "dualgnn",
-                  "dragon", "slmrec", "mgcn", "lgmrec"]
+                  "dragon", "slmrec", "mgcn", "lgmrec", "smore"]
 # small k for 20 items; FREEDOM's feature-side term switched on (with reg_weight 0, its default,
 # the only path to its projections is off), its pruning on
 SMALL = {"lattice": {"knn_k": 3, "reg_weight": 1e-3}, "lirdrec": {"knn_k": 3},
          "freedom": {"knn_k": 3, "reg_weight": 0.1, "dropout": 0.5},
          "layergcn": {"dropout": 0.2}, "mmgcn": {"reg_weight": 1e-3, "dim_latent": 16},
          "dualgnn": {"user_knn_k": 4},
-         "dragon": {"user_knn_k": 4, "knn_k": 3}, "mgcn": {"knn_k": 3, "cl_loss": 0.1}}
+         "dragon": {"user_knn_k": 4, "knn_k": 3}, "mgcn": {"knn_k": 3, "cl_loss": 0.1},
+         "smore": {"image_knn_k": 3, "text_knn_k": 4, "dropout": 0.1}}
 WIDTH = {"pop": 1, "mf": 64, "lightgcn": 64, "vbpr": 128, "lattice": 64, "bm3": 64,
          "freedom": 64, "lirdrec": 3 * 64, "itemknncbf": I, "layergcn": 64, "mmgcn": 64,
          "grcn": 64 + 2 * 64, "dualgnn": 64, "dragon": 2 * 64, "slmrec": 64, "mgcn": 64,
-         "lgmrec": 64}
+         "lgmrec": 64, "smore": 64}
 # lirdrec: image, text and the shared channel; grcn: ID part and a content part per modality;
 # itemknncbf: R (U, I) and S^T (I, I), whose product is its score
 
@@ -217,7 +218,8 @@ def auc_in_block(model, ds: Dataset) -> tuple[float, float]:
 # (measured: every model reaches AUC 1.0 and Recall@5 1.0 within these; MF .99 / .95 at 40)
 PLANTED_EPOCHS = {"mf": 40, "lightgcn": 10, "vbpr": 10, "lattice": 10, "bm3": 15, "freedom": 10,
                   "lirdrec": 10, "layergcn": 10, "mmgcn": 10, "grcn": 10,
-                  "dualgnn": 10, "dragon": 10, "slmrec": 15, "mgcn": 10, "lgmrec": 10}
+                  "dualgnn": 10, "dragon": 10, "slmrec": 15, "mgcn": 10, "lgmrec": 10,
+                  "smore": 10}
 
 
 @pytest.mark.parametrize("name", TRAINABLE)
@@ -304,7 +306,8 @@ def test_every_tensor_follows_to(name, ds):
     ("grcn", "num_layers", -1), ("dualgnn", "user_knn_k", 0), ("dualgnn", "reg_weight", -1.0),
     ("dragon", "knn_k", I + 1), ("dragon", "mm_image_weight", 1.5), ("slmrec", "temp", 0.0),
     ("slmrec", "embedding_dim", 1), ("mgcn", "knn_k", I + 1), ("mgcn", "cl_loss", -1.0),
-    ("lgmrec", "keep_rate", 0.0), ("lgmrec", "hyper_num", 0)])
+    ("lgmrec", "keep_rate", 0.0), ("lgmrec", "hyper_num", 0), ("smore", "text_knn_k", I + 1),
+    ("smore", "dropout", 1.0)])
 def test_bad_arguments_raise_config_error(name, arg, value, ds):
     cls = registry.get(name).__name__
     match = rf"{cls}: {arg} must be .*, got {re.escape(repr(value))}"
@@ -327,6 +330,7 @@ def test_features_with_wrong_rows_raise(name, ds):
                        None),
             "slmrec": (U, I, adj, feats), "mgcn": (U, I, adj, feats, None),
             "lgmrec": (U, I, adj, interaction_matrix(U, I, ds.train.users, ds.train.items), feats),
+            "smore": (U, I, adj, feats, None),
             "lirdrec": (U, I, feats, adj)}[name]
     match = (rf"features\['image'\] must be of shape \({I}, d_m\), got \({I - 1}, 3\)"
              if name == "lirdrec" else rf"features\['image'\] must be a 2-D tensor with {I} rows")

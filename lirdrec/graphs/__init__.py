@@ -9,10 +9,11 @@ r"""Graphs built from the training interactions and the item features.
 - :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked.
 - :func:`hypergraph_propagate`: LGMRec's item -> hyperedge -> item/user passing.
 - :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
-- :func:`combine_graphs`: weighted sum of sparse graphs; :func:`csr_rows`: dense rows of a CSR
-  matrix; :func:`propagate_edges`, :func:`weighted_spmm` (+ :func:`edge_layout`),
-  :func:`edge_scores`, :func:`edge_softmax`: products, sampled products and per-node softmax over
-  learned edge weights.
+- :func:`combine_graphs`: weighted sum of sparse graphs (:func:`max_combine_graphs`: maximum).
+- :func:`csr_rows`: dense rows of a CSR matrix.
+- :func:`propagate_edges`, :func:`weighted_spmm` (+ :func:`edge_layout`), :func:`edge_scores`,
+  :func:`edge_softmax`: products, sampled products and per-node softmax over learned edge
+  weights.
 - :func:`propagate`: LightGCN's layer mean or sum; :func:`spmm`, :func:`propagate_sum`,
   :func:`residual_spmm`: sparse products with fast backward.
 
@@ -36,6 +37,7 @@ from lirdrec.graphs.knn import (
     combine_graphs,
     knn_indices,
     knn_modality_weights,
+    max_combine_graphs,
 )
 from lirdrec.graphs.sparse import (
     csr_rows,
@@ -70,6 +72,7 @@ __all__ = [
     "mean_adjacency",
     "knn_indices",
     "knn_modality_weights",
+    "max_combine_graphs",
     "propagate",
     "propagate_edges",
     "propagate_sum",

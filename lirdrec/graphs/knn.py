@@ -12,7 +12,7 @@ from lirdrec.errors import ConfigError
 from lirdrec.graphs.sparse import sparse_from_coo, to_coo_parts
 
 __all__ = ["auto_chunk_size", "build_item_graph", "build_knn_graph", "combine_graphs",
-           "knn_indices", "knn_modality_weights"]
+           "knn_indices", "knn_modality_weights", "max_combine_graphs"]
 
 
 #: Bytes of the (chunk, I) float32 similarity block when ``chunk_size`` is ``None`` ...
@@ -145,6 +145,27 @@ def combine_graphs(graphs: Sequence[Tensor], weights: Sequence[float]) -> Tensor
         vals.append(v * float(w))
     return sparse_from_coo(torch.cat(rows), torch.cat(cols), torch.cat(vals),
                            tuple(graphs[0].shape))
+
+
+def max_combine_graphs(graphs: Sequence[Tensor]) -> Tensor:
+    r"""Entry-wise maximum of sparse graphs over the union of their entries (SMORE's max-pooled
+    fusion graph): :math:`S_{ij} = \max\{(S_m)_{ij} : (i, j) \text{ stored in } S_m\}`; an
+    entry stored in one graph only keeps that graph's value.
+
+    >>> a = torch.tensor([[0.5, 0.0], [0.0, 1.0]]).to_sparse_csr()
+    >>> b = torch.tensor([[0.2, 0.3], [0.0, 0.0]]).to_sparse_csr()
+    >>> max_combine_graphs([a, b]).to_dense().tolist()
+    [[0.5, 0.30000001192092896], [0.0, 1.0]]
+    """
+    parts = [to_coo_parts(g) for g in graphs]
+    n, m = graphs[0].shape
+    row = torch.cat([p[0] for p in parts])
+    col = torch.cat([p[1] for p in parts])
+    val = torch.cat([p[2] for p in parts])
+    keys, inverse = torch.unique(row * m + col, return_inverse=True)
+    out = torch.full((len(keys),), -torch.inf, dtype=val.dtype).scatter_reduce(
+        0, inverse, val, "amax")
+    return sparse_from_coo(keys // m, keys % m, out, (n, m))
 
 
 def knn_modality_weights(

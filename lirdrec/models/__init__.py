@@ -26,6 +26,7 @@ from lirdrec.models.mmgcn import MMGCN
 from lirdrec.models.pop import Pop
 from lirdrec.models.registry import get, names, register
 from lirdrec.models.slmrec import SLMRec
+from lirdrec.models.smore import SMORE
 from lirdrec.models.vbpr import VBPR
 
 # Importing each model module above registers it under its CLI name.
@@ -47,6 +48,7 @@ __all__ = [
     "Pop",
     "Recommender",
     "SLMRec",
+    "SMORE",
     "VBPR",
     "bpr_loss",
     "get",
