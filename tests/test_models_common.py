@@ -473,6 +473,30 @@ def test_bm3_target_dropout_uses_own_generator(ds):
     assert torch.equal(before, torch.get_rng_state())  # global RNG untouched
 
 
+# ---------------------------------------------------------------------------- issue 17's zoo
+ZOO_FEATURE_MODELS = ["mmgcn", "grcn", "dualgnn", "dragon", "slmrec", "mgcn", "lgmrec", "smore"]
+
+
+@pytest.mark.parametrize("name", ZOO_FEATURE_MODELS)
+def test_zoo_feature_branch_feeds_the_scores(name, ds):
+    """The gradient-bias probe can ablate each zoo model's feature branch: it names submodules,
+    runs in forward(), and zeroing its output changes the scores."""
+    from lirdrec.diagnostics.introspection import checked_groups, feature_branch_modules, keep_only
+
+    model = build(name, ds)
+    model.eval()
+    checked_groups(model)
+    assert feature_branch_modules(model)
+    users = torch.arange(U)
+    with torch.no_grad():
+        full = model.score(users)
+        with keep_only(model, "id") as touched:
+            ablated = model.score(users)
+    assert bool(touched) and not torch.allclose(full, ablated)
+    with torch.no_grad():
+        assert torch.equal(model.score(users), full)  # the hooks are gone afterwards
+
+
 # ---------------------------------------------------------------------------- LayerGCN
 def test_layergcn_pruning_alternates_degree_sensitive_and_uniform(ds):
     model = build("layergcn", ds, dropout=0.2, generator_seed=4)
