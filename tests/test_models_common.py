@@ -497,6 +497,20 @@ def test_zoo_feature_branch_feeds_the_scores(name, ds):
         assert torch.equal(model.score(users), full)  # the hooks are gone afterwards
 
 
+def test_mmgcn_train_ids_false_freezes_ids_and_preferences_only(ds):
+    """The reference never optimises MMGCN's ID table and preferences: train_ids=False."""
+    model = build("mmgcn", ds, train_ids=False)
+    frozen = [model.user_emb, model.item_emb, *(g.preference for g in model.gcns)]
+    before = [p.detach().clone() for p in frozen]
+    mlp = model.mlps["image"].weight.detach().clone()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.loss(*train_batch(ds)).backward()
+    opt.step()
+    assert all(p.grad is None for p in frozen)
+    assert all(torch.equal(p, b) for p, b in zip(frozen, before))
+    assert not torch.equal(model.mlps["image"].weight, mlp)
+
+
 # ---------------------------------------------------------------------------- LayerGCN
 def test_layergcn_pruning_alternates_degree_sensitive_and_uniform(ds):
     model = build("layergcn", ds, dropout=0.2, generator_seed=4)

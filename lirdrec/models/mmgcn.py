@@ -108,7 +108,8 @@ class MMGCN(Recommender):
 
     Differences from the reference, each on purpose: its ID embeddings and preference vectors
     are plain tensors that its optimiser never sees (they stay at their random initialisation);
-    here they are trained, as in the paper. Its graph networks always have 3 layers whatever
+    here they are trained, as in the paper (``train_ids=False`` freezes them, the reference's
+    computation, for fidelity runs). Its graph networks always have 3 layers whatever
     ``n_layers`` says; here :math:`L` = ``num_layers`` (default 3, what it computes). It
     regularises the visual preference only; here every modality's. Features are fixed inputs
     (not fine-tuned), as there.
@@ -123,6 +124,8 @@ class MMGCN(Recommender):
         num_layers (int, optional): :math:`L`. (default: ``3``)
         dim_latent (int, optional): width of the image projection. (default: ``256``)
         reg_weight (float, optional): :math:`\lambda`. (default: ``0.0``)
+        train_ids (bool, optional): train the ID embeddings and preference vectors; ``False``
+            keeps them at their initialisation, as the reference does. (default: ``True``)
 
     Shapes:
         - **forward:** users :math:`(U, d)`, items :math:`(I, d)`
@@ -143,7 +146,7 @@ class MMGCN(Recommender):
 
     def __init__(self, num_users: int, num_items: int, adj: Tensor,
                  features: Mapping[str, Tensor], embedding_dim: int = 64, num_layers: int = 3,
-                 dim_latent: int = 256, reg_weight: float = 0.0) -> None:
+                 dim_latent: int = 256, reg_weight: float = 0.0, train_ids: bool = True) -> None:
         super().__init__(num_users, num_items)
         check_arguments(self, locals())
         self.modalities, mats = check_features(type(self).__name__, features, self.num_items)
@@ -163,6 +166,9 @@ class MMGCN(Recommender):
         self._add_id_embeddings(self.embedding_dim)
         self.gcns = nn.ModuleList(ModalGCN(self.num_users, k, self.embedding_dim, self.num_layers)
                                   for k in in_dims)
+        self.train_ids = bool(train_ids)
+        for p in [self.user_emb, self.item_emb, *(g.preference for g in self.gcns)]:
+            p.requires_grad_(self.train_ids)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
