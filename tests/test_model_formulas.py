@@ -154,7 +154,9 @@ def check_forward(model, users: torch.Tensor, items: torch.Tensor, rtol=RTOL, at
 
 
 def test_every_registered_model_has_a_formula_test():
-    tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec"}
+    tested = {"pop", "mf", "lightgcn", "vbpr", "lattice", "bm3", "freedom", "lirdrec",
+              "itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "dragon",
+              "slmrec", "mgcn", "lgmrec", "smore"}
     assert set(registry.names()) == tested
 
 
@@ -168,6 +170,37 @@ def test_pop_scores_training_degree(ds):
     torch.testing.assert_close(model.score(USERS).double(), degree.expand(len(USERS), I))
     loss = model.loss(USERS, POS, NEG)
     assert loss.item() == 0.0 and list(model.parameters()) == []
+
+
+# ---------------------------------------------------------------------------- ItemKNNCBF
+@pytest.mark.parametrize("k,shrink", [(3, 10.0), (2, 0.0), (4, 0.5)])
+def test_itemknncbf_scores_are_r_times_shrunk_cosine_knn(ds, k, shrink):
+    model = build("itemknncbf", ds, knn_k=k, shrink=shrink, knn_chunk_size=3)  # 3 does not divide 7
+    x = torch.cat(feats64(ds), 1)  # (I, 4 + 3), modalities in dict order
+    n = x.norm(dim=1)
+    sim = (x @ x.t()) / (n[:, None] * n[None, :] + shrink)
+    val, idx = sim.topk(k, dim=1)
+    s = torch.zeros(I, I, dtype=torch.float64).scatter(1, idx, val)  # kept values, no norm
+    expected = dense_r() @ s  # y_uj = sum over the user's training items i of S_ij
+    torch.testing.assert_close(model.score(USERS), expected[USERS], rtol=RTOL32, atol=ATOL32)
+    if k >= 3:  # item 6, never trained, gets a score from its features (in a trained item's top 3)
+        assert (expected[:, 6] > 0).any()
+    r, s_t = model()
+    torch.testing.assert_close(r.to_dense(), dense_r())
+    assert list(model.parameters()) == [] and model.loss(USERS, POS, NEG).item() == 0.0
+
+
+def test_itemknncbf_shrink_by_hand():
+    """x_0 = (3, 4), x_1 = (6, 8), x_2 = (0, 1), h = 25, k = 2: s_01 = 50 / (5 * 10 + 25),
+    s_00 = 25 / (25 + 25), s_02 = 4 / (5 + 25); the user of item 0 scores row 0 of S."""
+    from lirdrec.graphs import interaction_matrix
+    from lirdrec.models.itemknncbf import ItemKNNCBF
+
+    feats = {"image": torch.tensor([[3.0, 4.0], [6.0, 8.0], [0.0, 1.0]])}
+    model = ItemKNNCBF(1, 3, interaction_matrix(1, 3, [0], [0]), feats, None, knn_k=2,
+                       shrink=25.0)
+    torch.testing.assert_close(model.score(torch.tensor([0])),
+                               torch.tensor([[25 / 50, 50 / 75, 0.0]]))  # s_02 = 4/30 not kept
 
 
 # ---------------------------------------------------------------------------- MF
@@ -198,6 +231,368 @@ def test_lightgcn_forward_and_loss(ds, combine, num_layers):
            + model.item_emb[NEG].norm()) / len(USERS)
     expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * reg
     check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- LayerGCN
+def layer_refined(a: torch.Tensor, e0: torch.Tensor, n: int) -> torch.Tensor:
+    r""":math:`\sum_{l=1}^{n} E_l`, :math:`E_l = \cos(A E_{l-1}, E_0) \odot A E_{l-1}` row-wise."""
+    out, e = torch.zeros_like(e0), e0
+    for _ in range(n):
+        h = a @ e
+        w = (h * e0).sum(1) / (h.norm(dim=1).clamp_min(1e-8) * e0.norm(dim=1).clamp_min(1e-8))
+        e = w[:, None] * h
+        out = out + e
+    return out
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_layergcn_forward_and_loss(ds, num_layers):
+    model = build("layergcn", ds, embedding_dim=6, num_layers=num_layers, reg_weight=0.3)
+    a = sym_norm(bipartite(dense_r()))
+    e0 = torch.cat([model.user_emb, model.item_emb])
+    e = layer_refined(a, e0, num_layers)
+    assert e[U + 6].abs().sum() == 0  # the cold item has no edge: every refined layer is 0
+    check_forward(model, e[:U].detach(), e[U:].detach(), RTOL32, ATOL32)
+    u, pi, ni = e[:U][USERS], e[U:][POS], e[U:][NEG]
+    # a SUM of -log sigmoid over the batch and half the squared norms of the batch's ego rows
+    expected = len(USERS) * bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * 0.5 * (
+        model.user_emb[USERS].pow(2).sum() + model.item_emb[POS].pow(2).sum()
+        + model.item_emb[NEG].pow(2).sum())
+    model.on_epoch_start(1)  # dropout 0: trains on the full graph
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+def test_layergcn_loss_with_pruned_graph(ds):
+    model = build("layergcn", ds, embedding_dim=6, num_layers=2, reg_weight=0.0, dropout=0.4,
+                  generator_seed=11)
+    g = torch.Generator().manual_seed(11)
+    pairs = torch.tensor(sorted(TRAIN))  # the edge order of the CSR adjacency: by user, then item
+    r = dense_r()
+    probs = (1.0 / torch.sqrt(r.sum(1)[pairs[:, 0]] * r.sum(0)[pairs[:, 1]])).float()
+    keep = int(len(TRAIN) * (1 - 0.4))
+    for epoch in (1, 2):  # degree-sensitive, then uniform
+        idx = (torch.multinomial(probs, keep, replacement=False, generator=g) if epoch == 1
+               else torch.randperm(len(TRAIN), generator=g)[:keep])
+        kept = torch.zeros(U, I, dtype=torch.float64)
+        kept[pairs[idx, 0], pairs[idx, 1]] = 1.0
+        e = layer_refined(sym_norm(bipartite(kept)), torch.cat([model.user_emb, model.item_emb]),
+                          2)
+        u, pi, ni = e[:U][USERS], e[U:][POS], e[U:][NEG]
+        model.on_epoch_start(epoch)
+        check_loss(model, len(USERS) * bpr((u * pi).sum(1), (u * ni).sum(1)),
+                   model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- MMGCN
+def row_norm(a: torch.Tensor) -> torch.Tensor:
+    """:math:`D^{-1} A` (zero rows stay zero)."""
+    d = a.sum(1, keepdim=True)
+    return torch.where(d > 0, a / d.clamp_min(1e-300), torch.zeros_like(a))
+
+
+@pytest.mark.parametrize("num_layers,reg_weight", [(1, 0.0), (3, 0.3)])
+def test_mmgcn_forward_and_loss(ds, num_layers, reg_weight):
+    # the toy's "image" goes through the projection, its "text" enters raw (as the reference)
+    model = build("mmgcn", ds, embedding_dim=5, num_layers=num_layers, dim_latent=6,
+                  reg_weight=reg_weight)
+    a = row_norm(bipartite(dense_r()))  # neighbour mean
+    e_id = torch.cat([model.user_emb, model.item_emb])
+    outs = []
+    for m, x, gcn in zip(ds.modalities, feats64(ds), model.gcns):
+        f = linear(model.mlps["image"], x) if m == "image" else x
+        assert f.shape[1] == (6 if m == "image" else 3)
+        h = torch.cat([gcn.preference, f])
+        h = h / h.norm(dim=1, keepdim=True)
+        for k in range(num_layers):
+            agg = leaky(a @ h @ gcn.convs[k])  # Eq. 1: mean over neighbours of x W
+            x_hat = leaky(linear(gcn.linears[k], h)) + e_id  # Eq. 5
+            h = leaky(linear(gcn.gates[k], torch.cat([agg, x_hat], 1)))
+        outs.append(h)
+    e = sum(outs) / 2
+    check_forward(model, e[:U].detach(), e[U:].detach(), RTOL32, ATOL32)
+    u, pi, ni = e[:U][USERS], e[U:][POS], e[U:][NEG]
+    # the reference: mean over (2B, d) of id_u^2 + id_i^2 for (u, i+) and (u, i-) pairs
+    uu = model.user_emb[USERS].repeat_interleave(2, 0)
+    ii = torch.stack([model.item_emb[POS], model.item_emb[NEG]], 1).reshape(-1, 5)
+    reg = (uu.pow(2) + ii.pow(2)).mean() + sum(g.preference.pow(2).mean() for g in model.gcns)
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + reg_weight * reg
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- GRCN
+def masked_softmax(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row softmax over the entries of ``mask``; rows without any are 0."""
+    a = s.masked_fill(~mask, -math.inf).softmax(1)
+    return torch.where(mask, a, torch.zeros_like(a))
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("num_layers,reg_weight", [(0, 0.0), (2, 0.3)])
+def test_grcn_forward_and_loss(ds, num_layers, reg_weight):
+    model = build("grcn", ds, embedding_dim=5, latent_dim=4, num_layers=num_layers,
+                  reg_weight=reg_weight)
+    mask = bipartite(dense_r()) > 0  # (U+I, U+I), symmetric; row v: the neighbours of v
+    contents, alphas = [], []
+    for x, mlp, pref in zip(feats64(ds), model.mlps, model.preferences):
+        f = normalize(leaky(linear(mlp, x)))
+        p = normalize(pref)
+        for _ in range(num_layers):  # each user attends over her items
+            z = torch.cat([p, f])
+            a = masked_softmax(p @ f.t(), mask[:U, U:])  # (U, I)
+            p = normalize(p + a @ f)
+        z = torch.cat([p, f])
+        alpha = masked_softmax(z @ z.t(), mask)  # alpha[v, w]: message w -> v
+        contents.append(z + alpha @ z)
+        alphas.append(alpha)
+    conf = model.confidence  # (U+I, M), of the source node w (column)
+    w = torch.relu(torch.stack([a * conf[:, m][None, :] for m, a in enumerate(alphas)]).amax(0))
+    w = torch.where(mask, w, torch.zeros_like(w))
+    e0 = normalize(torch.cat([model.user_emb, model.item_emb]))
+    e1 = w @ e0
+    rep = torch.cat([e0 + e1 + w @ e1, *contents], 1)  # (U+I, 5 + 2 * 4)
+    check_forward(model, rep[:U].detach(), rep[U:].detach(), RTOL32, ATOL32)
+    u, pi, ni = rep[:U][USERS], rep[U:][POS], rep[U:][NEG]
+    uu = model.user_emb[USERS].repeat_interleave(2, 0)
+    ii = torch.stack([model.item_emb[POS], model.item_emb[NEG]], 1).reshape(-1, 5)
+    prefs = sum(p.pow(2).mean() + p[USERS].pow(2).mean() for p in model.preferences)
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + reg_weight * (
+        (uu.pow(2) + ii.pow(2)).mean() + prefs)
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- DualGNN
+@pytest.mark.parametrize("num_layers", [0, 2])
+def test_dualgnn_forward_and_loss(ds, num_layers):
+    # k = 12, a multiple of every user's neighbour count (4 or 3): the cyclic padding gives each
+    # neighbour k / n_u slots, so the softmax over slots is the softmax over the neighbours
+    model = build("dualgnn", ds, embedding_dim=5, num_layers=num_layers, user_knn_k=12,
+                  reg_weight=0.3)
+    r = dense_r()
+    c = r @ r.t()
+    c.fill_diagonal_(0)  # items two users share
+    assert (c > 0).sum(1).tolist() == [4, 3, 3, 3, 3]
+    a = torch.where(c > 0, c.exp(), torch.zeros_like(c))
+    a = a / a.sum(1, keepdim=True)  # (U, U) neighbour weights
+    adj = sym_norm(bipartite(r))
+    reps = []
+    for x, proj, pref in zip(feats64(ds), model.projections, model.preferences):
+        f = linear(proj[2], leaky(linear(proj[0], x)))
+        reps.append(layers(adj, normalize(torch.cat([pref, f])), num_layers, mean=False))
+    items = sum(rep[U:] for rep in reps)
+    mixed = sum(model.modal_weight[:, m, None] * rep[:U] for m, rep in enumerate(reps))
+    users = mixed + a @ mixed
+    check_forward(model, users.detach(), items.detach(), RTOL32, ATOL32)
+    u, pi, ni = users[USERS], items[POS], items[NEG]
+    reg = sum(p[USERS].pow(2).mean() for p in model.preferences) + model.modal_weight.pow(2).mean()
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) / math.log(2) + 0.3 * reg  # log2 sigmoid
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------- DRAGON
+@pytest.mark.parametrize("n_mm", [1, 2])
+def test_dragon_forward_and_loss(ds, n_mm):
+    model = build("dragon", ds, embedding_dim=5, user_knn_k=12, knn_k=3, mm_image_weight=0.3,
+                  n_mm_layers=n_mm, reg_weight=0.3)  # k = 12: see the DualGNN test
+    r = dense_r()
+    c = r @ r.t()
+    c.fill_diagonal_(0)
+    a = torch.where(c > 0, c.exp(), torch.zeros_like(c))
+    a = a / a.sum(1, keepdim=True)
+    adj = sym_norm(bipartite(r))
+    reps = []
+    for x, proj, pref in zip(feats64(ds), model.projections, model.preferences):
+        f = linear(proj[2], leaky(linear(proj[0], x)))
+        reps.append(layers(adj, normalize(torch.cat([pref, f])), 2, mean=False))
+    items = torch.cat([rep[U:] for rep in reps], 1)  # (I, 2 * 5): modalities concatenated
+    mixed = torch.cat([model.modal_weight[:, m, None] * rep[:U] for m, rep in enumerate(reps)], 1)
+    s = freedom_item_graph(ds, 3, 0.3)
+    items = items + torch.linalg.matrix_power(s, n_mm) @ items
+    users = mixed + a @ mixed
+    # S is built in float32 (values 1/k): scores of size ~10 carry its rounding, ~1e-7
+    check_forward(model, users.detach(), items.detach(), RTOL32, 1e-6)
+    u, pi, ni = users[USERS], items[POS], items[NEG]
+    reg = sum(p[USERS].pow(2).mean() for p in model.preferences) + model.modal_weight.pow(2).mean()
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) / math.log(2) + 0.3 * reg
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
+
+
+# ---------------------------------------------------------------------------- SLMRec
+def nce(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """In-batch InfoNCE: mean over b of -log softmax_b'(a_b . b_b' / t) at b' = b."""
+    logits = a @ b.t() / t
+    return -(logits.diagonal() - torch.logsumexp(logits, 1)).mean()
+
+
+@pytest.mark.parametrize("num_layers", [0, 2])
+def test_slmrec_forward_and_loss(ds, num_layers):
+    model = build("slmrec", ds, embedding_dim=6, num_layers=num_layers, temp=0.3, ssl_temp=0.7,
+                  ssl_alpha=0.4)
+    adj = sym_norm(bipartite(dense_r()))
+    p, q = model.user_emb, model.item_emb
+    items = [q] + [linear(lin, normalize(x)) for lin, x in zip(model.projections, feats64(ds))]
+    branches = [layers(adj, torch.cat([p, i]), num_layers, mean=True) for i in items]
+    cat = torch.cat(branches, 1)  # (U+I, 3 * 6): ID, image, text
+    users, its = linear(model.user_fusion, cat[:U]), linear(model.item_fusion, cat[U:])
+    check_forward(model, users.detach(), its.detach(), RTOL32, ATOL32)
+    main = nce(normalize(users[USERS]), normalize(its[POS]), 0.3)
+    rows = POS + U
+    a1 = linear(model.fac_id, branches[0][rows])  # the reference's x_i_iv
+    image = nce(a1, linear(model.fac_modal[0], branches[1][rows]), 0.7)
+    chain = model.fac_chain[0]  # g_iv_iva then g_iva_ivat (d -> d -> d / 2)
+    a2 = linear(chain[1], linear(chain[0], a1))
+    text = nce(a2, linear(model.fac_modal[1], branches[2][rows]), 0.7)
+    assert a2.shape == (len(POS), 3)
+    check_loss(model, main + 0.4 * (image + text), model.loss(USERS, POS, NEG), RTOL32, ATOL32)
+    assert torch.equal(model.loss(USERS, POS, None), model.loss(USERS, POS, NEG))  # no negatives
+    assert model.uses_negatives is False and model.trainer_defaults == {"weight_decay": 1e-4}
+
+
+# ---------------------------------------------------------------------------- MGCN
+@pytest.mark.parametrize("n_ui,n_mm,cl", [(2, 1, 0.0), (1, 2, 0.4)])
+def test_mgcn_forward_and_loss(ds, n_ui, n_mm, cl):
+    model = build("mgcn", ds, embedding_dim=6, n_ui_layers=n_ui, n_mm_layers=n_mm, knn_k=3,
+                  reg_weight=0.3, cl_loss=cl)
+    a = sym_norm(bipartite(dense_r()))
+    p, q = model.user_emb, model.item_emb
+    content = layers(a, torch.cat([p, q]), n_ui, mean=True)
+    views = []
+    for m, (x, proj, gate) in enumerate(zip(model.features, model.projections, model.purifiers)):
+        h = q * torch.sigmoid(linear(gate[0], linear(proj, x)))  # purifier
+        s = sym_norm(knn(feats64(ds)[m], 3, weighted=True))  # graph of the raw features
+        h = torch.linalg.matrix_power(s, n_mm) @ h
+        views.append(torch.cat([a[:U, U:] @ h, h]))
+    score = torch.stack([linear(model.query[2], torch.tanh(linear(model.query[0], v)))[:, 0]
+                         for v in views], 1)  # (U+I, 2)
+    beta = score.softmax(1)
+    common = beta[:, :1] * views[0] + beta[:, 1:] * views[1]
+    side = (common + sum(torch.sigmoid(linear(model.preferences[m][0], content))
+                         * (views[m] - common) for m in range(2))) / 3
+    out = content + side
+    check_forward(model, out[:U].detach(), out[U:].detach(), RTOL32, 1e-6)
+    u, pi, ni = out[USERS], out[U + POS], out[U + NEG]
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * 0.5 * (
+        u.pow(2).sum() + pi.pow(2).sum() + ni.pow(2).sum()) / len(USERS)
+    expected = expected + cl * (
+        nce(normalize(side[U + POS]), normalize(content[U + POS]), 0.2)
+        + nce(normalize(side[USERS]), normalize(content[USERS]), 0.2))
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
+
+
+# ---------------------------------------------------------------------------- LGMRec
+def lgmrec_expected(model, ds, g: torch.Generator | None, keep: float):
+    """Rows (U+I, d) and per-modality hypergraph rows; Gumbel noise and dropout drawn from
+    ``g`` in the model's order (item then user memberships, per modality), none if ``g`` is None.
+    """
+    r = dense_r()
+    a = sym_norm(bipartite(r))
+    collab = layers(a, torch.cat([model.user_emb, model.item_emb]), 2, mean=True)
+
+    def soft(logits):
+        if g is None:
+            return torch.softmax(logits / 0.2, 1)
+        gumbel = -torch.empty(logits.shape).exponential_(generator=g).log().double()
+        out = torch.softmax((logits + gumbel) / 0.2, 1)
+        mask = (torch.rand(logits.shape, generator=g) < keep).double()
+        return out * mask / keep
+
+    local, hyper = collab, []
+    for x, proj, hproj in zip(feats64(ds), model.projections, model.hyper_projections):
+        f = x @ proj.weight.t()
+        m = torch.cat([(r @ f) / r.sum(1, keepdim=True), f])  # users: mean of their items
+        # n_mm_layers = 2, last layer only; the cold item's row is 0 (and stays 0 normalised)
+        local = local + F.normalize(a @ a @ m, dim=1)
+        hi, hu = soft(x @ hproj.weight.t()), soft(r @ x @ hproj.weight.t())
+        z = hi.t() @ collab[U:]  # one hypergraph layer
+        hyper.append(torch.cat([hu @ z, hi @ z]))
+    return local + 0.3 * F.normalize(sum(hyper), dim=1), hyper
+
+
+def test_lgmrec_forward_and_loss(ds):
+    model = build("lgmrec", ds, embedding_dim=6, hyper_num=3, keep_rate=0.7, cl_weight=0.2,
+                  reg_weight=0.3, generator_seed=5)
+    out, _ = lgmrec_expected(model, ds, None, 0.7)  # evaluation: no noise, no dropout
+    check_forward(model, out[:U].detach(), out[U:].detach(), RTOL32, 1e-6)
+    g = torch.Generator().manual_seed(5)
+    out, (hv, ht) = lgmrec_expected(model, ds, g, 0.7)
+    u, pi, ni = out[USERS], out[U + POS], out[U + NEG]
+
+    def hnce(x, y, all_y):  # summed over the batch, against every row of all_y
+        x, y, all_y = (F.normalize(t, dim=1) for t in (x, y, all_y))  # dropped rows: 0
+        return (torch.logsumexp(x @ all_y.t() / 0.2, 1) - (x * y).sum(1) / 0.2).sum()
+
+    cl = hnce(hv[USERS], ht[USERS], ht[:U]) + hnce(hv[U + POS], ht[U + POS], ht[U:])
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.2 * cl + 0.3 * (
+        u.norm() + pi.norm() + ni.norm()) / len(USERS)
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
+
+
+# ---------------------------------------------------------------------------- SMORE
+def dense_rfft(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal real DFT along dim 1 as a product: X_k = sum_n x_n e^(-2 pi i kn/d) / sqrt d."""
+    d = x.shape[1]
+    k, n = torch.arange(d // 2 + 1, dtype=torch.float64), torch.arange(d, dtype=torch.float64)
+    w = torch.exp(-2j * math.pi * k[:, None] * n[None, :] / d) / math.sqrt(d)  # (d/2+1, d)
+    return x.to(torch.complex128) @ w.t()
+
+
+def dense_irfft(y: torch.Tensor, d: int) -> torch.Tensor:
+    """Its inverse for even d: x_n = Re(sum_k c_k Y_k e^(2 pi i kn/d)) / sqrt d, c = 1 at k = 0
+    and k = d/2 (their imaginary parts dropped), 2 elsewhere."""
+    k, n = torch.arange(d // 2 + 1, dtype=torch.float64), torch.arange(d, dtype=torch.float64)
+    c = torch.full((d // 2 + 1,), 2.0, dtype=torch.float64)
+    c[0] = c[-1] = 1.0
+    e = torch.exp(2j * math.pi * k[:, None] * n[None, :] / d) / math.sqrt(d)  # (d/2+1, d)
+    return ((y * c) @ e).real
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_smore_forward_and_loss(ds, dropout):
+    d = 6
+    model = build("smore", ds, embedding_dim=d, n_ui_layers=2, n_mm_layers=1, image_knn_k=3,
+                  text_knn_k=4, reg_weight=0.3, cl_loss=0.4, dropout=dropout, generator_seed=2)
+    a = sym_norm(bipartite(dense_r()))
+    p, q = model.user_emb, model.item_emb
+    content = layers(a, torch.cat([p, q]), 2, mean=True)
+    spectra = [dense_rfft(linear(proj, x)) for proj, x in zip(model.projections, model.features)]
+    w = [torch.complex(f[:, 0], f[:, 1]) for f in model.filters]  # image, text, fusion
+    convs = [dense_irfft(spectra[0] * w[0], d), dense_irfft(spectra[1] * w[1], d),
+             dense_irfft(spectra[0] * spectra[1] * w[2], d)]  # the fusion: product of spectra
+    graphs = [sym_norm(knn(feats64(ds)[0], 3, weighted=True)),
+              sym_norm(knn(feats64(ds)[1], 4, weighted=True))]
+    graphs.append(torch.where((graphs[0] > 0) | (graphs[1] > 0),
+                              torch.maximum(graphs[0], graphs[1]), torch.zeros(())))
+    views = []
+    for conv, gate, s in zip(convs, model.purifiers, graphs):
+        h = s @ (q * torch.sigmoid(linear(gate[0], conv)))
+        views.append(torch.cat([a[:U, U:] @ h, h]))
+
+    def side_of(masks):
+        prefs = [torch.sigmoid(linear(g[0], content)) * mk for g, mk in zip(model.preferences,
+                                                                           masks)]
+        side = prefs[2] * views[2]
+        for m in range(2):
+            query = model.queries[m]
+            att = linear(query[2], torch.tanh(linear(query[0], views[2]))).softmax(1)  # over d
+            side = side + prefs[m] * att * views[m]
+        return side / 3
+
+    side = side_of([1.0, 1.0, 1.0])
+    out = content + side
+    check_forward(model, out[:U].detach(), out[U:].detach(), RTOL32, 1e-6)
+    g = torch.Generator().manual_seed(2)
+    masks = [(torch.rand(U + I, d, generator=g) >= dropout).double() / (1 - dropout)
+             if dropout else 1.0 for _ in range(3)]
+    side = side_of(masks)
+    out = content + side
+    u, pi, ni = out[USERS], out[U + POS], out[U + NEG]
+    expected = bpr((u * pi).sum(1), (u * ni).sum(1)) + 0.3 * 0.5 * (
+        u.pow(2).sum() + pi.pow(2).sum() + ni.pow(2).sum()) / len(USERS) + 0.4 * (
+        nce(normalize(side[U + POS]), normalize(content[U + POS]), 0.2)
+        + nce(normalize(side[USERS]), normalize(content[USERS]), 0.2))
+    check_loss(model, expected, model.loss(USERS, POS, NEG), RTOL32, 1e-6)
 
 
 # ---------------------------------------------------------------------------- VBPR
@@ -473,7 +868,7 @@ def wide() -> Dataset:
     return Dataset("wide", n_u, n_i, Split(users, items), empty, empty, features=feats)
 
 
-@pytest.mark.parametrize("name", ["mf", "lightgcn", "lattice", "freedom", "bm3"])
+@pytest.mark.parametrize("name", ["mf", "lightgcn", "lattice", "freedom", "bm3", "layergcn"])
 def test_id_tables_are_xavier_uniform(name, wide):
     torch.manual_seed(0)
     model = registry.get(name).from_dataset(wide, embedding_dim=64)

@@ -21,7 +21,12 @@ import torch.nn.functional as F
 
 from lirdrec.data import Dataset, Split
 from lirdrec.errors import ConfigError
-from lirdrec.graphs import bipartite_adjacency, to_coo_parts
+from lirdrec.graphs import (
+    bipartite_adjacency,
+    bipartite_edge_index,
+    interaction_matrix,
+    to_coo_parts,
+)
 from lirdrec.models import registry
 from lirdrec.models.bm3 import BM3
 from lirdrec.models.freedom import degree_sensitive_prune, frozen_item_graph, modality_weights
@@ -35,13 +40,22 @@ U, I = 2 * G_U, 2 * G_I  # noqa: E741 (I: items, as in the models' docstrings)
 N_TRAIN, N_HELD = 5, 2  # per user: training items, then one valid and one test item
 ALL = registry.names()
 TRAINABLE = [n for n in ALL if getattr(registry.get(n), "trainable", True)]
-FEATURE_MODELS = ["vbpr", "lattice", "bm3", "freedom", "lirdrec"]
+FEATURE_MODELS = ["vbpr", "lattice", "bm3", "freedom", "lirdrec", "mmgcn", "grcn", "dualgnn",
+                  "dragon", "slmrec", "mgcn", "lgmrec", "smore"]
 # small k for 20 items; FREEDOM's feature-side term switched on (with reg_weight 0, its default,
 # the only path to its projections is off), its pruning on
 SMALL = {"lattice": {"knn_k": 3, "reg_weight": 1e-3}, "lirdrec": {"knn_k": 3},
-         "freedom": {"knn_k": 3, "reg_weight": 0.1, "dropout": 0.5}}
+         "freedom": {"knn_k": 3, "reg_weight": 0.1, "dropout": 0.5},
+         "layergcn": {"dropout": 0.2}, "mmgcn": {"reg_weight": 1e-3, "dim_latent": 16},
+         "dualgnn": {"user_knn_k": 4},
+         "dragon": {"user_knn_k": 4, "knn_k": 3}, "mgcn": {"knn_k": 3, "cl_loss": 0.1},
+         "smore": {"image_knn_k": 3, "text_knn_k": 4, "dropout": 0.1}}
 WIDTH = {"pop": 1, "mf": 64, "lightgcn": 64, "vbpr": 128, "lattice": 64, "bm3": 64,
-         "freedom": 64, "lirdrec": 3 * 64}  # lirdrec: image, text and the shared channel
+         "freedom": 64, "lirdrec": 3 * 64, "itemknncbf": I, "layergcn": 64, "mmgcn": 64,
+         "grcn": 64 + 2 * 64, "dualgnn": 64, "dragon": 2 * 64, "slmrec": 64, "mgcn": 64,
+         "lgmrec": 64, "smore": 64}
+# lirdrec: image, text and the shared channel; grcn: ID part and a content part per modality;
+# itemknncbf: R (U, I) and S^T (I, I), whose product is its score
 
 
 def planted(seed: int = 0) -> Dataset:
@@ -142,7 +156,7 @@ def test_parameter_groups_partition_the_parameters(name, ds):
     ids = [id(p) for ps in groups.values() for p in ps]
     assert len(ids) == len(set(ids)), "a parameter is in two groups"
     assert set(ids) == {id(p) for p in model.parameters()}, "a parameter is in no group"
-    if name in ("pop", "lirdrec"):  # no item ID table (LIRDRec's item_id is "off")
+    if name in ("pop", "itemknncbf", "lirdrec", "dualgnn", "dragon"):  # no item ID table
         assert groups["item_id"] == []
     else:
         assert len(groups["item_id"]) == 1 and groups["item_id"][0].shape == (I, 64)
@@ -176,7 +190,10 @@ def test_loss_falls(name, ds):
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+    # SLMRec's in-batch InfoNCE has each item 5 times among the batch's positives: its floor is
+    # about log 5, not 0, so it falls by less (measured: 4.17 -> 3.43 over the 30 steps)
+    ratio = {"slmrec": 0.85}.get(name, 0.8)
+    assert np.mean(losses[-3:]) < ratio * np.mean(losses[:3]), losses
 
 
 def auc_in_block(model, ds: Dataset) -> tuple[float, float]:
@@ -200,7 +217,9 @@ def auc_in_block(model, ds: Dataset) -> tuple[float, float]:
 # chance: AUC 0.5; Recall@5 = 5 / 15 (15 untrained items: 5 in-block, 2 of them held out, 10 not)
 # (measured: every model reaches AUC 1.0 and Recall@5 1.0 within these; MF .99 / .95 at 40)
 PLANTED_EPOCHS = {"mf": 40, "lightgcn": 10, "vbpr": 10, "lattice": 10, "bm3": 15, "freedom": 10,
-                  "lirdrec": 10}
+                  "lirdrec": 10, "layergcn": 10, "mmgcn": 10, "grcn": 10,
+                  "dualgnn": 10, "dragon": 10, "slmrec": 15, "mgcn": 10, "lgmrec": 10,
+                  "smore": 10}
 
 
 @pytest.mark.parametrize("name", TRAINABLE)
@@ -281,7 +300,14 @@ def test_every_tensor_follows_to(name, ds):
     ("lightgcn", "num_layers", -1), ("vbpr", "reg_weight", -1.0),
     ("lattice", "lambda_coeff", 1.5), ("lattice", "knn_k", I + 1), ("bm3", "dropout", 1.0),
     ("freedom", "dropout", 1.0), ("freedom", "mm_image_weight", -0.1),
-    ("lirdrec", "fusion", "sum"), ("lirdrec", "embedding_dim", 2)])
+    ("lirdrec", "fusion", "sum"), ("lirdrec", "embedding_dim", 2),
+    ("itemknncbf", "shrink", -1.0), ("itemknncbf", "knn_k", I + 1), ("layergcn", "dropout", 1.0),
+    ("layergcn", "num_layers", 0), ("mmgcn", "dim_latent", 0), ("grcn", "latent_dim", 0),
+    ("grcn", "num_layers", -1), ("dualgnn", "user_knn_k", 0), ("dualgnn", "reg_weight", -1.0),
+    ("dragon", "knn_k", I + 1), ("dragon", "mm_image_weight", 1.5), ("slmrec", "temp", 0.0),
+    ("slmrec", "embedding_dim", 1), ("mgcn", "knn_k", I + 1), ("mgcn", "cl_loss", -1.0),
+    ("lgmrec", "keep_rate", 0.0), ("lgmrec", "hyper_num", 0), ("smore", "text_knn_k", I + 1),
+    ("smore", "dropout", 1.0)])
 def test_bad_arguments_raise_config_error(name, arg, value, ds):
     cls = registry.get(name).__name__
     match = rf"{cls}: {arg} must be .*, got {re.escape(repr(value))}"
@@ -297,6 +323,14 @@ def test_features_with_wrong_rows_raise(name, ds):
     args = {"vbpr": (U, I, feats),
             "lattice": (U, I, lattice_adjacency(U, I, ds.train.users, ds.train.items), feats),
             "bm3": (U, I, adj, feats), "freedom": (U, I, adj, feats, None),
+            "mmgcn": (U, I, adj, feats),
+            "grcn": (U, I, bipartite_edge_index(U, I, ds.train.users, ds.train.items), feats),
+            "dualgnn": (U, I, adj, feats, torch.zeros(U, 2, dtype=torch.long), torch.ones(U, 2)),
+            "dragon": (U, I, adj, feats, torch.zeros(U, 2, dtype=torch.long), torch.ones(U, 2),
+                       None),
+            "slmrec": (U, I, adj, feats), "mgcn": (U, I, adj, feats, None),
+            "lgmrec": (U, I, adj, interaction_matrix(U, I, ds.train.users, ds.train.items), feats),
+            "smore": (U, I, adj, feats, None),
             "lirdrec": (U, I, feats, adj)}[name]
     match = (rf"features\['image'\] must be of shape \({I}, d_m\), got \({I - 1}, 3\)"
              if name == "lirdrec" else rf"features\['image'\] must be a 2-D tensor with {I} rows")
@@ -437,6 +471,85 @@ def test_bm3_target_dropout_uses_own_generator(ds):
     before = torch.get_rng_state()
     model.loss(*train_batch(ds))
     assert torch.equal(before, torch.get_rng_state())  # global RNG untouched
+
+
+# ---------------------------------------------------------------------------- issue 17's zoo
+ZOO_FEATURE_MODELS = ["mmgcn", "grcn", "dualgnn", "dragon", "slmrec", "mgcn", "lgmrec", "smore"]
+
+
+@pytest.mark.parametrize("name", ZOO_FEATURE_MODELS)
+def test_zoo_feature_branch_feeds_the_scores(name, ds):
+    """The gradient-bias probe can ablate each zoo model's feature branch: it names submodules,
+    runs in forward(), and zeroing its output changes the scores."""
+    from lirdrec.diagnostics.introspection import checked_groups, feature_branch_modules, keep_only
+
+    model = build(name, ds)
+    model.eval()
+    checked_groups(model)
+    assert feature_branch_modules(model)
+    users = torch.arange(U)
+    with torch.no_grad():
+        full = model.score(users)
+        with keep_only(model, "id") as touched:
+            ablated = model.score(users)
+    assert bool(touched) and not torch.allclose(full, ablated)
+    with torch.no_grad():
+        assert torch.equal(model.score(users), full)  # the hooks are gone afterwards
+
+
+def test_mmgcn_train_ids_false_freezes_ids_and_preferences_only(ds):
+    """The reference never optimises MMGCN's ID table and preferences: train_ids=False."""
+    model = build("mmgcn", ds, train_ids=False)
+    frozen = [model.user_emb, model.item_emb, *(g.preference for g in model.gcns)]
+    before = [p.detach().clone() for p in frozen]
+    mlp = model.mlps["image"].weight.detach().clone()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.loss(*train_batch(ds)).backward()
+    opt.step()
+    assert all(p.grad is None for p in frozen)
+    assert all(torch.equal(p, b) for p, b in zip(frozen, before))
+    assert not torch.equal(model.mlps["image"].weight, mlp)
+
+
+# ---------------------------------------------------------------------------- LayerGCN
+def test_layergcn_pruning_alternates_degree_sensitive_and_uniform(ds):
+    model = build("layergcn", ds, dropout=0.2, generator_seed=4)
+    assert model.num_kept_edges == int(100 * (1 - 0.2)) == 80
+    g = torch.Generator().manual_seed(4)
+    users, items, probs = model._edge_users, model._edge_items, model._edge_probs
+    for epoch in (1, 2, 3):
+        model.on_epoch_start(epoch)
+        idx = (torch.multinomial(probs, 80, replacement=False, generator=g) if epoch % 2
+               else torch.randperm(100, generator=g)[:80])
+        kept = torch.zeros(U, I)
+        kept[users[idx], items[idx]] = 1.0
+        du, di = kept.sum(1, keepdim=True), kept.sum(0, keepdim=True)
+        expected = torch.where(kept > 0, (du * di).clamp_min(1).rsqrt(), torch.zeros(()))
+        torch.testing.assert_close(model._train_adj.to_dense()[:U, U:], expected)
+    m0 = build("layergcn", ds, dropout=0.0)
+    m0.on_epoch_start(1)
+    assert m0._train_adj is m0.adj
+
+
+# ---------------------------------------------------------------------------- ItemKNNCBF
+def test_itemknncbf_ranks_cold_items_in_the_cold_start_protocol(ds):
+    """Items held out of training entirely are still ranked (from their features) and found."""
+    from lirdrec.data.cold import hold_out_items
+
+    cold_ds = hold_out_items(ds, 0.2, np.random.default_rng(0))
+    cold = torch.from_numpy(cold_ds.cold_items)
+    assert len(cold) == 4 and (cold_ds.item_degree()[cold_ds.cold_items] == 0).all()
+    model = build("itemknncbf", cold_ds, knn_k=5)
+    assert model.scores_cold_items and not getattr(model, "trainable", True)
+    scores = model.score(torch.arange(U))  # (U, I)
+    assert (scores[:, cold] > 0).any(0).all(), "a cold item is never scored"
+    # scores live inside the blocks: the features put every neighbour in its item's block
+    users_block = (torch.arange(U) >= G_U)[:, None]
+    items_block = (torch.arange(I) >= G_I)[None, :]
+    assert (scores[users_block != items_block] == 0).all()
+    result = Trainer(epochs=3, seed=5, show_progress=False, ks=(5, 10),
+                     valid_metric="Recall@10").fit(model, cold_ds)
+    assert result.history == [] and result.test["cold/Recall@10"] > 0.5
 
 
 # ---------------------------------------------------------------------------- configs

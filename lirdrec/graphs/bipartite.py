@@ -8,7 +8,8 @@ from torch import Tensor
 
 from lirdrec.graphs.sparse import sparse_from_coo
 
-__all__ = ["bipartite_adjacency", "bipartite_edge_index"]
+__all__ = ["bipartite_adjacency", "bipartite_edge_index", "degree_sensitive_prune",
+           "interaction_matrix", "mean_adjacency"]
 
 
 def bipartite_edge_index(num_users: int, num_items: int, users, items) -> Tensor:
@@ -56,3 +57,77 @@ def bipartite_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
     deg_inv_sqrt = torch.bincount(col, minlength=n).float().pow_(-0.5)
     deg_inv_sqrt.masked_fill_(deg_inv_sqrt == float("inf"), 0.0)
     return sparse_from_coo(row, col, deg_inv_sqrt[row] * deg_inv_sqrt[col], (n, n))
+
+
+def mean_adjacency(num_users: int, num_items: int, users, items) -> Tensor:
+    r"""Row-normalised adjacency :math:`D^{-1}A` of the user-item graph: :math:`(D^{-1}AX)_v` is
+    the mean of :math:`X` over the neighbours of :math:`v` (torch_geometric's ``aggr="mean"``
+    message passing, MMGCN's and GRCN's aggregation); zero rows for nodes of degree 0. Not
+    symmetric: pass :func:`lirdrec.graphs.transpose_csr` of it to ``spmm`` for the backward.
+
+    Returns:
+        Sparse CSR tensor of shape :math:`(U + I, U + I)`.
+
+    >>> a = mean_adjacency(2, 2, [0, 0, 1], [0, 1, 1]).to_dense()
+    >>> a[0].tolist(), a[3].tolist()   # user 0: items 0 and 1; item 1: users 0 and 1
+    ([0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.0, 0.0])
+    """
+    n = num_users + num_items
+    row, col = bipartite_edge_index(num_users, num_items, users, items)
+    deg = torch.bincount(row, minlength=n).float()
+    return sparse_from_coo(row, col, 1.0 / deg[row], (n, n))
+
+
+def interaction_matrix(num_users: int, num_items: int, users, items) -> Tensor:
+    r"""The binary training matrix :math:`R \in \{0,1\}^{U \times I}` (duplicates count once).
+
+    Returns:
+        Sparse CSR tensor of shape :math:`(U, I)`.
+
+    >>> interaction_matrix(2, 3, [0, 0, 1, 0], [2, 0, 1, 2]).to_dense().tolist()
+    [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+    users = torch.from_numpy(np.array(users, dtype=np.int64))
+    items = torch.from_numpy(np.array(items, dtype=np.int64))
+    keys = torch.unique(users * num_items + items)
+    return sparse_from_coo(keys // num_items, keys % num_items, torch.ones(len(keys)),
+                           (num_users, num_items))
+
+
+def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor | None, num_users: int,
+                           num_items: int, keep: int, generator: torch.Generator) -> Tensor:
+    r"""Edge pruning of the user-item graph (FREEDOM, LayerGCN): keep ``keep`` distinct edges,
+    then re-normalise the kept graph with its own degrees.
+
+    With ``probs`` the edges are drawn without replacement with probability proportional to
+    ``probs``, FREEDOM's and LayerGCN's degree-sensitive :math:`p_{ui} = 1/\sqrt{|N_u||N_i|}`
+    (so edges between high-degree nodes are pruned more); ``None`` draws them uniformly (LayerGCN's
+    alternate epochs). The kept graph is
+
+    .. math::
+        \tilde A_{ui} = \tilde A_{iu} = \frac{1}{\sqrt{|\tilde N_u|}\sqrt{|\tilde N_i|}}.
+
+    Args:
+        users (Tensor): int64 :math:`(E,)`, the users of the training edges.
+        items (Tensor): int64 :math:`(E,)`, their items.
+        probs (Tensor | None): :math:`(E,)` sampling weights, or ``None`` for uniform.
+        num_users (int): :math:`U`.
+        num_items (int): :math:`I`.
+        keep (int): edges to keep.
+        generator (torch.Generator): source of randomness.
+
+    Returns:
+        Symmetric sparse CSR :math:`(U+I, U+I)` with :math:`2\cdot` ``keep`` entries.
+    """
+    if probs is None:
+        idx = torch.randperm(users.shape[0], generator=generator)[:keep]
+    else:
+        idx = torch.multinomial(probs, keep, replacement=False, generator=generator)
+    u, i = users[idx], items[idx]
+    du = torch.bincount(u, minlength=num_users).float()
+    di = torch.bincount(i, minlength=num_items).float()
+    val = du[u].rsqrt() * di[i].rsqrt()
+    i_node = i + num_users
+    n = num_users + num_items
+    row, col = torch.cat([u, i_node]), torch.cat([i_node, u])
+    return sparse_from_coo(row, col, torch.cat([val, val]), (n, n))

@@ -12,7 +12,7 @@ from lirdrec.errors import ConfigError
 from lirdrec.graphs.sparse import sparse_from_coo, to_coo_parts
 
 __all__ = ["auto_chunk_size", "build_item_graph", "build_knn_graph", "combine_graphs",
-           "knn_indices", "knn_modality_weights"]
+           "knn_indices", "knn_modality_weights", "max_combine_graphs"]
 
 
 #: Bytes of the (chunk, I) float32 similarity block when ``chunk_size`` is ``None`` ...
@@ -38,27 +38,41 @@ def auto_chunk_size(num_items: int, budget_bytes: int = CHUNK_BYTES,
 
 
 @torch.no_grad()
-def knn_indices(x: Tensor, k: int, chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+def knn_indices(x: Tensor, k: int, chunk_size: int | None = None, *,
+                shrink: float = 0.0) -> tuple[Tensor, Tensor]:
     r"""Cosine top-``k`` neighbours of every row of ``x``, the row itself included.
 
     Rows are L2-normalised once; each chunk of ``chunk_size`` rows (default: see
     :func:`auto_chunk_size`) is multiplied with all rows and
     only its top-``k`` kept, so peak memory is :math:`O(\text{chunk}\cdot I + I\cdot k)`, never
-    :math:`I \times I`.
+    :math:`I \times I`. With ``shrink`` :math:`h > 0` the similarity is the shrunk cosine of
+    ItemKNN (Dacrema et al., RecSys 2019)
+    :math:`s_{ij} = \mathbf{x}_i^\top\mathbf{x}_j / (\lVert\mathbf{x}_i\rVert
+    \lVert\mathbf{x}_j\rVert + h)`, which ranks pairs of short vectors lower.
 
     Shapes:
-        - x :math:`(I, d)` -> values, indices :math:`(I, k)` (cosine, descending)
+        - x :math:`(I, d)` -> values, indices :math:`(I, k)` (similarity, descending)
+
+    >>> v, i = knn_indices(torch.tensor([[3., 4.], [6., 8.], [0., 1.]]), 2, shrink=25.)
+    >>> i[0].tolist(), [round(float(s), 4) for s in v[0]]   # 50/(5*10+25), 25/(5*5+25)
+    ([1, 0], [0.6667, 0.5])
     """
     n = x.shape[0]
     if not 1 <= k <= n:
         raise ConfigError(f"knn: k must be in [1, {n}] for {n} items, got {k}")
+    if shrink < 0:
+        raise ConfigError(f"knn: shrink must be >= 0, got {shrink!r}")
     chunk_size = auto_chunk_size(n) if chunk_size is None else int(chunk_size)
-    xn = F.normalize(x.float(), dim=1)
+    x = x.float()
+    xn = F.normalize(x, dim=1) if shrink == 0 else x
+    norms = x.norm(dim=1)  # (I,), read only with shrink
     values = torch.empty(n, k, device=x.device)
     indices = torch.empty(n, k, dtype=torch.long, device=x.device)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         sim = xn[start:stop] @ xn.t()  # (c, I)
+        if shrink > 0:
+            sim = sim / (norms[start:stop, None] * norms[None, :] + shrink)
         v, i = torch.topk(sim, k, dim=1)
         values[start:stop] = v
         indices[start:stop] = i
@@ -72,6 +86,7 @@ def build_knn_graph(
     normalization: str = "sym",
     weighted: bool = False,
     chunk_size: int | None = None,
+    shrink: float = 0.0,
 ) -> Tensor:
     r"""Sparse item-item kNN graph of cosine similarity.
 
@@ -91,6 +106,8 @@ def build_knn_graph(
         weighted (bool): keep cosine values instead of ones. (default: ``False``)
         chunk_size (int | None): rows per similarity chunk; ``None``: :func:`auto_chunk_size`.
             (default: ``None``)
+        shrink (float): :math:`h` of the shrunk cosine of :func:`knn_indices` (ItemKNNCBF);
+            ``0`` is the plain cosine. (default: ``0.0``)
 
     Returns:
         Sparse CSR tensor :math:`(I, I)` with exactly :math:`k` entries per row.
@@ -103,7 +120,7 @@ def build_knn_graph(
         raise ConfigError("knn: normalization must be 'sym', 'row' or 'none', "
                           f"got {normalization!r}")
     n = x.shape[0]
-    values, indices = knn_indices(x, k, chunk_size)
+    values, indices = knn_indices(x, k, chunk_size, shrink=shrink)
     row = torch.arange(n).repeat_interleave(k)
     col = indices.reshape(-1)
     val = values.reshape(-1) if weighted else torch.ones(n * k)
@@ -128,6 +145,27 @@ def combine_graphs(graphs: Sequence[Tensor], weights: Sequence[float]) -> Tensor
         vals.append(v * float(w))
     return sparse_from_coo(torch.cat(rows), torch.cat(cols), torch.cat(vals),
                            tuple(graphs[0].shape))
+
+
+def max_combine_graphs(graphs: Sequence[Tensor]) -> Tensor:
+    r"""Entry-wise maximum of sparse graphs over the union of their entries (SMORE's max-pooled
+    fusion graph): :math:`S_{ij} = \max\{(S_m)_{ij} : (i, j) \text{ stored in } S_m\}`; an
+    entry stored in one graph only keeps that graph's value.
+
+    >>> a = torch.tensor([[0.5, 0.0], [0.0, 1.0]]).to_sparse_csr()
+    >>> b = torch.tensor([[0.2, 0.3], [0.0, 0.0]]).to_sparse_csr()
+    >>> max_combine_graphs([a, b]).to_dense().tolist()
+    [[0.5, 0.30000001192092896], [0.0, 1.0]]
+    """
+    parts = [to_coo_parts(g) for g in graphs]
+    n, m = graphs[0].shape
+    row = torch.cat([p[0] for p in parts])
+    col = torch.cat([p[1] for p in parts])
+    val = torch.cat([p[2] for p in parts])
+    keys, inverse = torch.unique(row * m + col, return_inverse=True)
+    out = torch.full((len(keys),), -torch.inf, dtype=val.dtype).scatter_reduce(
+        0, inverse, val, "amax")
+    return sparse_from_coo(keys // m, keys % m, out, (n, m))
 
 
 def knn_modality_weights(

@@ -13,9 +13,15 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "csr_rows",
+    "edge_layout",
+    "edge_scores",
+    "edge_softmax",
     "propagate",
+    "propagate_edges",
     "propagate_sum",
     "residual_spmm",
+    "weighted_spmm",
     "sparse_from_coo",
     "spmm",
     "to_coo_parts",
@@ -196,6 +202,152 @@ def residual_spmm(adj: Tensor, x: Tensor, power: int = 1, adj_t: Tensor | None =
     if not x.requires_grad:
         return _residual(adj, x, power)
     return _Polynomial.apply(adj, adj if adj_t is None else adj_t, x, power, False)
+
+
+def csr_rows(mat: Tensor, rows: Tensor) -> Tensor:
+    r"""Rows ``rows`` of a sparse CSR matrix as a dense :math:`(B, M)` tensor, gathered from
+    ``crow_indices`` without a loop (torch has no ``index_select`` for CSR).
+
+    Shapes:
+        - mat :math:`(N, M)` sparse CSR, rows int64 :math:`(B,)` -> :math:`(B, M)`
+
+    >>> m = torch.tensor([[0., 2.], [0., 0.], [5., 7.]]).to_sparse_csr()
+    >>> csr_rows(m, torch.tensor([2, 1, 0, 2])).tolist()
+    [[5.0, 7.0], [0.0, 0.0], [0.0, 2.0], [5.0, 7.0]]
+    """
+    crow, col, val = mat.crow_indices(), mat.col_indices(), mat.values()
+    rows = rows.to(crow.device)
+    starts = crow[rows]
+    counts = crow[rows + 1] - starts  # (B,)
+    out_row = torch.repeat_interleave(torch.arange(len(rows), device=crow.device), counts)
+    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    idx = torch.repeat_interleave(starts, counts) + torch.arange(len(out_row),
+                                                                 device=crow.device) - first
+    out = torch.zeros(len(rows), mat.shape[1], dtype=val.dtype, device=val.device)
+    out[out_row, col[idx]] = val[idx]
+    return out
+
+
+def propagate_edges(row: Tensor, col: Tensor, val: Tensor, h: Tensor) -> Tensor:
+    r""":math:`S\mathbf{H}` for :math:`S` given as edges, differentiable in ``val`` and ``h``
+    (learned edge weights: LATTICE's item graph, GRCN's refined user-item graph):
+    :math:`(S\mathbf{H})_r = \sum_{e: \mathrm{row}_e = r}
+    \mathrm{val}_e\,\mathbf{h}_{\mathrm{col}_e}`.
+
+    Shapes:
+        - row, col, val :math:`(E,)`, h :math:`(N, d)` -> :math:`(N, d)`
+
+    >>> propagate_edges(torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([2., 3.]),
+    ...                 torch.tensor([[1.], [10.]])).tolist()
+    [[32.0], [0.0]]
+    """
+    return torch.zeros_like(h).index_add(0, row, val[:, None] * h[col])
+
+
+def edge_scores(pattern: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    r"""Sampled dense-dense product: :math:`\mathbf{a}_r^\top\mathbf{b}_c` for every entry
+    :math:`(r, c)` of the sparse CSR ``pattern``, in its CSR order (by row, then column),
+    differentiable in ``a`` and ``b`` (``torch.sparse.sampled_addmm``; about 4x faster on CPU
+    than gathering both rows per edge).
+
+    Shapes:
+        - pattern :math:`(N, M)` sparse CSR with :math:`E` entries, a :math:`(N, d)`,
+          b :math:`(M, d)` -> :math:`(E,)`
+
+    >>> p = torch.tensor([[0., 1.], [1., 1.]]).to_sparse_csr()
+    >>> edge_scores(p, torch.tensor([[1., 2.], [3., 4.]]), torch.tensor([[1., 0.], [0., 1.]]))
+    tensor([2., 3., 4.])
+    """
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0).values()
+
+
+def edge_layout(row: Tensor, col: Tensor, num_rows: int, num_cols: int) -> tuple[Tensor, ...]:
+    r"""The index tensors :func:`weighted_spmm` needs for a fixed edge set with changing weights:
+    ``(crow, col, crow_t, col_t, perm_t)``, the CSR layout of the edges and of their transpose,
+    ``perm_t`` mapping transposed entries to edges. Built once (a model keeps them as buffers).
+    The edges must be unique and sorted by ``(row, col)``, the CSR order of their weights.
+
+    >>> crow, col, crow_t, col_t, perm = edge_layout(torch.tensor([0, 0, 1]),
+    ...                                              torch.tensor([0, 1, 0]), 2, 2)
+    >>> crow.tolist(), crow_t.tolist(), col_t.tolist(), perm.tolist()
+    ([0, 2, 3], [0, 2, 3], [0, 1, 0], [0, 2, 1])
+    """
+    def crow_of(r: Tensor, n: int) -> Tensor:
+        crow = torch.zeros(n + 1, dtype=torch.long, device=r.device)
+        crow[1:] = torch.cumsum(torch.bincount(r, minlength=n), 0)
+        return crow
+
+    perm_t = torch.argsort(col * num_rows + row)
+    return crow_of(row, num_rows), col, crow_of(col, num_cols), row[perm_t], perm_t
+
+
+class _WeightedSpMM(torch.autograd.Function):
+    """``S(val) @ h`` with ``S`` in CSR; backward ``S^T g`` (CSR of the transpose, no sort) and
+    the sampled product ``(g h^T)`` at the edges for ``val`` (:math:`O(E d)`, never dense).
+    """
+
+    @staticmethod
+    def forward(ctx, crow, col, crow_t, col_t, perm_t, val, h):  # type: ignore[override]
+        ctx.save_for_backward(crow, col, crow_t, col_t, perm_t, val, h)
+        mat = _csr(crow, col, val, (len(crow) - 1, h.shape[0]))
+        return _mm(mat, h)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        crow, col, crow_t, col_t, perm_t, val, h = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_val = grad_h = None
+        if ctx.needs_input_grad[5]:
+            pattern = _csr(crow, col, torch.ones_like(val), (len(crow) - 1, h.shape[0]))
+            grad_val = edge_scores(pattern, grad, h)
+        if ctx.needs_input_grad[6]:
+            mat_t = _csr(crow_t, col_t, val[perm_t], (h.shape[0], len(crow) - 1))
+            grad_h = _mm(mat_t, grad)
+        return None, None, None, None, None, grad_val, grad_h
+
+
+def _csr(crow: Tensor, col: Tensor, val: Tensor, size: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, val, size)
+
+
+def weighted_spmm(layout: tuple[Tensor, ...], val: Tensor, h: Tensor) -> Tensor:
+    r""":func:`propagate_edges` for edges with learned weights, as a sparse CSR product whose
+    backward reaches ``val`` through a sampled product (:math:`O(E d)`; ``torch.sparse.mm`` of
+    a COO matrix with value gradients forms the dense :math:`N \times M` product instead).
+    ``layout`` is :func:`edge_layout` of the edges, ``val`` their weights in that order.
+
+    Shapes:
+        - val :math:`(E,)`, h :math:`(M, d)` -> :math:`(N, d)`
+
+    >>> layout = edge_layout(torch.tensor([0, 0]), torch.tensor([0, 1]), 2, 2)
+    >>> weighted_spmm(layout, torch.tensor([2., 3.]), torch.tensor([[1.], [10.]])).tolist()
+    [[32.0], [0.0]]
+    """
+    return _WeightedSpMM.apply(*layout, val, h)
+
+
+def edge_softmax(score: Tensor, index: Tensor, num_nodes: int) -> Tensor:
+    r"""Softmax of edge scores over the edges that share ``index`` (their target node), as
+    torch_geometric's ``utils.softmax``: :math:`\alpha_e = \exp(s_e) / \sum_{e':
+    \mathrm{index}_{e'} = \mathrm{index}_e} \exp(s_{e'})`, shifted by each group's maximum
+    (a constant inside a group, taken without gradient) for stability.
+
+    Shapes:
+        - score, index :math:`(E,)` -> :math:`(E,)`
+
+    >>> a = edge_softmax(torch.tensor([0., 0., 5.]), torch.tensor([1, 1, 0]), 2)
+    >>> a.tolist()
+    [0.5, 0.5, 1.0]
+    """
+    top = torch.full((num_nodes,), -torch.inf, dtype=score.dtype, device=score.device)
+    top = top.scatter_reduce(0, index, score.detach(), "amax")
+    e = torch.exp(score - top[index])
+    total = torch.zeros(num_nodes, dtype=score.dtype, device=score.device).index_add(0, index, e)
+    return e / total[index]
 
 
 def transpose_csr(adj: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
 __all__ = ["Constraint", "Interval", "OneOf", "Recommender", "Shape", "bpr_loss", "check_arguments",
-           "check_param", "emb_loss"]
+           "check_param", "emb_loss", "info_nce"]
 
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
@@ -32,6 +32,23 @@ def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
         - pos_scores, neg_scores :math:`(B,)` -> scalar
     """
     return torch.nn.functional.softplus(neg_scores - pos_scores).mean()
+
+
+def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
+    r"""In-batch InfoNCE: cross-entropy of :math:`\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau` with
+    the matching row :math:`b' = b` as the label,
+    :math:`-\frac1B\sum_b \log\frac{e^{\mathbf{a}_b^\top\mathbf{b}_b/\tau}}
+    {\sum_{b'} e^{\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau}}`. Inputs are used as given (normalise
+    them first for the cosine form).
+
+    Shapes:
+        - a, b :math:`(B, d)` -> scalar
+
+    >>> round(float(info_nce(torch.eye(2), torch.eye(2), 1.0)), 4)   # -log(e / (e + 1))
+    0.3133
+    """
+    logits = a @ b.t() / temperature  # (B, B)
+    return torch.nn.functional.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
 def emb_loss(*embeddings: Tensor) -> Tensor:

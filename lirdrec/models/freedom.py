@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from lirdrec.graphs import (
     bipartite_adjacency,
     build_item_graph,
+    degree_sensitive_prune,
     knn_modality_weights,
     propagate,
-    sparse_from_coo,
     spmm,
     to_coo_parts,
     transpose_csr,
@@ -49,40 +49,6 @@ def frozen_item_graph(mats: Sequence[Tensor], modalities: Sequence[str], knn_k: 
     """
     return build_item_graph(dict(zip(modalities, mats)), knn_k, mm_image_weight, "image",
                             chunk_size)
-
-
-def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor, num_users: int,
-                           num_items: int, keep: int, generator: torch.Generator) -> Tensor:
-    r"""FREEDOM's degree-sensitive edge pruning of the user-item graph.
-
-    Draws ``keep`` distinct edges with probability proportional to
-    :math:`p_{ui} = 1/\sqrt{|N_u||N_i|}` (so edges between high-degree nodes are pruned more),
-    then re-normalises the kept graph with its own degrees:
-
-    .. math::
-        \tilde A_{ui} = \tilde A_{iu} = \frac{1}{\sqrt{|\tilde N_u|}\sqrt{|\tilde N_i|}}.
-
-    Args:
-        users (Tensor): int64 :math:`(E,)`, the users of the training edges.
-        items (Tensor): int64 :math:`(E,)`, their items.
-        probs (Tensor): :math:`(E,)` sampling weights.
-        num_users (int): :math:`U`.
-        num_items (int): :math:`I`.
-        keep (int): edges to keep.
-        generator (torch.Generator): source of randomness.
-
-    Returns:
-        Symmetric sparse CSR :math:`(U+I, U+I)` with :math:`2\cdot` ``keep`` entries.
-    """
-    idx = torch.multinomial(probs, keep, replacement=False, generator=generator)
-    u, i = users[idx], items[idx]
-    du = torch.bincount(u, minlength=num_users).float()
-    di = torch.bincount(i, minlength=num_items).float()
-    val = du[u].rsqrt() * di[i].rsqrt()
-    i_node = i + num_users
-    n = num_users + num_items
-    row, col = torch.cat([u, i_node]), torch.cat([i_node, u])
-    return sparse_from_coo(row, col, torch.cat([val, val]), (n, n))
 
 
 @register("freedom")

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from lirdrec.graphs import (
     build_knn_graph,
     knn_indices,
+    propagate_edges,
     sparse_from_coo,
     spmm,
     to_coo_parts,
@@ -99,15 +100,6 @@ def normalize_edges(row: Tensor, col: Tensor, val: Tensor, n: int) -> Tensor:
     inv = deg.pow(-0.5)
     inv = torch.where(torch.isinf(inv), torch.zeros_like(inv), inv)
     return val * inv[row] * inv[col]
-
-
-def propagate_edges(row: Tensor, col: Tensor, val: Tensor, h: Tensor) -> Tensor:
-    r""":math:`S\mathbf{H}` for :math:`S` given as edges, differentiable in ``val`` and ``h``.
-
-    Shapes:
-        - row, col, val :math:`(E,)`, h :math:`(I, d)` -> :math:`(I, d)`
-    """
-    return torch.zeros_like(h).index_add(0, row, val[:, None] * h[col])
 
 
 @register("lattice")
