@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_check.sh            # writes under $OUT (default: ./gpu_check_out)
 #
 # 1. env.txt: date, nvidia-smi, torch / CUDA versions and devices seen;
-# 2. pytest_gpu.txt: the tests marked `gpu` (tests/test_distributed.py: training, evaluation and
+# 2. pytest_gpu.txt: the tests marked `gpu` (the kNN graph built on CUDA against the CPU one;
+#    tests/test_distributed.py: training, evaluation and
 #    recommend on one GPU against the CPU; two NCCL processes against the one-process replay,
 #    which skips with fewer than two GPUs), then tests/test_bench_gpu.py;
 # 3. bench_gpu.txt + bench_gpu.json: benchmarks/bench_gpu.py --device cuda (epoch time and peak
@@ -38,7 +39,7 @@ for i in range(torch.cuda.device_count()): print(i, torch.cuda.get_device_name(i
   git log -1 --format='commit %H %s' 2>&1
 } > "$OUT/env.txt"
 
-step pytest_gpu 240 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_distributed.py
+step pytest_gpu 300 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/
 step pytest_bench_gpu 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_bench_gpu.py
 step bench_gpu 420 "$PY" benchmarks/bench_gpu.py --device cuda --epochs 3 --json "$OUT/bench_gpu.json"
 tail -n 12 "$OUT/bench_gpu.txt"

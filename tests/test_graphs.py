@@ -235,3 +235,16 @@ def test_max_combine_graphs_takes_the_entrywise_maximum_over_the_union():
     out = max_combine_graphs([a.to_sparse_csr(), b.to_sparse_csr()]).to_dense()
     torch.testing.assert_close(out, torch.maximum(a, b))  # values are >= 0: 0 = not stored
     assert max_combine_graphs([a.to_sparse_csr()]).to_dense().equal(a)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_knn_graph_built_on_cuda_equals_the_cpu_graph():
+    from lirdrec.graphs.knn import build_knn_graph
+
+    x = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
+    for weighted in (False, True):
+        cpu = build_knn_graph(x, k=5, weighted=weighted).to_dense()
+        gpu = build_knn_graph(x.cuda(), k=5, weighted=weighted)
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.to_dense().cpu(), cpu, rtol=1e-5, atol=1e-6)

@@ -121,10 +121,11 @@ def build_knn_graph(
                           f"got {normalization!r}")
     n = x.shape[0]
     values, indices = knn_indices(x, k, chunk_size, shrink=shrink)
-    row = torch.arange(n).repeat_interleave(k)
+    dev = x.device  # built where the features are (a CUDA kNN stays on the GPU)
+    row = torch.arange(n, device=dev).repeat_interleave(k)
     col = indices.reshape(-1)
-    val = values.reshape(-1) if weighted else torch.ones(n * k)
-    deg = torch.zeros(n).index_add_(0, row, val)
+    val = values.reshape(-1) if weighted else torch.ones(n * k, device=dev)
+    deg = torch.zeros(n, device=dev).index_add_(0, row, val)
     if normalization == "sym":
         inv = deg.clamp_min(1e-12).pow(-0.5)
         val = val * inv[row] * inv[col]
