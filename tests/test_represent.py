@@ -172,7 +172,19 @@ def test_cli_train_evaluate_export(toy, tmp_path, capsys):
     assert np.isfinite(ds.features["nl2"].numpy()).all() and model.variant == "notellm2"
 
 
+def test_cli_train_modes_choose_the_test_inputs(toy, tmp_path):
+    """--modes both,text: only the text-only check runs after training (the default runs both
+    image-only and text-only encodings, which on a real dataset cost two more encodings)."""
+    run = tmp_path / "run"
+    assert main(_train_args(toy, run, "--modes", "both,text", "--variant", "basic")) == 0
+    by_input = json.loads((run / "metrics.json").read_text())["test_by_input"]
+    assert set(by_input) == {"both", "text"}
+    assert by_input["text"]["queries"] == by_input["both"]["queries"] >= 1
+
+
 def test_cli_errors_are_one_line(toy, tmp_path, capsys):
+    assert main(_train_args(toy, tmp_path / "r0", "--modes", "both,colour")) == 1
+    assert "--modes must be a comma list" in capsys.readouterr().err
     assert main(_train_args(toy, tmp_path / "r1", "--set", "no_such_key=1")) == 1
     assert "unknown key 'no_such_key'" in capsys.readouterr().err
     args = _train_args(toy, tmp_path / "r2")
