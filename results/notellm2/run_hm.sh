@@ -47,4 +47,7 @@ downstream() {  # model (lirdrec|freedom) modalities seed; reduced epoch budget 
   $LIRDREC -q train --model $1 --data $RUNS/data/hm-nl2 "${cfg[@]}" --set modalities=$2 \
     --seed $3 --epochs ${EPOCHS:-30} --out $out
 }
+# the epoch budgets of ml100k's downstream runs: LIRDRec 10, FREEDOM 30
+downstream_lirdrec() { EPOCHS=${EPOCHS:-10} downstream lirdrec "$@"; }
+downstream_freedom() { EPOCHS=${EPOCHS:-30} downstream freedom "$@"; }
 "$@"
