@@ -70,6 +70,8 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
                 "seconds": metrics["seconds"],
                 "pairs": cfg["pairs"],
                 "args": cfg["args"],
+                "step_losses": metrics.get("step_losses", []),
+                "at_start": metrics.get("at_start", {}),
             }
             if vec.is_file():  # collapse check: mean pairwise cosine of the item vectors
                 e = np.load(vec, allow_pickle=False).astype(np.float64)
@@ -77,6 +79,11 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
                 n = len(e)
                 s_ = e.sum(axis=0)
                 out["variants"][v]["mean_cosine"] = float((s_ @ s_ - n) / (n * (n - 1)))
+                if (ml / v / "pairs.npz").is_file():  # memorised? Recall on the training pairs
+                    from lirdrec.evaluate.i2i import i2i_recall
+
+                    train = np.load(ml / v / "pairs.npz", allow_pickle=False)["train"]
+                    out["variants"][v]["train_pairs"] = i2i_recall(e.astype(np.float32), train)
     neglect = ml / "neglect.jsonl"  # `run_hm.sh neglect V`: image-only / text-only inputs
     if neglect.is_file():
         for line in neglect.read_text().splitlines():
@@ -133,15 +140,26 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
         print(f"| {names[v]} | " + " | ".join(cells) + " |")
     print()
     print(
-        "| variant | best step | train pairs/s | run seconds | mean training loss | tau "
-        "| mean cosine between items |"
+        "| variant | best step | train pairs/s | run seconds | mean training loss "
+        "| loss steps 1-10 / last 10 | tau | mean cosine between items "
+        "| valid R@100 untrained / trained | train-pair R@10 / R@100 (queries) |"
     )
-    print("|:--|--:|--:|--:|--:|--:|--:|")
+    print("|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for v, r in out["variants"].items():
         h = r["history"][-1]
+        sl = r["step_losses"]
+        first_last = f"{np.mean(sl[:10]):.3f} / {np.mean(sl[-10:]):.3f}" if sl else "-"
+        start = r["at_start"].get("valid", {}).get("Recall@100")
         print(
             f"| {v} | {r['best_step']} | {r['pairs_per_second']} | {r['seconds']} | "
-            f"{h['loss']:.4f} | {h['temperature']:.3f} | {fmt(r.get('mean_cosine'))} |"
+            f"{h['loss']:.4f} | {first_last} | {h['temperature']:.3f} | "
+            f"{fmt(r.get('mean_cosine'))} | {fmt(start)} / {fmt(r['valid']['Recall@100'])} | "
+            + (
+                f"{tp['Recall@10']:.3f} / {tp['Recall@100']:.3f} ({tp['queries']})"
+                if (tp := r.get("train_pairs"))
+                else "-"
+            )
+            + " |"
         )
     if rows:
         import statistics as st
