@@ -55,7 +55,10 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
     base = ml / "baselines.jsonl"
     if base.is_file():
         out["baselines"] = [json.loads(x) for x in base.read_text().splitlines() if x.strip()]
-    for v in VARIANTS:
+    extra = sorted(
+        d.name for d in ml.glob("*") if (d / "metrics.json").is_file() and d.name not in VARIANTS
+    )  # repeats: other seeds (`run_hm.sh variant_as basic_s1 basic --seed 1`), eval_at_start
+    for v in VARIANTS + extra:
         m = ml / v / "metrics.json"
         if m.is_file():
             metrics = json.loads(m.read_text())
@@ -129,12 +132,16 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
         name = names.get(r["what"], r["what"])
         print(f"| {name} | {r['queries']} | " + " | ".join(fmt(r.get(k)) for k in KS) + " |")
     for v, r in out["variants"].items():
+        if v not in VARIANTS:
+            continue
         t = r["test_by_input"]["both"]
         print(f"| {names[v]} | {t['queries']} | " + " | ".join(fmt(t.get(k)) for k in KS) + " |")
     print()
     print("| variant | input: image + text | image only | text only |")
     print("|:--|--:|--:|--:|")
     for v, r in out["variants"].items():
+        if v not in VARIANTS:
+            continue
         t = r["test_by_input"]
         cells = [fmt(t.get(m, {}).get("Recall@100")) for m in ("both", "image", "text")]
         print(f"| {names[v]} | " + " | ".join(cells) + " |")
@@ -161,6 +168,25 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
             )
             + " |"
         )
+    if extra or any(r["at_start"] for r in out["variants"].values()):
+        print()
+        print(
+            "| run | variant | seed | test R@10 | test R@100 | test R@100 untrained "
+            "| valid R@100 untrained / trained | loss steps 1-10 / last 10 |"
+        )
+        print("|:--|:--|--:|--:|--:|--:|--:|--:|")
+        for v in VARIANTS + extra:
+            r = out["variants"].get(v)
+            if r is None or not (v in extra or r["at_start"]):
+                continue
+            t, a, sl = r["test_by_input"]["both"], r["at_start"], r["step_losses"]
+            print(
+                f"| {v} | {r['args']['variant']} | {r['args']['seed']} | {fmt(t['Recall@10'])} | "
+                f"{fmt(t['Recall@100'])} | {fmt(a.get('test', {}).get('Recall@100'))} | "
+                f"{fmt(a.get('valid', {}).get('Recall@100'))} / {fmt(r['valid']['Recall@100'])} | "
+                + (f"{np.mean(sl[:10]):.3f} / {np.mean(sl[-10:]):.3f}" if sl else "-")
+                + " |"
+            )
     if rows:
         import statistics as st
 

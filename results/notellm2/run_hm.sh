@@ -17,7 +17,10 @@ COMMON=(--data $DATA --recipe datasets/hm/recipe.yaml
 TRAIN=("${COMMON[@]}" --llm-num-layers 4 --set qformer_layers=2 --batch-size 8
        --max-train-pairs 480 --lr 5e-4 --seed 999)
 variant() {  # variant name [extra train flags]; the visual-neglect check is `neglect` below
-  local v=$1 out=$RUNS/hm/$1; shift
+  variant_as $1 "$@"
+}
+variant_as() {  # run name, variant name [extra train flags, e.g. --seed 1]: RUNS/hm/<run name>
+  local out=$RUNS/hm/$1 v=$2; shift 2
   if [ -f $out/metrics.json ]; then return; fi
   if [ -f $out/checkpoint.pt ]; then $LIRDREC represent train --resume $out
   else $LIRDREC represent train "${TRAIN[@]}" --variant $v --modes both --out $out "$@"; fi
