@@ -172,12 +172,13 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
         print()
         print(
             "| run | variant | seed | test R@10 | test R@100 | test R@100 untrained "
-            "| valid R@100 untrained / trained | loss steps 1-10 / last 10 |"
+            "| valid R@100 untrained / trained | loss steps 1-10 / last 10 "
+            "| test R@100 image only / text only |"
         )
-        print("|:--|:--|--:|--:|--:|--:|--:|--:|")
+        print("|:--|:--|--:|--:|--:|--:|--:|--:|--:|")
         for v in VARIANTS + extra:
             r = out["variants"].get(v)
-            if r is None or not (v in extra or r["at_start"]):
+            if r is None or not (v in extra or r["at_start"] or f"{v}_s1" in out["variants"]):
                 continue
             t, a, sl = r["test_by_input"]["both"], r["at_start"], r["step_losses"]
             print(
@@ -185,7 +186,8 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
                 f"{fmt(t['Recall@100'])} | {fmt(a.get('test', {}).get('Recall@100'))} | "
                 f"{fmt(a.get('valid', {}).get('Recall@100'))} / {fmt(r['valid']['Recall@100'])} | "
                 + (f"{np.mean(sl[:10]):.3f} / {np.mean(sl[-10:]):.3f}" if sl else "-")
-                + " |"
+                + f" | {fmt(r['test_by_input'].get('image', {}).get('Recall@100'))} / "
+                f"{fmt(r['test_by_input'].get('text', {}).get('Recall@100'))} |"
             )
     if rows:
         import statistics as st
