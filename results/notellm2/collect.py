@@ -176,9 +176,11 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
             "| test R@100 image only / text only |"
         )
         print("|:--|:--|--:|--:|--:|--:|--:|--:|--:|")
-        for v in VARIANTS + extra:
-            r = out["variants"].get(v)
-            if r is None or not (v in extra or r["at_start"] or f"{v}_s1" in out["variants"]):
+        runs_ = [v for v in VARIANTS + extra if v in out["variants"]]
+        runs_.sort(key=lambda v: (VARIANTS.index(out["variants"][v]["args"]["variant"]), v))
+        for v in runs_:
+            r = out["variants"][v]
+            if not (v in extra or r["at_start"] or f"{v}_s1" in out["variants"]):
                 continue
             t, a, sl = r["test_by_input"]["both"], r["at_start"], r["step_losses"]
             print(
