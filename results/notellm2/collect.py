@@ -153,6 +153,8 @@ def main(runs: Path, dataset: str = "ml100k") -> int:
     )
     print("|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for v, r in out["variants"].items():
+        if v not in VARIANTS:
+            continue
         h = r["history"][-1]
         sl = r["step_losses"]
         first_last = f"{np.mean(sl[:10]):.3f} / {np.mean(sl[-10:]):.3f}" if sl else "-"
