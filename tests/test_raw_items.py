@@ -87,3 +87,28 @@ def test_ml100k_raw_items_match_the_dataset():
     assert raw.raw_ids[49] == "50"
     assert int(raw.has_image.sum()) == 1682 - 26  # the dataset card's 26 missing posters
     assert np.array_equal(raw.raw_ids.astype(int), np.arange(1, 1683))
+
+
+@pytest.mark.skipif(not (SHARED / "hm/raw/articles.csv").is_file(), reason="no shared data")
+def test_hm_raw_items_follow_the_article_ids_of_the_mapping():
+    """datasets/hm/recipe.yaml: item i is the article that hm's i_id_mapping.csv names (read here
+    with the csv module, independently of lirdrec), with its title and photo."""
+    import csv
+
+    raw = read_raw_items(Recipe.from_yaml("datasets/hm/recipe.yaml"), SHARED / "hm")
+    assert len(raw) == 3186 and raw.has_record.all() and raw.has_image.all()
+    with open(SHARED / "hm/i_id_mapping.csv") as fh:
+        article_of = {int(r["itemID"]): r["item_id"] for r in csv.DictReader(fh, delimiter="\t")}
+    with open(SHARED / "hm/raw/articles.csv", newline="") as fh:
+        rows = {r["article_id"]: r for r in csv.DictReader(fh)}
+    assert raw.titles[:3] == [
+        "20 den 1p Stockings",
+        "Shape Up 30 den 1p Tights",
+        "Support 40 den 1p Tights",
+    ]
+    for i in [0, 1, 2, 1000, 3185]:
+        art = article_of[i]
+        assert raw.raw_ids[i] == art
+        assert raw.titles[i] == rows[art]["prod_name"]
+        assert raw.records[i]["detail_desc"] == rows[art]["detail_desc"]
+        assert raw.image_paths[i].name == f"{art}.jpg"

@@ -172,7 +172,19 @@ def test_cli_train_evaluate_export(toy, tmp_path, capsys):
     assert np.isfinite(ds.features["nl2"].numpy()).all() and model.variant == "notellm2"
 
 
+def test_cli_train_modes_choose_the_test_inputs(toy, tmp_path):
+    """--modes both,text: only the text-only check runs after training (the default runs both
+    image-only and text-only encodings, which on a real dataset cost two more encodings)."""
+    run = tmp_path / "run"
+    assert main(_train_args(toy, run, "--modes", "both,text", "--variant", "basic")) == 0
+    by_input = json.loads((run / "metrics.json").read_text())["test_by_input"]
+    assert set(by_input) == {"both", "text"}
+    assert by_input["text"]["queries"] == by_input["both"]["queries"] >= 1
+
+
 def test_cli_errors_are_one_line(toy, tmp_path, capsys):
+    assert main(_train_args(toy, tmp_path / "r0", "--modes", "both,colour")) == 1
+    assert "--modes must be a comma list" in capsys.readouterr().err
     assert main(_train_args(toy, tmp_path / "r1", "--set", "no_such_key=1")) == 1
     assert "unknown key 'no_such_key'" in capsys.readouterr().err
     args = _train_args(toy, tmp_path / "r2")
@@ -183,7 +195,7 @@ def test_cli_errors_are_one_line(toy, tmp_path, capsys):
     assert "not a represent run directory" in capsys.readouterr().err
 
 
-def _fit(tmp_path, name, fail_at=None):
+def _fit(tmp_path, name, fail_at=None, **trainer_kw):
     tok, llm = tiny_llm(seed=1)
     torch.manual_seed(1)
     model = NoteLLM2(
@@ -218,6 +230,7 @@ def _fit(tmp_path, name, fail_at=None):
         valid_metric="Recall@3",
         out_dir=tmp_path / name,
         show_progress=False,
+        **trainer_kw,
     )
     if fail_at is not None:
         calls = {"n": 0}
@@ -246,6 +259,8 @@ def test_resume_reaches_the_uninterrupted_numbers(tmp_path):
     assert resumed.history[-1]["loss"] == pytest.approx(straight.history[-1]["loss"], rel=1e-5)
     assert resumed.valid == straight.valid and resumed.test == straight.test
     assert resumed.best_step == straight.best_step
+    assert len(resumed.step_losses) == 6  # the steps before the interruption come back too
+    np.testing.assert_allclose(resumed.step_losses, straight.step_losses, rtol=1e-5)
 
 
 def test_training_lowers_the_loss_and_selects_by_validation(tmp_path):
@@ -255,3 +270,42 @@ def test_training_lowers_the_loss_and_selects_by_validation(tmp_path):
     best = max(result.history, key=lambda h: h["valid/Recall@3"])  # first of equals
     assert result.best_step == best["step"]
     assert (Path(tmp_path / "c" / "best") / "config.json").is_file()
+
+
+def test_step_losses_and_the_untrained_evaluation(tmp_path):
+    """step_losses: one per step, their means per evaluation window are the history's losses;
+    at_start: the untrained model's numbers (the model before its first step), not selectable."""
+    from lirdrec.evaluate.i2i import i2i_recall
+
+    result = _fit(tmp_path, "d", eval_at_start=True)
+    assert len(result.step_losses) == 6
+    for k, h in enumerate(result.history):  # evaluations after steps 2, 4, 6
+        assert h["loss"] == pytest.approx(np.mean(result.step_losses[2 * k : 2 * k + 2]))
+    # the same model and inputs as _fit, encoded before any step
+    tok, llm = tiny_llm(seed=1)
+    torch.manual_seed(1)
+    model = NoteLLM2(
+        llm,
+        tok,
+        vision_dim=6,
+        variant="micl",
+        num_query_tokens=2,
+        qformer_layers=1,
+        qformer_hidden_size=8,
+        qformer_heads=2,
+        qformer_intermediate_size=16,
+    )
+    rng = np.random.default_rng(0)
+    items = ItemInputs(
+        [f"t{i}" for i in range(12)],
+        [f"x {i % 3}" for i in range(12)],
+        rng.standard_normal((12, 3, 6)).astype(np.float32),
+    )
+    emb = model.encode(items, show_progress=False)
+    want = i2i_recall(emb, np.array([[1, 2], [5, 6]]), (1, 3))
+    assert result.at_start["valid"] == pytest.approx(want)
+    assert set(result.at_start) == {"valid", "test"}
+    assert result.best_step in {h["step"] for h in result.history}  # never step 0
+    saved = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert saved["at_start"]["valid"] == pytest.approx(want)
+    assert len(saved["step_losses"]) == 6

@@ -99,6 +99,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--max-train-pairs", type=int, help="subsample the training pairs")
     t.add_argument("--seed", type=int, default=999)
     t.add_argument(
+        "--modes",
+        default="both,image,text",
+        help="inputs of the final test evaluation: both (always), image (image only), text "
+        "(text only); default both,image,text (the visual-neglect check)",
+    )
+    t.add_argument(
         "--set",
         dest="sets",
         action="append",
@@ -139,6 +145,17 @@ def _parse_sets(sets: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _parse_modes(modes: str) -> list[str]:
+    """``"both,image"`` -> ``["both", "image"]``; an unknown input mode is a ConfigError."""
+    out = [m.strip() for m in str(modes).split(",") if m.strip()]
+    bad = [m for m in out if m not in ("both", "image", "text")]
+    if bad or not out:
+        raise ConfigError(
+            f"represent: --modes must be a comma list of both, image, text; got {modes!r}"
+        )
     return out
 
 
@@ -273,6 +290,7 @@ def _train(ns: argparse.Namespace) -> int:
         )
     setup_logging(getattr(ns, "verbose", 0), out / "log.txt")
     model_kw, trainer_kw = _route(_parse_sets(args.get("sets", [])))
+    modes = _parse_modes(args.get("modes", "both,image,text"))
     for k in _TRAINER_FLAGS:
         trainer_kw.setdefault(k, args[k])
     trainer = RepresentationTrainer(**trainer_kw, device=args["device"], out_dir=out)
@@ -305,7 +323,7 @@ def _train(ns: argparse.Namespace) -> int:
     # the visual-neglect check: the best model with image-only and text-only inputs
     by_input = {"both": result.test}
     if model.use_image and len(pairs.test):
-        for mode in ("image", "text"):
+        for mode in (m for m in modes if m != "both"):
             by_input[mode] = evaluate_i2i(
                 model,
                 items,
@@ -350,7 +368,7 @@ def _evaluate(ns: argparse.Namespace) -> int:
             args["data"] = ns.data
         _, _, pairs, items, _ = _load_inputs(args, with_vision=args["variant"] != "text")
         model = NoteLLM2.load(run_dir / "best")
-        for mode in ns.modes.split(","):
+        for mode in _parse_modes(ns.modes):
             if mode != "both" and not model.use_image:
                 continue
             emb = model.encode(items, mode=mode)

@@ -50,6 +50,8 @@ class RepresentationResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     pairs_per_second: float = 0.0
+    step_losses: list[float] = field(default_factory=list)
+    at_start: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def evaluate_i2i(
@@ -78,6 +80,10 @@ class RepresentationTrainer:
         ks (tuple, optional): I2I cut-offs. (default: ``(10, 20, 50, 100)``)
         valid_metric (str, optional): selects the checkpoint. (default: ``"Recall@100"``)
         bf16 (bool, optional): bfloat16 autocast for forward passes. (default: ``False``)
+        eval_at_start (bool, optional): also evaluate the untrained model (valid and test pairs,
+            ``at_start`` of the result; never selected as the best model): is training moving
+            the I2I numbers at all? Costs one encoding of every item. (default: ``False``)
+        log_every (int, optional): log the mean loss of the last this many steps. (default: ``10``)
         seed (int, optional): seeds the pair order and global RNGs. (default: ``999``)
         device (str, optional): torch device. (default: ``"cpu"``)
         out_dir (str | Path, optional): run directory (``None``: nothing written, no resume).
@@ -98,6 +104,8 @@ class RepresentationTrainer:
         ks: tuple = I2I_KS,
         valid_metric: str = "Recall@100",
         bf16: bool = False,
+        eval_at_start: bool = False,
+        log_every: int = 10,
         seed: int = 999,
         device: str = "cpu",
         out_dir: str | Path | None = None,
@@ -111,6 +119,7 @@ class RepresentationTrainer:
             ("grad_clip", grad_clip >= 0, ">= 0"),
             ("max_steps", max_steps is None or max_steps >= 1, ">= 1"),
             ("eval_every", eval_every is None or eval_every >= 1, ">= 1"),
+            ("log_every", log_every >= 1, ">= 1"),
         ]
         for name, ok, want in checks:
             if not ok:
@@ -131,6 +140,7 @@ class RepresentationTrainer:
             valid_metric,
         )
         self.bf16, self.seed, self.device = bool(bf16), int(seed), str(device)
+        self.eval_at_start, self.log_every = bool(eval_at_start), int(log_every)
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.show_progress = show_progress
 
@@ -194,6 +204,8 @@ class RepresentationTrainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda(total, warmup))
         step, history, best, best_step = 0, [], -1.0, 0
         train_seconds = 0.0
+        step_losses: list[float] = []  # every step's loss (metrics.json: is the loss falling?)
+        at_start: dict[str, dict[str, float]] = {}
         if resume:
             state = torch.load(
                 self.out_dir / "checkpoint.pt", map_location="cpu", weights_only=True
@@ -215,6 +227,8 @@ class RepresentationTrainer:
             )
             history = json.loads(state["history"])
             train_seconds = float(state["train_seconds"])
+            step_losses = json.loads(state.get("step_losses", "[]"))
+            at_start = json.loads(state.get("at_start", "{}"))
             logger.info(
                 "resumed at step %d of %d (best %s %.4f)", step, total, self.valid_metric, best
             )
@@ -235,6 +249,16 @@ class RepresentationTrainer:
         )
         losses: list[float] = []
         best_emb = None  # vectors of the best model (saves encoding it again at the end)
+        if self.eval_at_start and step == 0:
+            emb = model.encode(items, batch_size=self.eval_batch_size, show_progress=False)
+            at_start = {"valid": i2i_recall(emb, pairs.valid, self.ks)}
+            if len(pairs.test):
+                at_start["test"] = i2i_recall(emb, pairs.test, self.ks)
+            logger.info(
+                "step 0 (untrained): valid %s %.4f",
+                self.valid_metric,
+                at_start["valid"][self.valid_metric],
+            )
         while step < total:
             idx = self._batch_pairs(pairs.train, step, per_epoch)
             t0 = time.perf_counter()
@@ -254,6 +278,17 @@ class RepresentationTrainer:
             step += 1
             train_seconds += time.perf_counter() - t0
             losses.append(loss.item())
+            step_losses.append(losses[-1])
+            if step % self.log_every == 0:
+                logger.info(
+                    "step %d/%d: loss %.4f (mean of the last %d), tau %.3f, %.3f pairs/s",
+                    step,
+                    total,
+                    float(np.mean(step_losses[-self.log_every :])),
+                    self.log_every,
+                    model.temperature.item(),
+                    step * self.batch_size / train_seconds,
+                )
             bar.update(len(idx))
             bar.set_postfix(loss=f"{losses[-1]:.4f}", tau=f"{model.temperature.item():.3f}")
             at_eval = step == total or (self.eval_every is not None and step % self.eval_every == 0)
@@ -299,6 +334,8 @@ class RepresentationTrainer:
                         history,
                         train_seconds,
                         len(pairs.train),
+                        step_losses,
+                        at_start,
                     )
         bar.close()
         # the best model, then the test pairs (once)
@@ -318,6 +355,8 @@ class RepresentationTrainer:
             history=history,
             seconds=round(time.perf_counter() - t_start, 1),
             pairs_per_second=round(n_pairs / train_seconds, 3) if train_seconds else 0.0,
+            step_losses=step_losses,
+            at_start=at_start,
         )
         if self.out_dir is not None:
             with atomic_write(self.out_dir / "item_vectors.npy", "wb") as fh:
@@ -338,6 +377,8 @@ class RepresentationTrainer:
         history,
         train_seconds,
         num_train_pairs,
+        step_losses=(),
+        at_start=None,
     ) -> None:
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
@@ -353,6 +394,8 @@ class RepresentationTrainer:
             "history": json.dumps(history),
             "train_seconds": train_seconds,
             "num_train_pairs": num_train_pairs,
+            "step_losses": json.dumps(list(step_losses)),
+            "at_start": json.dumps(at_start or {}),
         }
         tmp = out / "checkpoint.pt.tmp"
         torch.save(state, tmp)
