@@ -85,8 +85,8 @@ def test_a_run_that_fails_after_a_checkpoint_is_marked(small, tmp_path, monkeypa
 @pytest.mark.parametrize("command,argv,says", [
     ("train", ["train", "--model", "mf", "--data", "D", "--out", "R"],
      "continue with `lirdrec train --resume R`"),
-    ("prepare", ["prepare", "recipe.yaml"], "run the same command again to continue (encoded "
-                                            "batches are cached)"),
+    ("prepare", ["prepare", "recipe.yaml"], "run the same command again to continue (finished "
+                                            "chunks of each modality are cached)"),
     ("experiment", ["experiment", "e.yaml"], "finished runs are kept"),
 ])
 def test_ctrl_c_says_how_each_command_continues(command, argv, says, monkeypatch, capsys):
