@@ -51,6 +51,32 @@ def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
     return torch.nn.functional.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
+def content_side_loss(content: Tensor, side: Tensor, num_users: int, users: Tensor,
+                      pos_items: Tensor, neg_items: Tensor, reg_weight: float, cl_loss: float,
+                      temperature: float) -> Tensor:
+    r"""The loss MGCN and SMORE share: BPR on :math:`E = E^{content} + E^{side}` (users then items
+    stacked, :math:`(U + I, d)`), plus ``reg_weight`` times half the squared norms of the batch's
+    rows over :math:`B`, plus ``cl_loss`` times two InfoNCE terms aligning the L2-normalised side
+    and content rows of the positive items and of the users.
+
+    Shapes:
+        - content, side :math:`(U + I, d)`; users, pos_items, neg_items :math:`(B,)` -> scalar
+    """
+    import torch.nn.functional as F
+
+    out = content + side
+    u, p, n = out[users], out[pos_items + num_users], out[neg_items + num_users]
+    rank = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
+    reg = 0.5 * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / len(users)
+    if cl_loss == 0.0:
+        return rank + reg_weight * reg
+    rows = pos_items + num_users
+    cl = (info_nce(F.normalize(side[rows], dim=1), F.normalize(content[rows], dim=1), temperature)
+          + info_nce(F.normalize(side[users], dim=1), F.normalize(content[users], dim=1),
+                     temperature))
+    return rank + reg_weight * reg + cl_loss * cl
+
+
 def emb_loss(*embeddings: Tensor) -> Tensor:
     r"""MMRec's embedding regulariser: :math:`\frac1B\sum_t \lVert E_t\rVert_2` (unsquared
     Frobenius norms of the batch's embedding rows, divided by the batch size :math:`B`).

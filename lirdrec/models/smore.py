@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lirdrec.graphs import (
@@ -21,10 +20,9 @@ from lirdrec.models.base import (
     Interval,
     Recommender,
     Shape,
-    bpr_loss,
     check_arguments,
     check_param,
-    info_nce,
+    content_side_loss,
 )
 from lirdrec.models.registry import register
 
@@ -263,18 +261,8 @@ class SMORE(Recommender):
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         content, side = self._views(train=True)
-        out = content + side
-        u, p, n = out[users], out[pos_items + self.num_users], out[neg_items + self.num_users]
-        rank = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
-        reg = 0.5 * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / len(users)
-        if self.cl_loss == 0.0:
-            return rank + self.reg_weight * reg
-        rows = pos_items + self.num_users
-        cl = (info_nce(F.normalize(side[rows], dim=1), F.normalize(content[rows], dim=1),
-                       self.temperature)
-              + info_nce(F.normalize(side[users], dim=1), F.normalize(content[users], dim=1),
-                         self.temperature))
-        return rank + self.reg_weight * reg + self.cl_loss * cl
+        return content_side_loss(content, side, self.num_users, users, pos_items, neg_items,
+                                 self.reg_weight, self.cl_loss, self.temperature)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         other = [*self.purifiers.parameters(), *self.preferences.parameters(),
