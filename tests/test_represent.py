@@ -195,7 +195,8 @@ def test_cli_errors_are_one_line(toy, tmp_path, capsys):
     assert "not a represent run directory" in capsys.readouterr().err
 
 
-def _fit(tmp_path, name, fail_at=None, **trainer_kw):
+def _tiny_model_and_items():
+    """The tiny mICL model (seeded) and 12 items with 3 vision tokens of width 6."""
     tok, llm = tiny_llm(seed=1)
     torch.manual_seed(1)
     model = NoteLLM2(
@@ -215,6 +216,11 @@ def _fit(tmp_path, name, fail_at=None, **trainer_kw):
         [f"x {i % 3}" for i in range(12)],
         rng.standard_normal((12, 3, 6)).astype(np.float32),
     )
+    return model, items
+
+
+def _fit(tmp_path, name, fail_at=None, **trainer_kw):
+    model, items = _tiny_model_and_items()
     pairs = PairSplit(
         train=np.array([[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]),
         valid=np.array([[1, 2], [5, 6]]),
@@ -282,25 +288,7 @@ def test_step_losses_and_the_untrained_evaluation(tmp_path):
     for k, h in enumerate(result.history):  # evaluations after steps 2, 4, 6
         assert h["loss"] == pytest.approx(np.mean(result.step_losses[2 * k : 2 * k + 2]))
     # the same model and inputs as _fit, encoded before any step
-    tok, llm = tiny_llm(seed=1)
-    torch.manual_seed(1)
-    model = NoteLLM2(
-        llm,
-        tok,
-        vision_dim=6,
-        variant="micl",
-        num_query_tokens=2,
-        qformer_layers=1,
-        qformer_hidden_size=8,
-        qformer_heads=2,
-        qformer_intermediate_size=16,
-    )
-    rng = np.random.default_rng(0)
-    items = ItemInputs(
-        [f"t{i}" for i in range(12)],
-        [f"x {i % 3}" for i in range(12)],
-        rng.standard_normal((12, 3, 6)).astype(np.float32),
-    )
+    model, items = _tiny_model_and_items()
     emb = model.encode(items, show_progress=False)
     want = i2i_recall(emb, np.array([[1, 2], [5, 6]]), (1, 3))
     assert result.at_start["valid"] == pytest.approx(want)
