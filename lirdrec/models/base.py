@@ -244,6 +244,21 @@ def check_arguments_early(cls: type, values: Mapping[str, Any]) -> None:
             check_param(cls.__name__, name, c.shown(value), c.ok(value, None), c.describe(None))
 
 
+class GeneratorStateMixin:
+    """For models that draw per-epoch randomness (pruned graphs, dropout, noise) from their own
+    ``self.generator``, seeded with ``self.generator_seed`` (``_features.make_generator``): the
+    generator's state travels in the checkpoint, so a resumed run draws what an uninterrupted
+    one would. List it before :class:`Recommender` in the bases.
+    """
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.generator_seed = int(state["generator_seed"])
+
+
 class Recommender(nn.Module):
     """Base class of every model.
 

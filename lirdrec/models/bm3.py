@@ -10,7 +10,14 @@ from torch import Tensor, nn
 
 from lirdrec.graphs import bipartite_adjacency, propagate
 from lirdrec.models._features import check_features, feature_tables, make_generator
-from lirdrec.models.base import Interval, Recommender, Shape, check_arguments, emb_loss
+from lirdrec.models.base import (
+    GeneratorStateMixin,
+    Interval,
+    Recommender,
+    Shape,
+    check_arguments,
+    emb_loss,
+)
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +32,7 @@ def _cosine_gap(online: Tensor, target: Tensor) -> Tensor:
 
 
 @register("bm3")
-class BM3(Recommender):
+class BM3(GeneratorStateMixin, Recommender):
     r"""BM3 from "Bootstrap Latent Representations for Multi-modal Recommendation" (Zhou et al.,
     WWW 2023, arXiv:2207.05969), as MMRec implements it.
 
@@ -133,13 +140,6 @@ class BM3(Recommender):
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "BM3":
         adj = bipartite_adjacency(ds.num_users, ds.num_items, ds.train.users, ds.train.items)
         return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), **kwargs)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.generator_seed = int(state["generator_seed"])
 
     # ------------------------------------------------------------------ model
     def online(self) -> tuple[Tensor, Tensor]:

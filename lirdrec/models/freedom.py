@@ -18,7 +18,14 @@ from lirdrec.graphs import (
     transpose_csr,
 )
 from lirdrec.models._features import check_features, feature_tables, make_generator
-from lirdrec.models.base import Interval, Recommender, Shape, bpr_loss, check_arguments
+from lirdrec.models.base import (
+    GeneratorStateMixin,
+    Interval,
+    Recommender,
+    Shape,
+    bpr_loss,
+    check_arguments,
+)
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,7 +59,7 @@ def frozen_item_graph(mats: Sequence[Tensor], modalities: Sequence[str], knn_k: 
 
 
 @register("freedom")
-class FREEDOM(Recommender):
+class FREEDOM(GeneratorStateMixin, Recommender):
     r"""FREEDOM from "A Tale of Two Graphs: Freezing and Denoising Graph Structures for Multimodal
     Recommendation" (Zhou & Shen, ACM MM 2023, arXiv:2211.06924), as MMRec implements it.
 
@@ -212,13 +219,6 @@ class FREEDOM(Recommender):
         self._train_adj = degree_sensitive_prune(
             self._edge_users, self._edge_items, self._edge_probs, self.num_users, self.num_items,
             self.num_kept_edges, self.generator).to(self.adj.device, self.adj.dtype)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.generator_seed = int(state["generator_seed"])
 
     # ------------------------------------------------------------------ model
     def _embed(self, adj: Tensor) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from lirdrec.graphs import bipartite_adjacency, degree_sensitive_prune, spmm, to_coo_parts
 from lirdrec.models._features import make_generator
-from lirdrec.models.base import Interval, Recommender, Shape, check_arguments
+from lirdrec.models.base import GeneratorStateMixin, Interval, Recommender, Shape, check_arguments
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +50,7 @@ def layer_refined_propagate(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
 
 
 @register("layergcn")
-class LayerGCN(Recommender):
+class LayerGCN(GeneratorStateMixin, Recommender):
     r"""LayerGCN from "Layer-refined Graph Convolutional Networks for Recommendation" (Zhou et
     al., ICDE 2023, arXiv:2207.11088), as MMRec implements it (``src/models/layergcn.py``).
 
@@ -146,13 +146,6 @@ class LayerGCN(Recommender):
         self._train_adj = degree_sensitive_prune(
             self._edge_users, self._edge_items, probs, self.num_users, self.num_items,
             self.num_kept_edges, self.generator).to(self.adj.device, self.adj.dtype)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.generator_seed = int(state["generator_seed"])
 
     def _embed(self, adj: Tensor) -> tuple[Tensor, Tensor]:
         out = layer_refined_propagate(adj, torch.cat([self.user_emb, self.item_emb]),

@@ -19,6 +19,7 @@ from lirdrec.graphs import (
 )
 from lirdrec.models._features import check_features, make_generator
 from lirdrec.models.base import (
+    GeneratorStateMixin,
     Interval,
     Recommender,
     Shape,
@@ -49,7 +50,7 @@ def hyperedge_nce(a: Tensor, b: Tensor, all_b: Tensor, temperature: float) -> Te
 
 
 @register("lgmrec")
-class LGMRec(Recommender):
+class LGMRec(GeneratorStateMixin, Recommender):
     r"""LGMRec from "LGMRec: Local and Global Graph Learning for Multimodal Recommendation" (Guo
     et al., AAAI 2024, arXiv:2312.16400), as MMRec implements it (``src/models/lgmrec.py``,
     ``cf_model: lightgcn``).
@@ -169,13 +170,6 @@ class LGMRec(Recommender):
         adj = bipartite_adjacency(ds.num_users, ds.num_items, users, items)
         r = interaction_matrix(ds.num_users, ds.num_items, users, items)
         return cls(ds.num_users, ds.num_items, adj, r, ds.features_tensor(), **kwargs)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.generator_seed = int(state["generator_seed"])
 
     def raw_features(self) -> list[Tensor]:
         """The fixed feature matrices, one :math:`(I, d_m)` per modality."""

@@ -17,6 +17,7 @@ from lirdrec.graphs import (
 )
 from lirdrec.models._features import check_features, feature_tables, make_generator
 from lirdrec.models.base import (
+    GeneratorStateMixin,
     Interval,
     Recommender,
     Shape,
@@ -79,7 +80,7 @@ def _gate(dim: int) -> nn.Sequential:
 
 
 @register("smore")
-class SMORE(Recommender):
+class SMORE(GeneratorStateMixin, Recommender):
     r"""SMORE from "Spectrum-based Modality Representation Fusion Graph Convolutional Network
     for Multimodal Recommendation" (Ong & Khong, WSDM 2025, arXiv:2412.14978), as MMRec
     implements it (``src/models/smore.py``).
@@ -217,13 +218,6 @@ class SMORE(Recommender):
                                    cls.default("text_knn_k", kwargs),
                                    cls.default("knn_chunk_size", kwargs))
         return cls(ds.num_users, ds.num_items, adj, features, graphs, **kwargs)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "generator_seed": self.generator_seed}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.generator_seed = int(state["generator_seed"])
 
     def _drop(self, x: Tensor, train: bool) -> Tensor:
         if not train or self.dropout <= 0.0:
