@@ -35,8 +35,23 @@ def modality_knn_graphs(features: Sequence[Tensor], knn_k: int,
             for x in features]
 
 
-def _gate(dim: int) -> nn.Sequential:
+def sigmoid_gate(dim: int) -> nn.Sequential:
+    r"""MGCN's and SMORE's purifier and preference gates,
+    :math:`\sigma(\mathbf{W}\mathbf{x} + \mathbf{b})`, :math:`(N, d) \to (N, d)`.
+    """
     return nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
+
+
+def item_view(h: Tensor, graph: Tensor, graph_t: Tensor, n_mm_layers: int, adj: Tensor,
+              num_users: int) -> Tensor:
+    r"""One item-item view: :math:`\mathbf{H} \leftarrow \mathbf{S}^n \mathbf{H}` over the
+    modality's item graph, users as :math:`\hat{\mathbf{R}}\mathbf{H}` through the normalised
+    user-item adjacency; ``(I, d)`` -> ``(U + I, d)`` (users above items).
+    """
+    for _ in range(n_mm_layers):
+        h = spmm(graph, h, graph_t)
+    users = spmm(adj, torch.cat([h.new_zeros(num_users, h.shape[1]), h]))[:num_users]
+    return torch.cat([users, h])
 
 
 @register("mgcn")
@@ -146,8 +161,8 @@ class MGCN(Recommender):
         self._add_id_embeddings(d)
         self.features = feature_tables(mats, trainable=True)  # Embedding(freeze=False) there
         self.projections = nn.ModuleList(nn.Linear(x.shape[1], d) for x in mats)
-        self.purifiers = nn.ModuleList(_gate(d) for _ in mats)
-        self.preferences = nn.ModuleList(_gate(d) for _ in mats)
+        self.purifiers = nn.ModuleList(sigmoid_gate(d) for _ in mats)
+        self.preferences = nn.ModuleList(sigmoid_gate(d) for _ in mats)
         self.query = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 1, bias=False))
         self.reset_parameters()
 
@@ -173,15 +188,11 @@ class MGCN(Recommender):
         content = propagate(self.adj, torch.cat([self.user_emb, self.item_emb]),
                             self.n_ui_layers, "mean")
         raw = self.encoded_features() or list(self.features)  # end-to-end: from an encoder
-        u = self.num_users
         views = []
         for j, (x, proj, purify) in enumerate(zip(raw, self.projections, self.purifiers)):
-            h = self.item_emb * purify(proj(x))  # (I, d)
-            graph, graph_t = getattr(self, f"item_graph_{j}"), getattr(self, f"item_graph_t_{j}")
-            for _ in range(self.n_mm_layers):
-                h = spmm(graph, h, graph_t)
-            users = spmm(self.adj, torch.cat([torch.zeros_like(self.user_emb), h]))[:u]
-            views.append(torch.cat([users, h]))  # (U+I, d): R-hat H above H
+            views.append(item_view(  # (U+I, d): R-hat H above H
+                self.item_emb * purify(proj(x)), getattr(self, f"item_graph_{j}"),
+                getattr(self, f"item_graph_t_{j}"), self.n_mm_layers, self.adj, self.num_users))
         stacked = torch.stack(views, 1)  # (U+I, M, d)
         beta = torch.softmax(self.query(stacked).squeeze(-1), dim=1)  # (U+I, M)
         common = (beta[:, :, None] * stacked).sum(1)

@@ -12,7 +12,6 @@ from lirdrec.graphs import (
     build_knn_graph,
     max_combine_graphs,
     propagate,
-    spmm,
     transpose_csr,
 )
 from lirdrec.models._features import check_features, feature_tables, make_generator
@@ -25,6 +24,7 @@ from lirdrec.models.base import (
     check_param,
     content_side_loss,
 )
+from lirdrec.models.mgcn import item_view, sigmoid_gate
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,10 +73,6 @@ def smore_item_graphs(features: Mapping[str, Tensor], image_knn_k: int, text_knn
                               weighted=True, chunk_size=chunk_size)
               for m, x in features.items()]
     return graphs + [max_combine_graphs(graphs)]
-
-
-def _gate(dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
 
 
 @register("smore")
@@ -189,8 +185,8 @@ class SMORE(GeneratorStateMixin, Recommender):
         self.projections = nn.ModuleList(nn.Linear(x.shape[1], d) for x in mats)
         self.filters = nn.ParameterList(nn.Parameter(torch.empty(d // 2 + 1, 2))
                                         for _ in range(views))  # modalities, then fusion
-        self.purifiers = nn.ModuleList(_gate(d) for _ in range(views))
-        self.preferences = nn.ModuleList(_gate(d) for _ in range(views))
+        self.purifiers = nn.ModuleList(sigmoid_gate(d) for _ in range(views))
+        self.preferences = nn.ModuleList(sigmoid_gate(d) for _ in range(views))
         self.queries = nn.ModuleList(
             nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, d, bias=False))
             for _ in mats)
@@ -235,12 +231,9 @@ class SMORE(GeneratorStateMixin, Recommender):
             self.filters[-1])
         views = []
         for j, (conv, purify) in enumerate(zip([*denoised, fused], self.purifiers)):
-            h = self.item_emb * purify(conv)  # (I, d)
-            graph, graph_t = getattr(self, f"item_graph_{j}"), getattr(self, f"item_graph_t_{j}")
-            for _ in range(self.n_mm_layers):
-                h = spmm(graph, h, graph_t)
-            users = spmm(self.adj, torch.cat([torch.zeros_like(self.user_emb), h]))
-            views.append(torch.cat([users[: self.num_users], h]))  # (U+I, d)
+            views.append(item_view(  # (U+I, d)
+                self.item_emb * purify(conv), getattr(self, f"item_graph_{j}"),
+                getattr(self, f"item_graph_t_{j}"), self.n_mm_layers, self.adj, self.num_users))
         fusion = views[-1]
         prefs = [self._drop(p(content), train) for p in self.preferences]
         side = prefs[-1] * fusion
