@@ -54,3 +54,13 @@ def test_configs_ship_inside_the_package_and_load_by_name(tmp_path, monkeypatch)
     assert read_yaml("freedom.yaml") == read_yaml(PACKAGED_CONFIGS / "freedom.yaml")
     with pytest.raises(ConfigError, match="shipped configs: bm3, bm3_grid"):
         read_yaml("nope")
+
+
+def test_negatives_is_a_trainer_key_from_yaml_and_set():
+    """Issue 18: ``negatives`` reaches the trainer from a config layer or ``--set``."""
+    from lirdrec.config import config_layers
+
+    cfg = resolve("lightgcn", config_layers({"negatives": 2}, ["negatives=4"]))
+    assert cfg.trainer_kwargs["negatives"] == 4
+    assert resolve("lirdrec", [read_yaml(CONFIGS / "lirdrec.yaml")]).trainer_kwargs[
+        "negatives"] == 1

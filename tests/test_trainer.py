@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -247,3 +248,94 @@ def test_lattice_reference_decay_is_its_trainer_default():
     assert resolve("lattice", []).trainer_kwargs["lr_decay_epochs"] == 50
     assert resolve("lightgcn", []).trainer_kwargs["lr_decay"] == 1.0
     assert resolve("lattice", [{"lr_decay": 1.0}]).trainer_kwargs["lr_decay"] == 1.0
+
+
+def test_negatives_default_is_the_recorded_run_and_k_negatives_resume_exactly(ds, tmp_path):
+    """Issue 18: ``negatives=1`` is today's run (explicit = default = the losses recorded before
+    the option existed, commit e7b7850); ``negatives=2`` keeps the steps per epoch (a batch is
+    ``batch_size`` pairs), trains differently, and resumes exactly."""
+    base = _fit(ds, epochs=2)
+    explicit = _fit(ds, epochs=2, negatives=1)
+    assert [r["loss"] for r in explicit.history] == [r["loss"] for r in base.history]
+    assert explicit.test == base.test
+    assert [r["loss"] for r in base.history] == pytest.approx(
+        [0.6895468756556511, 0.6826875433325768], rel=1e-6, abs=0)
+    assert base.test["Recall@20"] == pytest.approx(0.4034675615212528, rel=1e-6)
+
+    steps = _Steps()
+    two = _fit(ds, epochs=3, negatives=2, callbacks=[steps])
+    assert steps.steps == 3 * math.ceil(len(ds.train) / 256)
+    assert [r["loss"] for r in two.history][:2] != [r["loss"] for r in base.history]
+    _fit(ds, epochs=1, negatives=2, out_dir=tmp_path, config={"negatives": 2})
+    resumed = Trainer(lr=5e-3, batch_size=256, seed=7, epochs=3, negatives=2, out_dir=tmp_path,
+                      config={"negatives": 2}, show_progress=False).fit(_lightgcn(ds, seed=123),
+                                                                        ds, resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in two.history]
+    assert resumed.test == two.test
+
+
+class _BatchSizes(Callback):
+    """The number of triples each step's loss saw (read from the model's last call)."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def on_step_end(self, trainer, model, step):
+        self.sizes.append(model.last_batch)
+
+
+def test_k_negatives_feed_batch_size_times_k_triples_to_the_loss(ds):
+    seed_everything(3)
+    model = LightGCN.from_dataset(ds, embedding_dim=16, num_layers=2)
+    loss = model.loss
+
+    def recording_loss(users, pos, neg):
+        model.last_batch = (len(users), len(pos), len(neg))
+        return loss(users, pos, neg)
+
+    model.loss = recording_loss
+    cb = _BatchSizes()
+    Trainer(lr=5e-3, batch_size=100, seed=7, epochs=1, negatives=3, callbacks=[cb],
+            show_progress=False).fit(model, ds)
+    n = len(ds.train)
+    assert cb.sizes == [(300, 300, 300)] * (n // 100) + [(3 * (n % 100),) * 3] * (n % 100 > 0)
+
+
+def test_a_checkpoint_without_the_new_settings_resumes(ds, tmp_path):
+    """A run interrupted under a version without ``negatives`` (its fingerprint lacks the key)
+    resumes when the key is at its default; at another value it is a different configuration."""
+    old = {"model": "lightgcn", "lr": 5e-3}
+    _fit(ds, epochs=1, out_dir=tmp_path, config=old)
+    new = {**old, "negatives": 1, "layer_combine": "sum"}
+    Trainer(lr=5e-3, batch_size=256, seed=7, epochs=2, out_dir=tmp_path, config=new,
+            show_progress=False).fit(_lightgcn(ds), ds, resume=True)
+    with pytest.raises(CheckpointError, match="different configuration"):
+        Trainer(lr=5e-3, batch_size=256, seed=7, epochs=3, out_dir=tmp_path,
+                config={**new, "negatives": 2}, show_progress=False).fit(_lightgcn(ds), ds,
+                                                                         resume=True)
+
+
+def test_k_negatives_rank_batches_are_the_shares_of_the_global_batches(ds):
+    """The multi-process path with ``negatives=2``: each rank's steps hold its share of each
+    global batch of ``batch_size`` pairs (``2 * share`` triples), weighted by its share."""
+    from lirdrec.train import BPRSampler
+
+    world, b, k = 2, 256, 2
+    n_batches = math.ceil(len(ds.train) / b)
+    per_rank = []
+    for rank in range(world):
+        t = Trainer(batch_size=b, negatives=k, show_progress=False)
+        t._world, t._rank = world, rank
+        sampler = BPRSampler(ds, torch.Generator().manual_seed(7), negatives=k)
+        per_rank.append(t._epoch_batches(sampler, torch.Generator().manual_seed(rank)))
+    full_u, full_p, _ = BPRSampler(ds, torch.Generator().manual_seed(7), negatives=k).epoch()
+    start = 0
+    for i in range(n_batches):
+        parts = [per_rank[r][i] for r in range(world)]
+        size = sum(len(p[0]) for p in parts)
+        assert size == k * min(b, len(ds.train) - i * b)
+        assert sum(p[3] for p in parts) == pytest.approx(world)  # weights n_r W / n sum to W
+        assert torch.equal(torch.cat([p[0] for p in parts]), full_u[start:start + size])
+        assert torch.equal(torch.cat([p[1] for p in parts]), full_p[start:start + size])
+        start += size
+    assert start == len(full_u)

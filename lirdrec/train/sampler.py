@@ -7,21 +7,30 @@ import torch
 from torch import Tensor
 
 from lirdrec.data.dataset import Dataset
+from lirdrec.errors import ConfigError
 
 __all__ = ["BPRSampler"]
 
 
 class BPRSampler:
-    r"""One epoch of shuffled training pairs with one uniform negative each.
+    r"""One epoch of shuffled training pairs with ``negatives`` uniform negatives each.
 
     Negatives are drawn uniformly from the items that occur in training (MMRec's pool, so held-out
     cold items are never sampled) and rejected while they are a training item of the user:
     membership is tested for the whole epoch at once with ``torch.searchsorted`` on the sorted keys
     ``user * I + item``, and only the rejected positions are redrawn, round after round.
 
+    With ``negatives`` :math:`k > 1` every shuffled pair :math:`(u, i^+)` is repeated :math:`k`
+    times in a row, each copy with its own independent negative: an epoch is :math:`k|\mathcal
+    T|` triples, and a batch of :math:`B` pairs is :math:`Bk` consecutive triples, so a model's
+    mean BPR over the batch is :math:`\frac1B\sum_b\frac1k\sum_{j=1}^{k}
+    -\log\sigma(\hat y_{u_b i^+_b} - \hat y_{u_b i^-_{bj}})` and the steps per epoch do not
+    change. :math:`k = 1` makes exactly the generator calls of a sampler without the option.
+
     Args:
         ds (Dataset): the dataset (its training split is used).
         generator (torch.Generator): the only source of randomness.
+        negatives (int): :math:`k`, negatives per positive pair. (default: ``1``)
 
     Example:
         >>> import lirdrec.data.synthetic as syn
@@ -32,7 +41,10 @@ class BPRSampler:
         True
     """
 
-    def __init__(self, ds: Dataset, generator: torch.Generator) -> None:
+    def __init__(self, ds: Dataset, generator: torch.Generator, negatives: int = 1) -> None:
+        if isinstance(negatives, bool) or int(negatives) != negatives or negatives < 1:
+            raise ConfigError(f"BPRSampler: negatives must be an integer >= 1, got {negatives!r}")
+        self.num_negatives = int(negatives)
         csr = ds.train_csr
         self.num_items = ds.num_items
         users = np.repeat(np.arange(ds.num_users), np.diff(csr.indptr))
@@ -69,10 +81,17 @@ class BPRSampler:
             bad = bad[self.is_positive(users[bad], neg[bad])]
         return neg
 
+    def _repeat(self, *pairs: Tensor) -> tuple[Tensor, ...]:
+        """Each entry ``k`` times in a row (nothing, not even a copy, for ``k = 1``)."""
+        k = self.num_negatives
+        return pairs if k == 1 else tuple(x.repeat_interleave(k) for x in pairs)
+
     def epoch(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(users, pos_items, neg_items)``, each ``(|train|,)``, in a fresh random order."""
+        """``(users, pos_items, neg_items)``, each ``(k |train|,)``: the pairs in a fresh random
+        order, each repeated ``k`` times in a row with independent negatives.
+        """
         perm = torch.randperm(len(self), generator=self.generator)
-        users, pos = self.users[perm], self.items[perm]
+        users, pos = self._repeat(self.users[perm], self.items[perm])
         return users, pos, self.negatives(users)
 
     def epoch_shard(
@@ -83,12 +102,13 @@ class BPRSampler:
         Every rank draws the same permutation from the shared generator (so the ranks agree on
         the global batches of ``batch_size`` pairs), keeps its contiguous part of each batch
         (sizes differ by at most one, :func:`numpy.array_split`'s rule) and draws negatives for
-        those pairs only, from its own ``neg_generator``.
+        those pairs only, from its own ``neg_generator``; with ``k`` negatives each pair is
+        repeated ``k`` times in a row, as in :meth:`epoch`.
 
         Returns:
             ``(users, pos_items, neg_items)`` of this rank, concatenated over the batches in
-            order; ``counts`` :math:`(n_b,)`: this rank's pairs in each batch; ``sizes``
-            :math:`(n_b,)`: each global batch's size.
+            order; ``counts`` :math:`(n_b,)`: this rank's triples in each batch (``k`` times its
+            pairs); ``sizes`` :math:`(n_b,)`: each global batch's triples.
         """
         perm = torch.randperm(len(self), generator=self.generator)
         n = len(self)
@@ -101,5 +121,6 @@ class BPRSampler:
         total = int(counts.sum())
         idx = (torch.arange(total) - torch.repeat_interleave(offsets, counts)
                + torch.repeat_interleave(lo, counts))  # positions in the permutation
-        users, pos = self.users[perm[idx]], self.items[perm[idx]]
-        return users, pos, self.negatives(users, neg_generator), counts, sizes
+        users, pos = self._repeat(self.users[perm[idx]], self.items[perm[idx]])
+        k = self.num_negatives
+        return users, pos, self.negatives(users, neg_generator), counts * k, sizes * k

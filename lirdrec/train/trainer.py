@@ -34,6 +34,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "Callback", "FitResult", "callback_keys"]
 
+#: Settings added after checkpoints carried a configuration fingerprint, with the default that
+#: reproduces the earlier behaviour: a checkpoint whose fingerprint lacks them at that value (a
+#: run interrupted under an older version) still resumes.
+FINGERPRINT_NEUTRAL_DEFAULTS = {"negatives": 1, "layer_combine": "sum",
+                                "popularity_channel": "off", "cold_item_rep": "none"}
+
 
 class Callback:
     """Hooks the trainer calls; override what you need. All default to doing nothing.
@@ -111,13 +117,13 @@ def _progress_enabled(show_progress: bool | None) -> bool:
 class Trainer:
     r"""Mini-batch training with early stopping on a validation metric.
 
-    Each epoch draws one uniform negative per shuffled training pair (:class:`BPRSampler`), takes
-    an Adam step per batch on ``model.loss``, then ranks all items for the validation users with a
-    fresh forward in eval mode. The test split is evaluated whenever validation improves, so the
-    reported test metrics are those of the best validation epoch. Training stops when the metric
-    has not improved for more than ``patience`` consecutive epochs (MMRec's counter: with
-    ``patience=20`` it stops at the 21st epoch without improvement); the best epoch's weights are
-    restored into the model.
+    Each epoch draws ``negatives`` uniform negatives per shuffled training pair
+    (:class:`BPRSampler`), takes an Adam step per batch on ``model.loss``, then ranks all items
+    for the validation users with a fresh forward in eval mode. The test split is evaluated
+    whenever validation improves, so the reported test metrics are those of the best validation
+    epoch. Training stops when the metric has not improved for more than ``patience``
+    consecutive epochs (MMRec's counter: with ``patience=20`` it stops at the 21st epoch without
+    improvement); the best epoch's weights are restored into the model.
 
     Args:
         lr (float): Adam learning rate. (default: ``1e-3``)
@@ -152,6 +158,12 @@ class Trainer:
             (``benchmarks/bench_lirdrec.py --fused-adam``), rounded differently from the default
             multi-tensor kernels (about one ulp per step), so off by default: runs stay
             reproducible bit for bit across versions. (default: ``False``)
+        negatives (int): :math:`k` uniform negatives per positive pair: every epoch each
+            training pair is repeated :math:`k` times with independent negatives
+            (:class:`BPRSampler`) and a step takes ``batch_size`` PAIRS, i.e.
+            :math:`k\cdot` ``batch_size`` triples, so the loss is BPR averaged over the :math:`k`
+            negatives and the steps per epoch stay those of :math:`k = 1`. ``1`` draws exactly
+            the negatives of earlier versions. (default: ``1``)
     """
 
     def __init__(
@@ -176,13 +188,16 @@ class Trainer:
         lr_decay: float = 1.0,
         lr_decay_epochs: float = 50,
         fused_adam: bool = False,
+        negatives: int = 1,
     ) -> None:
         checks = [("lr", lr, lr > 0, "> 0"), ("epochs", epochs, epochs >= 1, ">= 1"),
                   ("batch_size", batch_size, batch_size > 0, "> 0"),
                   ("patience", patience, patience >= 0, ">= 0"),
                   ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
                   ("lr_decay", lr_decay, 0 < lr_decay <= 1, "in (0, 1]"),
-                  ("lr_decay_epochs", lr_decay_epochs, lr_decay_epochs > 0, "> 0")]
+                  ("lr_decay_epochs", lr_decay_epochs, lr_decay_epochs > 0, "> 0"),
+                  ("negatives", negatives, not isinstance(negatives, bool)
+                   and int(negatives) == negatives and negatives >= 1, "an integer >= 1")]
         for name, value, ok, exp in checks:
             if not ok:
                 raise ConfigError(f"Trainer: {name} must be {exp}, got {value!r}")
@@ -205,14 +220,23 @@ class Trainer:
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.lr_decay, self.lr_decay_epochs = float(lr_decay), float(lr_decay_epochs)
         self.deterministic = bool(deterministic)
+        self.negatives = int(negatives)
         self.fused_adam = bool(fused_adam)
         self.optimizer: torch.optim.Optimizer | None = None
         self.global_step = 0
         self._world, self._rank, self._main = 1, 0, True  # set again by fit
 
     # ------------------------------------------------------------------ helpers
-    def _fingerprint(self) -> str:
+    def _fingerprint(self, legacy: bool = False) -> str:
+        """Hash of the configuration without ``epochs``, ``out``, ``resume``; ``legacy``: also
+        without the :data:`FINGERPRINT_NEUTRAL_DEFAULTS` keys at their defaults (what a run
+        started before they existed saved; resuming accepts either).
+        """
         cfg = dict(self.config or {})
+        if legacy:
+            for key, default in FINGERPRINT_NEUTRAL_DEFAULTS.items():
+                if key in cfg and cfg[key] == default:
+                    del cfg[key]
         cfg.pop("epochs", None)
         cfg.pop("out", None)
         cfg.pop("resume", None)
@@ -320,7 +344,7 @@ class Trainer:
             return result
 
         generator = torch.Generator().manual_seed(self.seed)  # the shared one: same on every rank
-        sampler = BPRSampler(ds, generator)
+        sampler = BPRSampler(ds, generator, self.negatives)
         # each rank's own negatives (one process keeps drawing them from the shared generator,
         # so its runs stay bit-identical to those of earlier versions)
         neg_generator = (torch.Generator().manual_seed(D.rank_seed(self.seed, self._rank))
@@ -499,7 +523,7 @@ class Trainer:
         """
         if self._world == 1:
             users, pos, neg = sampler.epoch()
-            b = self.batch_size
+            b = self.batch_size * self.negatives  # a batch is batch_size pairs, k triples each
             return [(users[s:s + b], pos[s:s + b], neg[s:s + b], None)
                     for s in range(0, len(users), b)]
         users, pos, neg, counts, sizes = sampler.epoch_shard(self.batch_size, self._rank,
@@ -546,7 +570,8 @@ class Trainer:
             data = path.read_bytes() if path.is_file() else b""
         data = D.broadcast_bytes(data, what="the resume checkpoint")
         ck = load_checkpoint(path, data=data or None)
-        if self.config is not None and ck.get("fingerprint") not in (None, self._fingerprint()):
+        if self.config is not None and ck.get("fingerprint") not in (
+                None, self._fingerprint(), self._fingerprint(legacy=True)):
             raise CheckpointError(f"{path}: written by a run with a different configuration "
                                   "or data; start a new run directory instead")
         saved_world = int(ck.get("world_size", 1))
