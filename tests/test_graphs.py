@@ -248,3 +248,55 @@ def test_knn_graph_built_on_cuda_equals_the_cpu_graph():
         gpu = build_knn_graph(x.cuda(), k=5, weighted=weighted)
         assert gpu.device.type == "cuda"
         torch.testing.assert_close(gpu.to_dense().cpu(), cpu, rtol=1e-5, atol=1e-6)
+
+
+def test_cold_item_graph_matches_brute_force_with_chunks_not_dividing():
+    """Issue 18: each cold item's row is 1/k on its k most similar WARM items under
+    sum_m w_m cos_m; warm rows empty; the chunk size changes nothing."""
+    from lirdrec.graphs import build_cold_item_graph, knn_indices
+
+    g = torch.Generator().manual_seed(0)
+    feats = {"image": torch.randn(31, 5, generator=g), "text": torch.randn(31, 4, generator=g)}
+    warm = torch.rand(31, generator=g) > 0.3
+    k = 4
+    nrm = {m: torch.nn.functional.normalize(x.double(), dim=1) for m, x in feats.items()}
+    sim = 0.3 * nrm["image"] @ nrm["image"].T + 0.7 * nrm["text"] @ nrm["text"].T
+    sim[:, ~warm] = -np.inf
+    expected = torch.zeros(31, 31, dtype=torch.float64)
+    for i in (~warm).nonzero().squeeze(1).tolist():
+        expected[i, torch.topk(sim[i], k).indices] = 1.0 / k
+    for chunk in (None, 3, 7):
+        got = build_cold_item_graph(feats, warm, k, 0.3, chunk_size=chunk)
+        assert got.layout == torch.sparse_csr
+        np.testing.assert_allclose(got.to_dense().numpy(), expected.numpy(), atol=1e-7)
+    # knn_indices without keys is unchanged; with keys = x it is the same search
+    x = torch.randn(13, 6, generator=g)
+    v0, i0 = knn_indices(x, 3, 5)
+    v1, i1 = knn_indices(x, 3, 5, keys=x)
+    assert torch.equal(v0, v1) and torch.equal(i0, i1)
+    with pytest.raises(Exception, match="warm items"):
+        build_cold_item_graph(feats, warm, int(warm.sum()) + 1)
+
+
+def test_degree_features_by_hand():
+    """Issue 18: [log1p(n)/log1p(max n), one-hot of the quantile bucket among warm items]; a cold
+    item is all zeros."""
+    from lirdrec.graphs import bipartite_adjacency, degree_features, item_degrees
+
+    # items 0..4 with degrees 0, 1, 2, 4, 8 (user u has items with index >= ...)
+    users = [0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 5, 6, 7, 3]
+    items = [1, 2, 3, 4, 2, 3, 4, 3, 4, 3, 4, 4, 4, 4, 4]
+    adj = bipartite_adjacency(8, 5, users, items)
+    deg = item_degrees(adj, 8)
+    assert deg.tolist() == [0, 1, 2, 4, 8]
+    f = degree_features(deg, num_buckets=4)
+    assert f.shape == (5, 5)
+    np.testing.assert_allclose(f[:, 0].numpy(), [0, np.log(2) / np.log(9), np.log(3) / np.log(9),
+                                                 np.log(5) / np.log(9), 1.0], rtol=1e-6)
+    # warm degrees [1, 2, 4, 8]: quartile edges 1.75, 3.0, 5.0 -> buckets 0, 1, 2, 3
+    assert f[:, 1:].tolist() == [[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0],
+                                 [0, 0, 0, 1]]
+    # 8 buckets by default: width 9; ties share a bucket
+    f8 = degree_features(torch.tensor([0, 3, 3, 3, 5]))
+    assert f8.shape == (5, 9) and f8[0].abs().sum() == 0
+    assert torch.equal(f8[1], f8[2]) and (f8[1:, 1:].sum(1) == 1).all()

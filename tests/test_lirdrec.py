@@ -466,3 +466,112 @@ def test_folded_shared_input_equals_cached(transform):
     assert build(num_users, num_items, feats, users, items,
                  transform="identity").shared_input == "fold"
     assert build(num_users, num_items, feats, users, items).shared_input == "cache"  # 23 items
+
+
+# ---------------------------------------------------------------------------- issue 18 switches
+def _dense_propagation(model: LIRDRec, num_layers: int) -> torch.Tensor:
+    """E = sum_l A^l E0 with a dense A, E0 the per-channel normalised users on items."""
+    e0 = torch.nn.functional.normalize(torch.cat([model.user_emb, model.item_channels()]), dim=-1)
+    e0 = e0.flatten(1).double()
+    a = model.adj.to_dense().double()
+    out, h = e0.clone(), e0
+    for _ in range(num_layers):
+        h = a @ h
+        out = out + h
+    return out
+
+
+def test_default_switches_are_the_recorded_training_run():
+    """Issue 18: ``layer_combine="sum"``, ``cold_item_rep="none"``, ``popularity_channel="off"``
+    explicitly = the default = the losses and test Recall@20 recorded before the switches
+    existed (commit e7b7850, same script: 60 users, 90 items, 2 epochs)."""
+    from lirdrec.data import synthetic
+    from lirdrec.train import Trainer
+    from lirdrec.utils import seed_everything
+
+    small = synthetic.generate(seed=1, num_users=60, num_items=90)
+    runs = []
+    for kw in ({}, {"layer_combine": "sum", "cold_item_rep": "none",
+                    "popularity_channel": "off"}):
+        seed_everything(5)
+        m = lirdrec.models.registry.get("lirdrec").from_dataset(small, **kw)
+        r = Trainer(lr=1e-3, epochs=2, batch_size=128, seed=5, negatives=1,
+                    show_progress=False).fit(m, small)
+        runs.append(([h["loss"] for h in r.history], r.test))
+    assert runs[0] == runs[1]
+    assert runs[0][0] == pytest.approx([0.18272261445720991, 0.10156491895516713], rel=1e-6)
+    assert runs[0][1]["Recall@20"] == pytest.approx(0.9805555555555556, rel=1e-6)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 3])
+def test_layer_combine_mean_is_the_layer_sum_over_l_plus_one(layers):
+    num_users, num_items, feats, users, items = random_problem(seed=7)
+    kw = dict(n_ui_layers=layers, n_mm_layers=0, fusion="concat")
+    total = build(num_users, num_items, feats, users, items, **kw)
+    mean = build(num_users, num_items, feats, users, items, layer_combine="mean", **kw)
+    dense = _dense_propagation(total, layers)
+    torch.testing.assert_close(total.propagate().double(), dense, atol=1e-5, rtol=0)
+    torch.testing.assert_close(mean.propagate().double(), dense / (layers + 1), atol=1e-5, rtol=0)
+    u, i = mean()  # concat fusion, no item graph: forward is the propagation itself
+    torch.testing.assert_close(torch.cat([u, i]).double(), dense / (layers + 1), atol=1e-5, rtol=0)
+    if layers:
+        assert not torch.allclose(total.score(torch.arange(3)), mean.score(torch.arange(3)))
+    with pytest.raises(ConfigError, match="layer_combine"):
+        build(num_users, num_items, feats, users, items, layer_combine="max")
+
+
+def test_cold_items_take_the_mean_of_their_nearest_warm_items():
+    """``cold_item_rep="knn"``: a cold item's propagated row is the mean of the rows of its k
+    nearest warm items under the modality-weighted cosine; warm items and users bit-identical."""
+    num_users, num_items, feats, users, items = random_problem(seed=4)
+    cold = [0, 1, 2, 11]
+    keep = ~np.isin(items, cold)
+    k = 3
+    kw = dict(n_mm_layers=0, fusion="concat", knn_k=k)
+    none = build(num_users, num_items, feats, users[keep], items[keep], **kw)
+    knn = build(num_users, num_items, feats, users[keep], items[keep], cold_item_rep="knn", **kw)
+    for a, b in zip(none.parameters(), knn.parameters()):
+        assert torch.equal(a, b)  # same seed, same parameters
+    (u0, i0), (u1, i1) = none(), knn()
+    warm = np.setdiff1d(np.arange(num_items), cold)
+    assert torch.equal(u0, u1) and torch.equal(i0[warm], i1[warm])
+    # dense reference: similarity 0.1 cos_image + 0.9 cos_text over the warm items only
+    nrm = {m: torch.nn.functional.normalize(x.double(), dim=1) for m, x in feats.items()}
+    sim = 0.1 * nrm["image"] @ nrm["image"].T + 0.9 * nrm["text"] @ nrm["text"].T  # (I, I)
+    dense = _dense_propagation(none, 2)[num_users:]
+    for c in cold:
+        top = warm[np.argsort(-sim[c, warm].numpy(), kind="stable")[:k]]
+        torch.testing.assert_close(i1[c].double(), dense[top].mean(0), atol=1e-5, rtol=0)
+        assert not torch.allclose(i1[c], i0[c])
+    # and the scores of cold items now have the magnitude of warm ones
+    with torch.no_grad():
+        s0, s1 = none.score(torch.arange(num_users)), knn.score(torch.arange(num_users))
+    assert float(s1[:, cold].abs().mean()) > 1.5 * float(s0[:, cold].abs().mean())
+    # gradients still reach every parameter (users through warm items, encoders likewise)
+    knn.loss(torch.tensor([3, 4]), torch.tensor([5, 6]), torch.tensor([7, 8])).backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in knn.parameters())
+    # without cold items the switch changes nothing
+    full = build(num_users, num_items, feats, users, items, cold_item_rep="knn", **kw)
+    assert full.cold_graph is None
+
+
+def test_cold_item_rep_with_item_graph_and_from_dataset():
+    """from_dataset builds the same cold map from the dataset's training degrees as the
+    constructor builds from the adjacency; with n_mm_layers > 0 the kNN residual follows."""
+    from lirdrec.data import synthetic
+    from lirdrec.data.cold import hold_out_items
+
+    ds = hold_out_items(synthetic.generate(seed=2, num_users=40, num_items=60), 0.2,
+                        np.random.default_rng(0))
+    torch.manual_seed(0)
+    a = LIRDRec.from_dataset(ds, embedding_dim=8, cold_item_rep="knn")
+    torch.manual_seed(0)
+    b = LIRDRec(ds.num_users, ds.num_items, ds.features_tensor(), a.adj, embedding_dim=8,
+                cold_item_rep="knn")
+    assert torch.equal(a.cold_graph.to_dense(), b.cold_graph.to_dense())
+    # the held-out items and the synthetic set's own items without training data
+    assert np.array_equal(a.cold_mask.squeeze(1).numpy(), ds.item_degree() == 0)
+    assert np.isin(ds.cold_items, np.flatnonzero(ds.item_degree() == 0)).all()
+    assert torch.equal(a.item_graph.to_dense(), LIRDRec.from_dataset(ds, embedding_dim=8)
+                       .item_graph.to_dense())  # the kNN item graph does not change
+    torch.testing.assert_close(a()[1], b()[1])

@@ -4,10 +4,13 @@ r"""Graphs built from the training interactions and the item features.
   :func:`mean_adjacency`: :math:`D^{-1} A` (neighbour mean).
 - :func:`build_knn_graph`: chunked cosine top-k item-item graph (:func:`auto_chunk_size`, the
   one chunk policy); :func:`build_item_graph`: the frozen multimodal item graph of LIRDRec and
-  FREEDOM, mixed by :func:`knn_modality_weights`.
+  FREEDOM, mixed by :func:`knn_modality_weights`; :func:`build_cold_item_graph`: each cold item's
+  mean over its nearest warm items (LIRDRec's ``cold_item_rep="knn"``).
 - :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph.
 - :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked.
 - :func:`hypergraph_propagate`: LGMRec's item -> hyperedge -> item/user passing.
+- :func:`item_degrees`, :func:`degree_features`: items' training degrees and the popularity
+  input channel built from them (LIRDRec's ``popularity_channel="degree"``).
 - :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
 - :func:`combine_graphs`: weighted sum of sparse graphs (:func:`max_combine_graphs`: maximum).
 - :func:`csr_rows`: dense rows of a CSR matrix.
@@ -29,9 +32,11 @@ from lirdrec.graphs.bipartite import (
     mean_adjacency,
 )
 from lirdrec.graphs.cooccurrence import user_cooccurrence_graph
+from lirdrec.graphs.degree import degree_features, item_degrees
 from lirdrec.graphs.hypergraph import hypergraph_propagate
 from lirdrec.graphs.knn import (
     auto_chunk_size,
+    build_cold_item_graph,
     build_item_graph,
     build_knn_graph,
     combine_graphs,
@@ -59,16 +64,19 @@ __all__ = [
     "auto_chunk_size",
     "bipartite_adjacency",
     "bipartite_edge_index",
+    "build_cold_item_graph",
     "build_item_graph",
     "build_knn_graph",
     "combine_graphs",
     "csr_rows",
+    "degree_features",
     "degree_sensitive_prune",
     "edge_layout",
     "edge_scores",
     "edge_softmax",
     "hypergraph_propagate",
     "interaction_matrix",
+    "item_degrees",
     "mean_adjacency",
     "knn_indices",
     "knn_modality_weights",

@@ -11,8 +11,8 @@ from torch import Tensor
 from lirdrec.errors import ConfigError
 from lirdrec.graphs.sparse import sparse_from_coo, to_coo_parts
 
-__all__ = ["auto_chunk_size", "build_item_graph", "build_knn_graph", "combine_graphs",
-           "knn_indices", "knn_modality_weights", "max_combine_graphs"]
+__all__ = ["auto_chunk_size", "build_cold_item_graph", "build_item_graph", "build_knn_graph",
+           "combine_graphs", "knn_indices", "knn_modality_weights", "max_combine_graphs"]
 
 
 #: Bytes of the (chunk, I) float32 similarity block when ``chunk_size`` is ``None`` ...
@@ -39,8 +39,9 @@ def auto_chunk_size(num_items: int, budget_bytes: int = CHUNK_BYTES,
 
 @torch.no_grad()
 def knn_indices(x: Tensor, k: int, chunk_size: int | None = None, *,
-                shrink: float = 0.0) -> tuple[Tensor, Tensor]:
-    r"""Cosine top-``k`` neighbours of every row of ``x``, the row itself included.
+                shrink: float = 0.0, keys: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    r"""Cosine top-``k`` neighbours of every row of ``x``, the row itself included (or, given
+    ``keys``, its top-``k`` among the rows of ``keys``; indices are then rows of ``keys``).
 
     Rows are L2-normalised once; each chunk of ``chunk_size`` rows (default: see
     :func:`auto_chunk_size`) is multiplied with all rows and
@@ -51,28 +52,36 @@ def knn_indices(x: Tensor, k: int, chunk_size: int | None = None, *,
     \lVert\mathbf{x}_j\rVert + h)`, which ranks pairs of short vectors lower.
 
     Shapes:
-        - x :math:`(I, d)` -> values, indices :math:`(I, k)` (similarity, descending)
+        - x :math:`(I, d)`, keys :math:`(J, d)` -> values, indices :math:`(I, k)` (similarity,
+          descending)
 
     >>> v, i = knn_indices(torch.tensor([[3., 4.], [6., 8.], [0., 1.]]), 2, shrink=25.)
     >>> i[0].tolist(), [round(float(s), 4) for s in v[0]]   # 50/(5*10+25), 25/(5*5+25)
     ([1, 0], [0.6667, 0.5])
     """
     n = x.shape[0]
-    if not 1 <= k <= n:
-        raise ConfigError(f"knn: k must be in [1, {n}] for {n} items, got {k}")
+    m = n if keys is None else keys.shape[0]
+    if not 1 <= k <= m:
+        raise ConfigError(f"knn: k must be in [1, {m}] for {m} items, got {k}")
     if shrink < 0:
         raise ConfigError(f"knn: shrink must be >= 0, got {shrink!r}")
-    chunk_size = auto_chunk_size(n) if chunk_size is None else int(chunk_size)
+    chunk_size = auto_chunk_size(m) if chunk_size is None else int(chunk_size)
     x = x.float()
     xn = F.normalize(x, dim=1) if shrink == 0 else x
     norms = x.norm(dim=1)  # (I,), read only with shrink
+    if keys is None:
+        kn, key_norms = xn, norms
+    else:
+        keys = keys.float()
+        kn = F.normalize(keys, dim=1) if shrink == 0 else keys
+        key_norms = keys.norm(dim=1)
     values = torch.empty(n, k, device=x.device)
     indices = torch.empty(n, k, dtype=torch.long, device=x.device)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        sim = xn[start:stop] @ xn.t()  # (c, I)
+        sim = xn[start:stop] @ kn.t()  # (c, J)
         if shrink > 0:
-            sim = sim / (norms[start:stop, None] * norms[None, :] + shrink)
+            sim = sim / (norms[start:stop, None] * key_norms[None, :] + shrink)
         v, i = torch.topk(sim, k, dim=1)
         values[start:stop] = v
         indices[start:stop] = i
@@ -230,3 +239,60 @@ def build_item_graph(
     weights = knn_modality_weights(list(features), mm_image_weight, image_modality)
     graphs = [build_knn_graph(features[m], k=knn_k, chunk_size=chunk_size) for m in weights]
     return combine_graphs(graphs, list(weights.values()))
+
+
+@torch.no_grad()
+def build_cold_item_graph(
+    features: Mapping[str, Tensor],
+    warm: Tensor,
+    knn_k: int = 10,
+    mm_image_weight: float = 0.1,
+    image_modality: str = "image",
+    chunk_size: int | None = None,
+) -> Tensor:
+    r"""Row-stochastic map from every cold item to its ``knn_k`` nearest WARM items in content
+    space (LIRDRec's ``cold_item_rep="knn"``).
+
+    The similarity mixes the modalities as the item graph does (:func:`knn_modality_weights`
+    :math:`\omega`): :math:`s_{ij} = \sum_m \omega_m \cos(\mathbf{x}_{m,i}, \mathbf{x}_{m,j})`,
+    the cosine of the concatenated :math:`[\sqrt{\omega_m}\,\mathbf{x}_{m,i}/\lVert
+    \mathbf{x}_{m,i}\rVert]_m` (unit rows), searched over the warm items only
+    (:func:`knn_indices` with ``keys``). Row :math:`i` of the result is
+    :math:`\frac1k\mathbb{1}[j \in N_k^{\text{warm}}(i)]` for a cold item (``warm[i]`` false)
+    and empty for a warm one.
+
+    Args:
+        features (Mapping[str, Tensor]): modality -> :math:`(I, d_m)`.
+        warm (Tensor): bool :math:`(I,)`, items with a training interaction.
+        knn_k (int): :math:`k`, at most the number of warm items. (default: ``10``)
+        mm_image_weight (float): :math:`w` of :func:`knn_modality_weights`. (default: ``0.1``)
+        image_modality (str): modality of the image slot. (default: ``"image"``)
+        chunk_size (int | None): rows per similarity chunk.
+
+    Returns:
+        Sparse CSR :math:`(I, I)`, :math:`k` entries :math:`1/k` in each cold row.
+
+    >>> x = torch.tensor([[1., 0.], [0., 1.], [1., .1], [.1, 1.]])
+    >>> build_cold_item_graph({"image": x}, torch.tensor([1, 1, 0, 0]).bool(), 1).to_dense()
+    tensor([[0., 0., 0., 0.],
+            [0., 0., 0., 0.],
+            [1., 0., 0., 0.],
+            [0., 1., 0., 0.]])
+    """
+    warm = torch.as_tensor(warm, dtype=torch.bool)
+    num_items = int(warm.numel())
+    weights = knn_modality_weights(list(features), mm_image_weight, image_modality)
+    x = torch.cat([F.normalize(features[m].float(), dim=1) * w ** 0.5
+                   for m, w in weights.items()], dim=1)  # (I, sum d_m), unit rows
+    warm_ids = warm.nonzero().squeeze(1)
+    cold_ids = (~warm).nonzero().squeeze(1)
+    if len(warm_ids) == 0:
+        raise ConfigError("cold item graph: no warm item (every item lacks training data)")
+    k = int(knn_k)
+    if not 1 <= k <= len(warm_ids):
+        raise ConfigError(f"cold item graph: knn_k must be in [1, {len(warm_ids)}] (the warm "
+                          f"items), got {k}")
+    _, idx = knn_indices(x[cold_ids], k, chunk_size, keys=x[warm_ids])  # (n_cold, k)
+    row = cold_ids.repeat_interleave(k)
+    col = warm_ids[idx.reshape(-1)]
+    return sparse_from_coo(row, col, torch.full((len(row),), 1.0 / k), (num_items, num_items))

@@ -17,10 +17,14 @@ from torch import Tensor, nn
 from lirdrec.features.transform import TRANSFORMS, dct, shared_channel_input
 from lirdrec.graphs import (
     bipartite_adjacency,
+    build_cold_item_graph,
     build_item_graph,
+    degree_features,
+    item_degrees,
     knn_modality_weights,
     propagate_sum,
     residual_spmm,
+    spmm,
     transpose_csr,
 )
 from lirdrec.models.base import (
@@ -42,6 +46,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FeatureEncoder", "LIRDRec", "build_item_graph", "knn_modality_weights"]
 
 SHARED = "shared"
+POPULARITY = "popularity"
+LAYER_COMBINES = ("sum", "mean")
+POPULARITY_CHANNELS = ("off", "degree")
+COLD_ITEM_REPS = ("none", "knn")
 FUSIONS = ("pwc", "attention", "mean", "concat")
 ITEM_IDS = ("off", "add")
 AUTOCAST_DTYPES = (None, "bfloat16")
@@ -131,7 +139,12 @@ class LIRDRec(Recommender):
         \mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}\mathbf{E}^{(0)},
 
     where norm is row-wise L2 normalisation per channel (users stacked on items) and the layers
-    are SUMMED (not averaged as in torch_geometric's LightGCN). Items get the frozen kNN residual
+    are SUMMED (not averaged as in torch_geometric's LightGCN; ``layer_combine="mean"`` divides
+    :math:`\mathbf{E}` by :math:`L + 1`). With ``cold_item_rep="knn"`` each item without training
+    interactions (which collects only its layer-0 term) takes instead the mean of the propagated
+    rows of its :math:`k` nearest warm items in content space (:func:`build_cold_item_graph`,
+    :math:`k` = ``knn_k``): :math:`\mathbf{E}_i \leftarrow \frac1k\sum_{j \in
+    N_k^{\text{warm}}(i)} \mathbf{E}_j` (warm rows unchanged). Items get the frozen kNN residual
     :math:`\mathbf{Z} = \mathbf{E}_I + S^{n}\mathbf{E}_I` (:func:`build_item_graph`, :math:`n` =
     ``n_mm_layers``), users are fused by :class:`~lirdrec.models.pwc.PWC`
     (:math:`\mathrm{User}_u = [\alpha_{u,c}\mathbf{e}_{u,c}]_c`), and
@@ -186,6 +199,24 @@ class LIRDRec(Recommender):
             the (orthonormal) DCT into the shared encoder's first-layer weights instead (no
             :math:`I \times \sum_m d_m` copy), ``"auto"`` chooses (:meth:`_resolve_shared_input`).
             (default: ``"auto"``)
+        layer_combine (str): ``"sum"`` :math:`\mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}
+            \mathbf{E}^{(0)}` (the paper's) or ``"mean"``, that divided by :math:`L + 1`
+            (torch_geometric's LightGCN). (default: ``"sum"``)
+        cold_item_rep (str): ``"none"`` or ``"knn"``: items of training degree 0 take the mean of
+            the propagated rows of their ``knn_k`` nearest warm items (see above), so they sit
+            where their content neighbours sit, with their layer-sum magnitude. (Not the
+            dataset's ``cold_items`` fraction, which holds items out.) (default: ``"none"``)
+        cold_graph (Tensor | None): the cold -> warm map :math:`(I, I)` of
+            :func:`build_cold_item_graph`; ``None`` builds it from ``features`` and the items
+            without edges in ``adj`` when ``cold_item_rep="knn"``. (default: ``None``)
+        popularity_channel (str): ``"off"`` or ``"degree"``: one more item channel ``popularity``
+            whose input is :func:`degree_features` of the training degrees,
+            :math:`[\log(1+n_i)/\log(1+\max n),\ \mathrm{onehot}_8(\text{quantile
+            bucket})]` (all zero for a cold item): data, not an ID parameter, so cold items stay
+            scorable. It has its own encoder and user table and takes part in the fusion; the
+            kNN graph and the shared (DCT) channel stay content only. (default: ``"off"``)
+        popularity_features (Tensor | None): that input :math:`(I, 9)`; ``None`` computes it
+            from the item degrees of ``adj`` (:func:`item_degrees`). (default: ``None``)
 
     Shapes:
         - **forward:** users :math:`(U, C d)`, items :math:`(I, C d)`
@@ -216,6 +247,10 @@ class LIRDRec(Recommender):
         "item_id": OneOf(*ITEM_IDS),
         "autocast_dtype": OneOf(*AUTOCAST_DTYPES),
         "shared_input": OneOf(*SHARED_INPUTS),
+        "layer_combine": OneOf(*LAYER_COMBINES),
+        "cold_item_rep": OneOf(*COLD_ITEM_REPS),
+        "cold_graph": Shape("num_items", "num_items", optional=True),
+        "popularity_channel": OneOf(*POPULARITY_CHANNELS),
     }
 
     def __init__(
@@ -239,6 +274,11 @@ class LIRDRec(Recommender):
         image_modality: str = "image",
         autocast_dtype: str | None = None,
         shared_input: str = "auto",
+        layer_combine: str = "sum",
+        cold_item_rep: str = "none",
+        cold_graph: Tensor | None = None,
+        popularity_channel: str = "off",
+        popularity_features: Tensor | None = None,
     ) -> None:
         super().__init__(num_users, num_items)
         name = type(self).__name__
@@ -250,8 +290,9 @@ class LIRDRec(Recommender):
                         getattr(x, "ndim",
                                 0) == 2 and x.shape[0] == self.num_items and x.shape[1] > 0,
                         f"of shape ({self.num_items}, d_m)")
-        check_param(name, "features", list(features), SHARED not in features,
-                    f"modality names other than {SHARED!r} (the transformed channel's name)")
+        check_param(name, "features", list(features),
+                    SHARED not in features and POPULARITY not in features,
+                    f"modality names other than {SHARED!r} and {POPULARITY!r} (channel names)")
         check_arguments(self, locals())
 
         self.embedding_dim = int(embedding_dim)
@@ -267,8 +308,12 @@ class LIRDRec(Recommender):
         self.item_id = item_id
         self.image_modality = image_modality
         self.autocast_dtype = autocast_dtype
+        self.layer_combine = layer_combine
+        self.cold_item_rep = cold_item_rep
+        self.popularity_channel = popularity_channel
         self.modalities = list(features)
-        self.channels = self.modalities + ([] if transform == "none" else [SHARED])
+        self.channels = (self.modalities + ([] if transform == "none" else [SHARED])
+                         + ([POPULARITY] if popularity_channel == "degree" else []))
 
         # ---- constant inputs (non-persistent buffers: follow .to(), stay out of checkpoints)
         input_dtype = torch.bfloat16 if autocast_dtype == "bfloat16" else torch.float32
@@ -294,6 +339,32 @@ class LIRDRec(Recommender):
                 image_modality)
         self.register_buffer("adj", adj.to_sparse_csr() if adj.layout != torch.sparse_csr else adj,
                              persistent=False)
+        if popularity_channel == "degree":  # data from the training graph, not a parameter
+            if popularity_features is None:
+                popularity_features = degree_features(item_degrees(self.adj, self.num_users))
+            pop = torch.as_tensor(popularity_features).detach()
+            check_param(name, "popularity_features", tuple(pop.shape),
+                        pop.ndim == 2 and pop.shape[0] == self.num_items,
+                        f"of shape ({self.num_items}, width)")
+            self.register_buffer("input_popularity", pop.to(input_dtype).contiguous(),
+                                 persistent=False)
+            self.in_dims[POPULARITY] = int(pop.shape[1])
+        cold = None
+        if cold_item_rep == "knn":
+            if cold_graph is None:
+                warm = item_degrees(self.adj, self.num_users) > 0
+                cold_graph = build_cold_item_graph(
+                    {m: inputs[m] for m in self.modalities}, warm, self.knn_k,
+                    self.mm_image_weight, image_modality)
+            graph = (cold_graph.to_sparse_csr() if cold_graph.layout != torch.sparse_csr
+                     else cold_graph).float()
+            cold = graph.crow_indices().diff() > 0  # (I,) the items that take their neighbours'
+        if cold is not None and bool(cold.any()):
+            self.register_buffer("cold_graph", graph, persistent=False)
+            self.register_buffer("cold_graph_t", transpose_csr(graph), persistent=False)
+            self.register_buffer("cold_mask", cold.unsqueeze(1), persistent=False)  # (I, 1)
+        else:  # no switch, or no item without training interactions
+            self.cold_graph = self.cold_graph_t = self.cold_mask = None
         if self.n_mm_layers > 0:
             graph = (item_graph.to_sparse_csr() if item_graph.layout != torch.sparse_csr
                      else item_graph)
@@ -336,7 +407,8 @@ class LIRDRec(Recommender):
     @classmethod
     def from_dataset(cls, ds: Dataset, **kwargs: Any) -> LIRDRec:
         r""":math:`\hat A` of the training split and the frozen kNN item graph of
-        ``ds.features`` from :mod:`lirdrec.graphs`, passed to the constructor.
+        ``ds.features`` from :mod:`lirdrec.graphs`, passed to the constructor (and, when
+        switched on, the cold -> warm map and the degree features of the training split).
 
         ``modalities`` (a list or comma-separated string) selects feature files; default all.
         """
@@ -354,6 +426,14 @@ class LIRDRec(Recommender):
             kwargs["item_graph"] = build_item_graph(
                 features, cls.default("knn_k", kwargs), cls.default("mm_image_weight", kwargs),
                 cls.default("image_modality", kwargs))
+        degree = torch.from_numpy(ds.item_degree())
+        if cls.default("cold_item_rep", kwargs) == "knn" and kwargs.get("cold_graph") is None:
+            kwargs["cold_graph"] = build_cold_item_graph(
+                features, degree > 0, cls.default("knn_k", kwargs),
+                cls.default("mm_image_weight", kwargs), cls.default("image_modality", kwargs))
+        if (cls.default("popularity_channel", kwargs) == "degree"
+                and kwargs.get("popularity_features") is None):
+            kwargs["popularity_features"] = degree_features(degree)
         return cls(ds.num_users, ds.num_items, features, adj, **kwargs)
 
     # ------------------------------------------------------------------ forward
@@ -415,22 +495,39 @@ class LIRDRec(Recommender):
             hs = [self.encoders[m](x) for m, x in zip(self.modalities, inputs)]
             if self.transform != "none":
                 hs.append(self._encode_shared(inputs))
+            if self.popularity_channel == "degree":
+                hs.append(self.encoders[POPULARITY](self.input_popularity))
         h = torch.stack(hs, dim=1).float()  # (I, C, d)
         if self.item_id_emb is not None:
             h = h + self.item_id_emb.unsqueeze(1)
         return h
 
     def propagate(self) -> Tensor:
-        r""":math:`\mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}\mathbf{E}^{(0)}`, users on top:
-        :math:`(U + I, C d)`, before the kNN residual and the user fusion.
+        r""":math:`\mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}\mathbf{E}^{(0)}` (divided by
+        :math:`L+1` for ``layer_combine="mean"``), users on top: :math:`(U + I, C d)`, before the
+        cold items' neighbour mean, the kNN residual and the user fusion.
         """
         x = row_normalize(self.user_emb, self.item_channels())  # E^(0): per-channel L2, (U+I, C, d)
         # Horner's rule, T <- E0 + A T; adj is symmetric: its own transpose in backward
-        return propagate_sum(self.adj, x.view(x.shape[0], -1), self.n_ui_layers)
+        out = propagate_sum(self.adj, x.view(x.shape[0], -1), self.n_ui_layers)
+        if self.layer_combine == "mean":
+            out = out / (self.n_ui_layers + 1)
+        return out
+
+    def cold_items_from_neighbours(self, item_rep: Tensor) -> Tensor:
+        r"""``cold_item_rep="knn"``: the rows of items without training interactions replaced by
+        the mean of their nearest warm items' rows, :math:`(I, C d) \to (I, C d)`; warm rows
+        are returned as they are (bit for bit).
+        """
+        if self.cold_graph is None:
+            return item_rep
+        mixed = spmm(self.cold_graph, item_rep, self.cold_graph_t)  # (I, C d), 0 in warm rows
+        return torch.where(self.cold_mask, mixed, item_rep)
 
     def forward(self) -> tuple[Tensor, Tensor]:
         """Users :math:`(U, C d)` after the fusion; items :math:`(I, C d)` after kNN residual."""
         user_rep, item_rep = self.propagate().split([self.num_users, self.num_items])
+        item_rep = self.cold_items_from_neighbours(item_rep)
         if self.item_graph is not None:  # Z = E_I + S^n E_I
             item_rep = residual_spmm(self.item_graph, item_rep, self.n_mm_layers, self.item_graph_t)
         return self.fuse_users(user_rep), item_rep
@@ -501,5 +598,7 @@ class LIRDRec(Recommender):
             f"n_ui_layers={self.n_ui_layers}, n_mm_layers={self.n_mm_layers}, knn_k={self.knn_k}, "
             f"mm_image_weight={self.mm_image_weight}, reg_weight={self.reg_weight}, "
             f"transform={self.transform!r}, fusion={self.fusion!r}, item_id={self.item_id!r}, "
-            f"autocast_dtype={self.autocast_dtype!r}, shared_input={self.shared_input!r}"
+            f"autocast_dtype={self.autocast_dtype!r}, shared_input={self.shared_input!r}, "
+            f"layer_combine={self.layer_combine!r}, cold_item_rep={self.cold_item_rep!r}, "
+            f"popularity_channel={self.popularity_channel!r}"
         )
