@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
+import yaml
 
 from lirdrec.data.synthetic import write_synthetic
+from lirdrec.errors import ConfigError
 from lirdrec.experiments import load_experiment, run_experiment
 
 
@@ -124,3 +127,50 @@ trainer: {{epochs: 2, batch_size: 512}}
     a_mf = partial[(partial.dataset == "a") & (partial.variant == "mf")]
     assert set(a_mf.seed) == {2} and (a_mf["n"] == 1).all()
     capsys.readouterr()
+
+
+def test_a_dataset_entry_runs_the_cold_item_protocol_and_the_tables_show_cold_recall(tmp_path):
+    """Issue 18: ``cold_items: 0.2`` under a dataset holds 20 % of the items out of training for
+    every run on it; results carry cold/ metrics and results.md a cold/Recall@20 column. On it
+    LIRDRec's cold items never reach a top-20 (they keep only their layer-0 term), while
+    ``cold_item_rep: knn`` ranks them."""
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=400,
+                              num_items=900)
+    f = tmp_path / "exp.yaml"
+    f.write_text(f"""
+name: cold
+out: out
+datasets:
+  warm: {{data: {data}}}
+  cold: {{data: {data}, cold_items: 0.2}}
+models:
+  lirdrec: {{params: {{embedding_dim: 16}}}}
+  lirdrec-knn: {{model: lirdrec, params: {{embedding_dim: 16, cold_item_rep: knn}},
+                datasets: [cold]}}
+seeds: [1]
+trainer: {{lr: 1.0e-2, epochs: 10, batch_size: 2048, patience: 100}}
+""")
+    exp = load_experiment(f)
+    assert exp.datasets["cold"]["cold_items"] == 0.2 and "cold_items" not in exp.datasets["warm"]
+    df = run_experiment(exp, show_progress=False)
+    test = df[(df.split == "test") & (df.K == 20)].set_index(["dataset", "variant", "metric"])
+    assert test.loc[("cold", "lirdrec", "cold/Recall"), "value"] == 0.0
+    assert test.loc[("cold", "lirdrec-knn", "cold/Recall"), "value"] > 0.05
+    assert ("warm", "lirdrec", "cold/Recall") not in test.index
+    cfg = yaml.safe_load((exp.out / "runs" / "cold" / "lirdrec" / "seed-1" / "point-000" /
+                          "config.yaml").read_text())
+    assert cfg["cold_items"] == 0.2
+    md = (exp.out / "results.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| dataset"))
+    assert "cold/Recall@20" in header and "cold/NDCG@20" in header
+    row = next(line for line in md.splitlines() if line.startswith("| cold ") and "knn" in line)
+    assert f"{test.loc[('cold', 'lirdrec-knn', 'cold/Recall'), 'value']:.4f}" in row
+
+
+def test_bad_dataset_entries_are_config_errors(tmp_path):
+    for entry, match in (("{data: x, cold: 0.2}", "unknown key"),
+                         ("{data: x, cold_items: 1.5}", "cold_items must be a fraction")):
+        f = tmp_path / "exp.yaml"
+        f.write_text(f"datasets: {{d: {entry}}}\nmodels: {{mf: }}\n")
+        with pytest.raises(ConfigError, match=match):
+            load_experiment(f)

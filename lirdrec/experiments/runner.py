@@ -7,6 +7,7 @@ An experiment YAML::
     datasets:
       ml100k: {data: ../shared/data/ml100k, modalities: image,text}
       tiktok: {data: ../shared/data/tiktok}
+      ml100k-cold: {data: ../shared/data/ml100k, cold_items: 0.2}   # cold-item protocol
     models:                            # variant name -> registry model, fixed params, grid
       lightgcn: {model: lightgcn, params: {num_layers: 2}, grid: {reg_weight: [1.0e-3, 1.0e-4]}}
       lirdrec: {model: lirdrec}
@@ -22,6 +23,11 @@ with the best VALIDATION metric is selected, and its valid and test metrics go t
 ``results.csv`` with the columns ``dataset, model, variant, seed, split, metric, K, value``;
 ``results.md`` shows test
 metrics as mean ± std over seeds; ``selection.csv`` lists every grid point.
+
+A dataset entry takes ``data``, ``modalities`` and ``cold_items``: a fraction of the items held
+out of training for every run on it (:func:`lirdrec.data.cold.hold_out_items`, drawn from each
+run's seed); its runs then also report ``cold/<metric>`` (ranked on the held-out items' test
+interactions alone), and the tables gain the columns :data:`COLD_TABLE_METRICS`.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ __all__ = ["Experiment", "load_experiment", "run_experiment", "results_table"]
 TOP_KEYS = {"name", "out", "datasets", "models", "seeds", "trainer", "small", "metric", "reference"}
 #: Metrics of the markdown tables and the significance tests.
 TABLE_METRICS = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20")
+#: Extra columns of the markdown tables when some dataset uses the cold-item protocol.
+COLD_TABLE_METRICS = ("cold/Recall@20", "cold/NDCG@20")
+#: Keys of a dataset entry.
+DATASET_KEYS = ("data", "modalities", "cold_items")
 #: Marks in the tables: Holm-adjusted p < ALPHA against the reference row.
 ALPHA = 0.05
 
@@ -86,6 +96,16 @@ def load_experiment(path: str | Path) -> Experiment:
         d = {"data": d} if isinstance(d, str) else dict(d)
         if "data" not in d:
             raise ConfigError(f"{path}: dataset {name!r} needs a 'data' path")
+        extra = sorted(set(d) - set(DATASET_KEYS))
+        if extra:
+            raise ConfigError(f"{path}: dataset {name!r}: unknown key(s) {extra}; valid: "
+                              f"{', '.join(DATASET_KEYS)}")
+        if "cold_items" in d:
+            c = d["cold_items"]
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c < 1:
+                raise ConfigError(f"{path}: dataset {name!r}: cold_items must be a fraction in "
+                                  f"[0, 1), got {c!r}")
+            d["cold_items"] = float(c)
         if not Path(d["data"]).is_absolute():
             d["data"] = str((base / d["data"]).resolve())
         datasets[name] = d
@@ -171,8 +191,10 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
             for seed in exp.seeds:
                 best = None
                 for idx, point in enumerate(points):
-                    layers = config_layers(exp.trainer, (), mcfg.get("params"), point, overrides,
-                                           {"seed": seed})
+                    data_layer = ({"cold_items": dcfg["cold_items"]} if "cold_items" in dcfg
+                                  else None)  # the dataset's protocol, below model settings
+                    layers = config_layers(exp.trainer, (), data_layer, mcfg.get("params"), point,
+                                           overrides, {"seed": seed})
                     cfg = resolve(mcfg["model"], layers)
                     run_dir = out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}"
                     config = {**cfg.to_dict(), "data": dcfg["data"],
@@ -328,9 +350,12 @@ def results_table(df: pd.DataFrame, split: str = "test", metrics: tuple[str, ...
 
     With ``significance`` (from :func:`significance`), a cell gets ``*`` / ``†`` when the
     Holm-adjusted paired t-test / Wilcoxon p-value against the reference is below :data:`ALPHA`.
+    The :data:`COLD_TABLE_METRICS` columns follow when some run has them (cold-item protocol).
     """
     d = df[df["split"] == split].copy()
     d["key"] = d["metric"] + "@" + d["K"].astype(str)
+    metrics = (*metrics, *(m for m in COLD_TABLE_METRICS
+                           if m not in metrics and (d["key"] == m).any()))
     d = d[d["key"].isin(metrics)]
     g = d.groupby(["dataset", "variant", "key"], sort=False)["value"]
     stats = g.agg(["mean", "std", "count"]).reset_index()
