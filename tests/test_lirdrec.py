@@ -273,7 +273,8 @@ def test_each_ablation_changes_the_forward():
     ref_scores = base.score(torch.arange(num_users))
     variants = [dict(transform="identity"), dict(transform="none"), dict(fusion="attention"),
                 dict(fusion="mean"), dict(fusion="concat"), dict(n_mm_layers=0), dict(knn_k=5),
-                dict(mm_image_weight=0.6), dict(item_id="add"), dict(n_ui_layers=3)]
+                dict(mm_image_weight=0.6), dict(item_id="add"), dict(n_ui_layers=3),
+                dict(layer_combine="mean"), dict(popularity_channel="degree")]
     for kw in variants:
         model = build(num_users, num_items, feats, users, items, **kw)
         assert model.score(torch.arange(num_users)).shape == (num_users, num_items)
@@ -575,3 +576,62 @@ def test_cold_item_rep_with_item_graph_and_from_dataset():
     assert torch.equal(a.item_graph.to_dense(), LIRDRec.from_dataset(ds, embedding_dim=8)
                        .item_graph.to_dense())  # the kNN item graph does not change
     torch.testing.assert_close(a()[1], b()[1])
+
+
+def test_popularity_channel_is_a_degree_input_with_its_own_encoder_and_user_table():
+    """Issue 18: ``popularity_channel="degree"`` adds a channel fed by the training degrees
+    (data): cold items get the zero-degree code, the new encoder and user table get gradients,
+    PWC fuses it, and neither the kNN item graph nor the shared (DCT) channel changes."""
+    from lirdrec.graphs import degree_features
+
+    num_users, num_items, feats, users, items = random_problem(seed=8)
+    keep = ~np.isin(items, [0, 5])  # items 0 and 5 never occur in training
+    users, items = users[keep], items[keep]
+    off = build(num_users, num_items, feats, users, items)
+    pop = build(num_users, num_items, feats, users, items, popularity_channel="degree")
+    assert pop.channels == ["image", "text", "shared", "popularity"]
+    assert pop.user_emb.shape == (num_users, 4, 8) and pop.fusion_module.theta.shape == (
+        num_users, 4)
+    degree = torch.from_numpy(np.bincount(
+        np.unique(users * num_items + items) % num_items, minlength=num_items))
+    torch.testing.assert_close(pop.input_popularity, degree_features(degree), atol=0, rtol=0)
+    assert pop.input_popularity.shape == (num_items, 9)
+    assert float(pop.input_popularity[[0, 5]].abs().sum()) == 0.0  # the zero-degree code
+    assert torch.equal(pop.item_graph.to_dense(), off.item_graph.to_dense())
+    assert torch.equal(pop.input_shared, off.input_shared)
+    # the popularity channel's items are its encoder's output (before normalisation)
+    h = pop.item_channels()
+    torch.testing.assert_close(h[:, 3], pop.encoders["popularity"](pop.input_popularity))
+    assert torch.equal(h[0, 3], h[5, 3])  # both cold: the same code, the same encoding
+    pop.loss(torch.tensor([0, 3, 5]), torch.tensor([1, 2, 4]), torch.tensor([7, 8, 9])).backward()
+    for name, p in pop.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+        assert num_items not in p.shape, name
+    assert float(pop.user_emb.grad[:, 3].abs().sum()) > 0
+    assert any(p is pop.encoders["popularity"][0].weight
+               for p in pop.parameter_groups()["item_feature"])
+    # other fusions take the extra channel too; the scores differ from the switch off
+    for fusion in ("attention", "mean", "concat"):
+        m = build(num_users, num_items, feats, users, items, popularity_channel="degree",
+                  fusion=fusion)
+        assert m()[1].shape == (num_items, 4 * 8)
+    with torch.no_grad():
+        assert not torch.allclose(pop.score(torch.arange(3))[:, :8], off.score(torch.arange(3))[
+            :, :8])
+    with pytest.raises(ConfigError, match="popularity_channel"):
+        build(num_users, num_items, feats, users, items, popularity_channel="on")
+
+
+def test_popularity_channel_from_dataset_uses_the_training_degrees():
+    from lirdrec.data import synthetic
+    from lirdrec.data.cold import hold_out_items
+    from lirdrec.graphs import degree_features
+
+    ds = hold_out_items(synthetic.generate(seed=2, num_users=40, num_items=60), 0.2,
+                        np.random.default_rng(0))
+    m = LIRDRec.from_dataset(ds, embedding_dim=8, popularity_channel="degree",
+                             cold_item_rep="knn")
+    want = degree_features(torch.from_numpy(ds.item_degree()))
+    assert torch.equal(m.input_popularity, want)
+    assert float(m.input_popularity[torch.from_numpy(ds.cold_items)].abs().sum()) == 0.0
+    assert torch.isfinite(m.score(torch.arange(5))).all()
