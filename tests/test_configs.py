@@ -56,11 +56,23 @@ def test_configs_ship_inside_the_package_and_load_by_name(tmp_path, monkeypatch)
         read_yaml("nope")
 
 
-def test_negatives_is_a_trainer_key_from_yaml_and_set():
-    """Issue 18: ``negatives`` reaches the trainer from a config layer or ``--set``."""
+def test_issue_18_switches_from_yaml_and_set():
+    """Issue 18: ``negatives`` (trainer) and LIRDRec's ``layer_combine``, ``cold_item_rep``,
+    ``popularity_channel`` reach their owners from a config layer or ``--set``."""
     from lirdrec.config import config_layers
 
     cfg = resolve("lightgcn", config_layers({"negatives": 2}, ["negatives=4"]))
     assert cfg.trainer_kwargs["negatives"] == 4
     assert resolve("lirdrec", [read_yaml(CONFIGS / "lirdrec.yaml")]).trainer_kwargs[
         "negatives"] == 1
+    sets = ["layer_combine=mean", "cold_item_rep=knn", "popularity_channel=degree"]
+    got = resolve("lirdrec", config_layers(None, sets)).model_kwargs
+    assert (got["layer_combine"], got["cold_item_rep"], got["popularity_channel"]) == (
+        "mean", "knn", "degree")
+    shipped = resolve("lirdrec", [read_yaml(CONFIGS / "lirdrec.yaml")]).model_kwargs
+    assert (shipped["layer_combine"], shipped["cold_item_rep"], shipped["popularity_channel"]) == (
+        "sum", "none", "off")
+    # YAML's off / none words stay strings
+    got = resolve("lirdrec", config_layers({"popularity_channel": False}, ["cold_item_rep=none"]))
+    assert (got.model_kwargs["popularity_channel"], got.model_kwargs["cold_item_rep"]) == (
+        "off", "none")

@@ -339,3 +339,19 @@ def test_k_negatives_rank_batches_are_the_shares_of_the_global_batches(ds):
         assert torch.equal(torch.cat([p[1] for p in parts]), full_p[start:start + size])
         start += size
     assert start == len(full_u)
+
+
+def test_default_configs_keep_the_fingerprint_of_the_version_before_issue_18():
+    """Every key issue 18 added, at its default, leaves the legacy fingerprint equal to that of
+    the configuration without it (what a run interrupted before the merge saved), for LIRDRec
+    and LightGCN (whose own layer_combine default is "mean" and stays in)."""
+    from lirdrec.config import resolve
+
+    added = {"negatives", "layer_combine", "cold_item_rep", "cold_graph", "popularity_channel",
+             "popularity_features"}
+    for model, new_keys in (("lirdrec", added), ("lightgcn", {"negatives"})):
+        new = resolve(model, []).to_dict()
+        old = {k: v for k, v in new.items() if k not in new_keys}
+        assert new_keys <= set(new)
+        assert Trainer(config=new)._fingerprint(legacy=True) == Trainer(config=old)._fingerprint()
+    assert resolve("lightgcn", []).to_dict()["layer_combine"] == "mean"

@@ -38,7 +38,8 @@ __all__ = ["Trainer", "Callback", "FitResult", "callback_keys"]
 #: reproduces the earlier behaviour: a checkpoint whose fingerprint lacks them at that value (a
 #: run interrupted under an older version) still resumes.
 FINGERPRINT_NEUTRAL_DEFAULTS = {"negatives": 1, "layer_combine": "sum",
-                                "popularity_channel": "off", "cold_item_rep": "none"}
+                                "popularity_channel": "off", "popularity_features": None,
+                                "cold_item_rep": "none", "cold_graph": None}
 
 
 class Callback:
