@@ -433,3 +433,24 @@ def test_every_registered_model_trains_under_two_processes(tmp_path):
         tol = 1e-5 if name in EXACT else 0.05  # the inexact ones still learn the same thing
         for key, value in ref.test.items():
             assert got[name]["test"][key] == pytest.approx(value, abs=tol), (name, key)
+
+
+def _negatives_worker(path):
+    D.init_distributed(timeout_s=60)
+    ds = _data()
+    _write(path, _summary(Trainer(**TRAIN, negatives=2).fit(_build("lirdrec", ds), ds)))
+
+
+def test_two_processes_with_two_negatives_equal_one_process_fed_the_same_batches(tmp_path):
+    """Issue 18: ``negatives=2`` on the shard path: each rank repeats its share of every global
+    batch's pairs twice with its own negatives; the run equals one process stepping on the
+    concatenated shares (2 x 151 triples per global batch)."""
+    path = tmp_path / "neg.json"
+    D.spawn(_negatives_worker, WORLD, str(path))
+    got = json.loads(path.read_text())
+    ds = _data()
+    ref = _summary(ReplayTrainer(**TRAIN, negatives=2).fit(_build("lirdrec", ds), ds))
+    np.testing.assert_allclose(got["loss"], ref["loss"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got["valid_by_epoch"], ref["valid_by_epoch"], rtol=0, atol=1e-5)
+    one = _summary(Trainer(**TRAIN).fit(_build("lirdrec", ds), ds))
+    assert abs(got["loss"][0] - one["loss"][0]) > 1e-6  # the second negative changed the run
