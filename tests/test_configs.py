@@ -65,13 +65,14 @@ def test_issue_18_switches_from_yaml_and_set():
     assert cfg.trainer_kwargs["negatives"] == 4
     assert resolve("lirdrec", [read_yaml(CONFIGS / "lirdrec.yaml")]).trainer_kwargs[
         "negatives"] == 1
-    sets = ["layer_combine=mean", "cold_item_rep=knn", "popularity_channel=degree"]
+    sets = ["layer_combine=mean", "cold_item_rep=knn", "popularity_channel=degree",
+            "input_norm=none"]
     got = resolve("lirdrec", config_layers(None, sets)).model_kwargs
-    assert (got["layer_combine"], got["cold_item_rep"], got["popularity_channel"]) == (
-        "mean", "knn", "degree")
+    assert (got["layer_combine"], got["cold_item_rep"], got["popularity_channel"],
+            got["input_norm"]) == ("mean", "knn", "degree", "none")
     shipped = resolve("lirdrec", [read_yaml(CONFIGS / "lirdrec.yaml")]).model_kwargs
-    assert (shipped["layer_combine"], shipped["cold_item_rep"], shipped["popularity_channel"]) == (
-        "sum", "none", "off")
+    assert (shipped["layer_combine"], shipped["cold_item_rep"], shipped["popularity_channel"],
+            shipped["input_norm"]) == ("sum", "none", "off", "l2")
     # YAML's off / none words stay strings
     got = resolve("lirdrec", config_layers({"popularity_channel": False}, ["cold_item_rep=none"]))
     assert (got.model_kwargs["popularity_channel"], got.model_kwargs["cold_item_rep"]) == (

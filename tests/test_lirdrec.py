@@ -521,6 +521,32 @@ def test_layer_combine_mean_is_the_layer_sum_over_l_plus_one(layers):
         build(num_users, num_items, feats, users, items, layer_combine="max")
 
 
+@pytest.mark.parametrize("layers", [0, 2])
+def test_input_norm_none_propagates_the_unnormalised_inputs(layers):
+    """``input_norm="none"``: E = sum_l A^l E0 with E0 the raw user table on the encoded items
+    (dense formula); the default ``"l2"`` is the per-channel normalised E0 of the paper."""
+    num_users, num_items, feats, users, items = random_problem(seed=9)
+    kw = dict(n_ui_layers=layers, n_mm_layers=0, fusion="concat")
+    raw = build(num_users, num_items, feats, users, items, input_norm="none", **kw)
+    e0 = torch.cat([raw.user_emb, raw.item_channels()]).flatten(1).double()
+    a = raw.adj.to_dense().double()
+    dense, h = e0.clone(), e0
+    for _ in range(layers):
+        h = a @ h
+        dense = dense + h
+    torch.testing.assert_close(raw.propagate().double(), dense, atol=1e-5, rtol=0)
+    norms = e0.view(e0.shape[0], -1, raw.embedding_dim).norm(dim=-1)
+    assert not torch.allclose(norms, torch.ones_like(norms))  # really not normalised
+    l2 = build(num_users, num_items, feats, users, items, **kw)
+    torch.testing.assert_close(l2.propagate().double(), _dense_propagation(l2, layers),
+                               atol=1e-5, rtol=0)
+    raw.loss(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([2, 3])).backward()
+    assert raw.user_emb.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in raw.encoders.parameters())
+    with pytest.raises(ConfigError, match="input_norm"):
+        build(num_users, num_items, feats, users, items, input_norm="l1")
+
+
 def test_cold_items_take_the_mean_of_their_nearest_warm_items():
     """``cold_item_rep="knn"``: a cold item's propagated row is the mean of the rows of its k
     nearest warm items under the modality-weighted cosine; warm items and users bit-identical."""

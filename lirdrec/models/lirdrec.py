@@ -48,6 +48,7 @@ __all__ = ["FeatureEncoder", "LIRDRec", "build_item_graph", "knn_modality_weight
 SHARED = "shared"
 POPULARITY = "popularity"
 LAYER_COMBINES = ("sum", "mean")
+INPUT_NORMS = ("l2", "none")
 POPULARITY_CHANNELS = ("off", "degree")
 COLD_ITEM_REPS = ("none", "knn")
 FUSIONS = ("pwc", "attention", "mean", "concat")
@@ -202,6 +203,10 @@ class LIRDRec(Recommender):
         layer_combine (str): ``"sum"`` :math:`\mathbf{E} = \sum_{l=0}^{L}\hat{\mathbf{A}}^{l}
             \mathbf{E}^{(0)}` (the paper's) or ``"mean"``, that divided by :math:`L + 1`
             (torch_geometric's LightGCN). (default: ``"sum"``)
+        input_norm (str): ``"l2"`` :math:`\mathbf{E}^{(0)}` is the per-channel L2-normalised
+            users and encoded items (the paper's), ``"none"`` takes them as they are, so that
+            their norms can carry a score scale as in ID-based models (a gap-study switch).
+            (default: ``"l2"``)
         cold_item_rep (str): ``"none"`` or ``"knn"``: items of training degree 0 take the mean of
             the propagated rows of their ``knn_k`` nearest warm items (see above), so they sit
             where their content neighbours sit, with their layer-sum magnitude. (Not the
@@ -248,6 +253,7 @@ class LIRDRec(Recommender):
         "autocast_dtype": OneOf(*AUTOCAST_DTYPES),
         "shared_input": OneOf(*SHARED_INPUTS),
         "layer_combine": OneOf(*LAYER_COMBINES),
+        "input_norm": OneOf(*INPUT_NORMS),
         "cold_item_rep": OneOf(*COLD_ITEM_REPS),
         "cold_graph": Shape("num_items", "num_items", optional=True),
         "popularity_channel": OneOf(*POPULARITY_CHANNELS),
@@ -275,6 +281,7 @@ class LIRDRec(Recommender):
         autocast_dtype: str | None = None,
         shared_input: str = "auto",
         layer_combine: str = "sum",
+        input_norm: str = "l2",
         cold_item_rep: str = "none",
         cold_graph: Tensor | None = None,
         popularity_channel: str = "off",
@@ -309,6 +316,7 @@ class LIRDRec(Recommender):
         self.image_modality = image_modality
         self.autocast_dtype = autocast_dtype
         self.layer_combine = layer_combine
+        self.input_norm = input_norm
         self.cold_item_rep = cold_item_rep
         self.popularity_channel = popularity_channel
         self.modalities = list(features)
@@ -507,7 +515,10 @@ class LIRDRec(Recommender):
         :math:`L+1` for ``layer_combine="mean"``), users on top: :math:`(U + I, C d)`, before the
         cold items' neighbour mean, the kNN residual and the user fusion.
         """
-        x = row_normalize(self.user_emb, self.item_channels())  # E^(0): per-channel L2, (U+I, C, d)
+        if self.input_norm == "l2":  # E^(0): per-channel L2, (U+I, C, d)
+            x = row_normalize(self.user_emb, self.item_channels())
+        else:
+            x = torch.cat([self.user_emb, self.item_channels()])
         # Horner's rule, T <- E0 + A T; adj is symmetric: its own transpose in backward
         out = propagate_sum(self.adj, x.view(x.shape[0], -1), self.n_ui_layers)
         if self.layer_combine == "mean":
@@ -599,6 +610,7 @@ class LIRDRec(Recommender):
             f"mm_image_weight={self.mm_image_weight}, reg_weight={self.reg_weight}, "
             f"transform={self.transform!r}, fusion={self.fusion!r}, item_id={self.item_id!r}, "
             f"autocast_dtype={self.autocast_dtype!r}, shared_input={self.shared_input!r}, "
-            f"layer_combine={self.layer_combine!r}, cold_item_rep={self.cold_item_rep!r}, "
+            f"layer_combine={self.layer_combine!r}, input_norm={self.input_norm!r}, "
+            f"cold_item_rep={self.cold_item_rep!r}, "
             f"popularity_channel={self.popularity_channel!r}"
         )

@@ -37,7 +37,7 @@ __all__ = ["Trainer", "Callback", "FitResult", "callback_keys"]
 #: Settings added after checkpoints carried a configuration fingerprint, with the default that
 #: reproduces the earlier behaviour: a checkpoint whose fingerprint lacks them at that value (a
 #: run interrupted under an older version) still resumes.
-FINGERPRINT_NEUTRAL_DEFAULTS = {"negatives": 1, "layer_combine": "sum",
+FINGERPRINT_NEUTRAL_DEFAULTS = {"negatives": 1, "layer_combine": "sum", "input_norm": "l2",
                                 "popularity_channel": "off", "popularity_features": None,
                                 "cold_item_rep": "none", "cold_graph": None}
 
