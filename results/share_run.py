@@ -1,6 +1,7 @@
 """Reuse one finished run in a second experiment whose configuration for it is identical.
 
     python results/share_run.py SRC.yaml SRC_VARIANT DST.yaml DST_VARIANT DATASET [--wait]
+        [--seeds 999,1,2]
 
 The experiment runner treats a run directory holding ``metrics.json`` as finished and reads it
 back. When, for example, the full LIRDRec model of ``ablation.yaml`` is the very same training
@@ -8,12 +9,16 @@ as ``lirdrec`` in ``main_table.yaml`` (same data, model and trainer settings, se
 the finished run directory instead of training it a second time. Training on CPU is
 deterministic (same seed => bit-identical metrics), so the copy is what a second training would
 produce. The configurations are resolved exactly as the runner resolves them and must be equal,
-or nothing is copied. ``--wait`` polls until the source run has finished. Nothing is copied if
+or nothing is copied; the source's ``config.yaml`` must pass the runner's own check
+(:func:`lirdrec.train.run.check_finished_run`: keys a newer version added at their default are
+tolerated). ``--wait`` polls until the source run has finished. ``--seeds`` (default 999)
+shares every listed seed. Nothing is copied if
 the destination directory already exists (the runner got there first and trains it itself).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -22,7 +27,9 @@ from pathlib import Path
 import yaml
 
 from lirdrec.config import resolve
+from lirdrec.errors import ConfigError
 from lirdrec.experiments import load_experiment
+from lirdrec.train.run import check_finished_run
 
 
 def run_config(exp_file: str, variant: str, dataset: str, seed: int = 999) -> tuple[dict, Path]:
@@ -38,14 +45,11 @@ def run_config(exp_file: str, variant: str, dataset: str, seed: int = 999) -> tu
     return yaml.safe_load(yaml.safe_dump(config, sort_keys=True)), run_dir
 
 
-def main(argv: list[str]) -> int:
-    wait = "--wait" in argv
-    args = [a for a in argv if a != "--wait"]
-    if len(args) != 5:
-        sys.exit(__doc__)
-    src_file, src_variant, dst_file, dst_variant, dataset = args
-    src_cfg, src_dir = run_config(src_file, src_variant, dataset)
-    dst_cfg, dst_dir = run_config(dst_file, dst_variant, dataset)
+def share(src_file: str, src_variant: str, dst_file: str, dst_variant: str, dataset: str,
+          seed: int, wait: bool) -> int:
+    """Copy one seed's finished run; 0 when copied, 1 (with the reason printed) when not."""
+    src_cfg, src_dir = run_config(src_file, src_variant, dataset, seed)
+    dst_cfg, dst_dir = run_config(dst_file, dst_variant, dataset, seed)
     if src_cfg != dst_cfg:
         diff = {k: (src_cfg.get(k), dst_cfg.get(k)) for k in set(src_cfg) | set(dst_cfg)
                 if src_cfg.get(k) != dst_cfg.get(k)}
@@ -56,8 +60,10 @@ def main(argv: list[str]) -> int:
     if not (src_dir / "metrics.json").is_file():
         print(f"not shared: {src_dir} has not finished")
         return 1
-    if yaml.safe_load((src_dir / "config.yaml").read_text()) != src_cfg:
-        print(f"not shared: {src_dir}/config.yaml is not the configuration of {src_file}")
+    try:
+        check_finished_run(src_dir, src_cfg, json.loads((src_dir / "metrics.json").read_text()))
+    except ConfigError as err:
+        print(f"not shared: {src_dir}/config.yaml is not the configuration of {src_file}: {err}")
         return 1
     if dst_dir.exists():
         print(f"not shared: {dst_dir} exists (trained by its own experiment)")
@@ -68,6 +74,19 @@ def main(argv: list[str]) -> int:
     tmp.rename(dst_dir)
     print(f"shared {src_dir} -> {dst_dir}")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    wait = "--wait" in argv
+    args = [a for a in argv if a != "--wait"]
+    seeds = [999]
+    if "--seeds" in args:
+        i = args.index("--seeds")
+        seeds = [int(s) for s in args[i + 1].split(",")]
+        del args[i:i + 2]
+    if len(args) != 5:
+        sys.exit(__doc__)
+    return max(share(*args, seed, wait) for seed in seeds)
 
 
 if __name__ == "__main__":
