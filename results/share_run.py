@@ -1,7 +1,7 @@
 """Reuse one finished run in a second experiment whose configuration for it is identical.
 
     python results/share_run.py SRC.yaml SRC_VARIANT DST.yaml DST_VARIANT DATASET [--wait]
-        [--seeds 999,1,2]
+        [--seeds 999,1,2] [--point N]
 
 The experiment runner treats a run directory holding ``metrics.json`` as finished and reads it
 back. When, for example, the full LIRDRec model of ``ablation.yaml`` is the very same training
@@ -12,8 +12,10 @@ produce. The configurations are resolved exactly as the runner resolves them and
 or nothing is copied; the source's ``config.yaml`` must pass the runner's own check
 (:func:`lirdrec.train.run.check_finished_run`: keys a newer version added at their default are
 tolerated). ``--wait`` polls until the source run has finished. ``--seeds`` (default 999)
-shares every listed seed. Nothing is copied if
-the destination directory already exists (the runner got there first and trains it itself).
+shares every listed seed; ``--point N`` copies into grid point ``N`` of the destination
+variant (whose ``grid:`` then makes one of its points the source's configuration). Nothing is
+copied if the destination directory already exists (the runner got there first and trains it
+itself).
 """
 
 from __future__ import annotations
@@ -26,30 +28,39 @@ from pathlib import Path
 
 import yaml
 
-from lirdrec.config import resolve
+from lirdrec.config import config_layers, resolve
 from lirdrec.errors import ConfigError
 from lirdrec.experiments import load_experiment
+from lirdrec.experiments.runner import _grid_points
 from lirdrec.train.run import check_finished_run
 
 
-def run_config(exp_file: str, variant: str, dataset: str, seed: int = 999) -> tuple[dict, Path]:
-    """The ``config.yaml`` content and run directory the runner uses (point 0, full mode)."""
+def run_config(exp_file: str, variant: str, dataset: str, seed: int = 999,
+               point: int = 0) -> tuple[dict, Path]:
+    """The ``config.yaml`` content and run directory the runner uses (grid point ``point``, full
+    mode), resolved with the runner's own layering.
+    """
     exp = load_experiment(exp_file)
     mcfg, dcfg = exp.models[variant], exp.datasets[dataset]
-    if (mcfg.get("grid") or {}) or seed not in exp.seeds:
-        sys.exit(f"{exp_file}: {variant} has a grid or seed {seed} is not run; not supported")
-    cfg = resolve(mcfg["model"], [exp.trainer, mcfg.get("params") or {}, {}, {}, {"seed": seed}])
+    points = _grid_points(mcfg.get("grid"))
+    if seed not in exp.seeds or not 0 <= point < len(points):
+        sys.exit(f"{exp_file}: {variant} has no grid point {point} or seed {seed} is not run")
+    data_layer = {"cold_items": dcfg["cold_items"]} if "cold_items" in dcfg else None
+    cfg = resolve(mcfg["model"], config_layers(exp.trainer, (), data_layer, mcfg.get("params"),
+                                               points[point], None, {"seed": seed}))
     config = {**cfg.to_dict(), "data": dcfg["data"], "modalities": dcfg.get("modalities"),
               "sample_users": 1.0}
-    run_dir = exp.out / "runs" / dataset / variant / f"seed-{seed}" / "point-000"
+    run_dir = exp.out / "runs" / dataset / variant / f"seed-{seed}" / f"point-{point:03d}"
     return yaml.safe_load(yaml.safe_dump(config, sort_keys=True)), run_dir
 
 
 def share(src_file: str, src_variant: str, dst_file: str, dst_variant: str, dataset: str,
-          seed: int, wait: bool) -> int:
-    """Copy one seed's finished run; 0 when copied, 1 (with the reason printed) when not."""
+          seed: int, wait: bool, point: int = 0) -> int:
+    """Copy one seed's finished run (into grid point ``point`` of the destination); 0 when
+    copied, 1 (with the reason printed) when not.
+    """
     src_cfg, src_dir = run_config(src_file, src_variant, dataset, seed)
-    dst_cfg, dst_dir = run_config(dst_file, dst_variant, dataset, seed)
+    dst_cfg, dst_dir = run_config(dst_file, dst_variant, dataset, seed, point)
     if src_cfg != dst_cfg:
         diff = {k: (src_cfg.get(k), dst_cfg.get(k)) for k in set(src_cfg) | set(dst_cfg)
                 if src_cfg.get(k) != dst_cfg.get(k)}
@@ -79,14 +90,18 @@ def share(src_file: str, src_variant: str, dst_file: str, dst_variant: str, data
 def main(argv: list[str]) -> int:
     wait = "--wait" in argv
     args = [a for a in argv if a != "--wait"]
-    seeds = [999]
+    seeds, point = [999], 0
     if "--seeds" in args:
         i = args.index("--seeds")
         seeds = [int(s) for s in args[i + 1].split(",")]
         del args[i:i + 2]
+    if "--point" in args:
+        i = args.index("--point")
+        point = int(args[i + 1])
+        del args[i:i + 2]
     if len(args) != 5:
         sys.exit(__doc__)
-    return max(share(*args, seed, wait) for seed in seeds)
+    return max(share(*args, seed, wait, point) for seed in seeds)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def test_every_model_has_a_config_and_a_grid():
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_config_resolves(path):
     data = read_yaml(path)
-    model = data.get("model") or path.stem.removesuffix("_grid")  # lirdrec_tuned: model lirdrec
+    base = CONFIGS / f"{path.stem.removesuffix('_grid')}.yaml"  # a grid belongs to its config
+    model = read_yaml(base).get("model") or base.stem  # lirdrec_tuned: model lirdrec
     if path.stem.endswith("_grid"):
         assert all(isinstance(v, list) and v for v in data.values())
         for key, values in data.items():
@@ -40,13 +41,13 @@ def test_config_resolves(path):
 
 def test_lirdrec_tuned_is_the_default_with_two_changes(tmp_path, monkeypatch):
     """Issue 18: ``--config lirdrec_tuned`` (by name, from anywhere) = lirdrec.yaml's resolved
-    configuration except lr 1e-3 and cold_item_rep knn; the faithful default is unchanged."""
+    configuration except lr 1e-3, with its four-point grid; the faithful default is unchanged."""
     monkeypatch.chdir(tmp_path)
     tuned = resolve("lirdrec", [read_yaml("lirdrec_tuned")])
     default = resolve("lirdrec", [read_yaml("lirdrec")])
     t, d = tuned.to_dict(), default.to_dict()
-    assert {k: (d[k], t[k]) for k in t if t[k] != d[k]} == {
-        "lr": (1e-4, 1e-3), "cold_item_rep": ("none", "knn")}
+    assert {k: (d[k], t[k]) for k in t if t[k] != d[k]} == {"lr": (1e-4, 1e-3)}
+    assert read_yaml("lirdrec_tuned_grid") == {"fusion": ["pwc", "concat"], "n_mm_layers": [1, 0]}
 
 
 def test_configs_ship_inside_the_package_and_load_by_name(tmp_path, monkeypatch):
