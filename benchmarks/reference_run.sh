@@ -55,8 +55,9 @@ pip install -q --no-deps --target "$WORK/shims" torch-dct==0.1.6 2>/dev/null
 cd "$WORK/src"
 { grep -rl 'np\.float\b\|np\.int\b' . || true; } | xargs -r sed -i 's/np\.float\b/np.float64/g; s/np\.int\b/np.int64/g'
 { grep -rl 'A\._update(data_dict)' models || true; } | xargs -r sed -i 's/^\( *\)A\._update(data_dict)$/\1_k = np.array(list(data_dict.keys())); A = sp.coo_matrix((np.ones(len(_k), dtype=np.float32), (_k[:, 0], _k[:, 1])), shape=A.shape).tocsr()/'
-sed -i 's/^from models\.common\./from common./' models/layergcn.py
-sed -i 's/randn(num_user + num_item, dim_x))))\.to(self\.device)$/randn(num_user + num_item, dim_x)))).detach().to(self.device)/' models/dualgnn.py models/dragon.py
+{ grep -l '^from models\.common\.' models/*.py || true; } | xargs -r sed -i 's/^from models\.common\./from common./'
+{ grep -l 'randn(num_user + num_item, dim_x))))\.to(self\.device)$' models/*.py || true; } \
+  | xargs -r sed -i 's/randn(num_user + num_item, dim_x))))\.to(self\.device)$/randn(num_user + num_item, dim_x)))).detach().to(self.device)/'
 { grep -rl '\.cuda()' models || true; } | xargs -r sed -i 's/\.cuda()//g'
 sed "s/baby\.inter/$NAME.inter/" configs/dataset/baby.yaml > "configs/dataset/$NAME.yaml"
 sed -i 's/^use_gpu: .*/use_gpu: False/' configs/overall.yaml
