@@ -60,3 +60,17 @@ def tiny_dir(tmp_path: Path) -> Path:
     feats = {"image": rng.normal(size=(4, 3)).astype(np.float32),
              "text": rng.normal(size=(4, 5)).astype(np.float32)}
     return write_tiny(tmp_path / "tiny", rows, feats)
+
+
+def synthetic_experiment(tmp_path: Path, text: str, num_users: int = 80,
+                         num_items: int = 120) -> Path:
+    """A synthetic dataset (seed 0, no encoders) in ``tmp_path/syn`` and the experiment file
+    ``tmp_path/exp.yaml`` written from ``text`` with ``{data}`` replaced by the dataset's path
+    (``str.format``: literal braces doubled, as in an f-string)."""
+    from lirdrec.data.synthetic import write_synthetic
+
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False,
+                              num_users=num_users, num_items=num_items)
+    f = tmp_path / "exp.yaml"
+    f.write_text(text.format(data=data))
+    return f

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
+from conftest import synthetic_experiment
 
 from lirdrec.data.synthetic import write_synthetic
 from lirdrec.errors import ConfigError
@@ -12,10 +13,7 @@ from lirdrec.experiments import load_experiment, run_experiment
 
 
 def test_runner_selects_by_validation_and_resumes(tmp_path, caplog):
-    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=80,
-                              num_items=120)
-    f = tmp_path / "exp.yaml"
-    f.write_text(f"""
+    f = synthetic_experiment(tmp_path, """
 name: t
 out: out
 datasets: {{syn: {{data: {data}}}}}
@@ -25,7 +23,7 @@ models:
 seeds: [1, 2]
 trainer: {{epochs: 2, batch_size: 512}}
 small: {{epochs: 1, sample_users: 0.5}}
-""")
+""", num_users=80, num_items=120)
     exp = load_experiment(f)
     df = run_experiment(exp, show_progress=False)
     assert set(df.columns) == {"dataset", "model", "variant", "seed", "split", "metric", "K",
@@ -134,10 +132,7 @@ def test_a_dataset_entry_runs_the_cold_item_protocol_and_the_tables_show_cold_re
     every run on it; results carry cold/ metrics and results.md a cold/Recall@20 column. On it
     LIRDRec's cold items never reach a top-20 (they keep only their layer-0 term), while
     ``cold_item_rep: knn`` ranks them."""
-    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=400,
-                              num_items=900)
-    f = tmp_path / "exp.yaml"
-    f.write_text(f"""
+    f = synthetic_experiment(tmp_path, """
 name: cold
 out: out
 datasets:
@@ -149,7 +144,7 @@ models:
                 datasets: [cold]}}
 seeds: [1]
 trainer: {{lr: 1.0e-2, epochs: 10, batch_size: 2048, patience: 100}}
-""")
+""", num_users=400, num_items=900)
     exp = load_experiment(f)
     assert exp.datasets["cold"]["cold_items"] == 0.2 and "cold_items" not in exp.datasets["warm"]
     df = run_experiment(exp, show_progress=False)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import synthetic_experiment
 from scipy import stats
 
 from lirdrec.data.synthetic import write_synthetic
@@ -79,10 +80,7 @@ def test_per_user_metrics_average_to_the_evaluation_and_round_trip(tmp_path):
 
 
 def test_experiment_seeds_statistics_and_marks(tmp_path):
-    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=80,
-                              num_items=120)
-    f = tmp_path / "exp.yaml"
-    f.write_text(f"""
+    f = synthetic_experiment(tmp_path, """
 name: t
 out: out
 datasets: {{syn: {{data: {data}}}}}
@@ -93,7 +91,7 @@ models:
 reference: lightgcn
 seeds: [1, 2, 3]
 trainer: {{epochs: 3, batch_size: 512}}
-""")
+""", num_users=80, num_items=120)
     exp = load_experiment(f)
     df = run_experiment(exp, show_progress=False)
     assert sorted(set(df["seed"])) == [1, 2, 3]  # one run per seed
