@@ -348,7 +348,7 @@ def test_default_configs_keep_the_fingerprint_of_the_version_before_issue_18():
     from lirdrec.config import resolve
 
     added = {"negatives", "layer_combine", "cold_item_rep", "cold_graph", "popularity_channel",
-             "popularity_features"}
+             "popularity_features", "input_norm"}
     for model, new_keys in (("lirdrec", added), ("lightgcn", {"negatives"})):
         new = resolve(model, []).to_dict()
         old = {k: v for k, v in new.items() if k not in new_keys}
