@@ -6,7 +6,8 @@ r"""Graphs built from the training interactions and the item features.
   one chunk policy); :func:`build_item_graph`: the frozen multimodal item graph of LIRDRec and
   FREEDOM, mixed by :func:`knn_modality_weights`; :func:`build_cold_item_graph`: each cold item's
   mean over its nearest warm items (LIRDRec's ``cold_item_rep="knn"``).
-- :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph.
+- :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph,
+  over the edges :func:`user_item_edges` reads off it.
 - :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked.
 - :func:`hypergraph_propagate`: LGMRec's item -> hyperedge -> item/user passing.
 - :func:`item_degrees`, :func:`degree_features`: items' training degrees and the popularity
@@ -30,6 +31,7 @@ from lirdrec.graphs.bipartite import (
     degree_sensitive_prune,
     interaction_matrix,
     mean_adjacency,
+    user_item_edges,
 )
 from lirdrec.graphs.cooccurrence import user_cooccurrence_graph
 from lirdrec.graphs.degree import degree_features, item_degrees
@@ -88,6 +90,7 @@ __all__ = [
     "sparse_from_coo",
     "spmm",
     "transpose_csr",
+    "user_item_edges",
     "to_coo_parts",
     "user_cooccurrence_graph",
     "weighted_spmm",

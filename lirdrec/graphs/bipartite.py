@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lirdrec.graphs.sparse import sparse_from_coo
+from lirdrec.graphs.sparse import sparse_from_coo, to_coo_parts
 
 __all__ = ["bipartite_adjacency", "bipartite_edge_index", "degree_sensitive_prune",
-           "interaction_matrix", "mean_adjacency"]
+           "interaction_matrix", "mean_adjacency", "user_item_edges"]
 
 
 def bipartite_edge_index(num_users: int, num_items: int, users, items) -> Tensor:
@@ -92,6 +92,25 @@ def interaction_matrix(num_users: int, num_items: int, users, items) -> Tensor:
     keys = torch.unique(users * num_items + items)
     return sparse_from_coo(keys // num_items, keys % num_items, torch.ones(len(keys)),
                            (num_users, num_items))
+
+
+def user_item_edges(adj: Tensor, num_users: int) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The training edges of a normalised bipartite :math:`\hat A`, once per (user, item), on
+    the CPU (where :func:`degree_sensitive_prune` draws from a CPU generator): users, items
+    (0-based) and their weights :math:`1/\sqrt{|N_u||N_i|}`, the degree-sensitive sampling
+    probabilities of FREEDOM and LayerGCN.
+
+    Shapes:
+        - adj :math:`(U+I, U+I)` sparse -> users, items int64 :math:`(E,)`, probs float32
+          :math:`(E,)`
+
+    >>> u, i, p = user_item_edges(bipartite_adjacency(2, 2, [0, 0, 1], [0, 1, 1]), 2)
+    >>> u.tolist(), i.tolist(), [round(float(x), 4) for x in p]
+    ([0, 0, 1], [0, 1, 1], [0.7071, 0.5, 0.7071])
+    """
+    row, col, val = to_coo_parts(adj.cpu())
+    ui = (row < num_users) & (col >= num_users)  # the user->item block
+    return row[ui], col[ui] - num_users, val[ui].float()
 
 
 def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor | None, num_users: int,

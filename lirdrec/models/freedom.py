@@ -14,8 +14,8 @@ from lirdrec.graphs import (
     knn_modality_weights,
     propagate,
     spmm,
-    to_coo_parts,
     transpose_csr,
+    user_item_edges,
 )
 from lirdrec.models._features import check_features, feature_tables, make_generator
 from lirdrec.models.base import (
@@ -172,11 +172,7 @@ class FREEDOM(GeneratorStateMixin, Recommender):
         self.register_buffer("item_graph", item_graph, persistent=False)
         self.register_buffer("item_graph_t", transpose_csr(item_graph), persistent=False)
         # the edge list stays on the CPU, where the pruning draws from the CPU generator
-        row, col, val = to_coo_parts(adj.cpu())
-        ui = (row < self.num_users) & (col >= self.num_users)  # the user->item block
-        self._edge_users = row[ui]
-        self._edge_items = col[ui] - self.num_users
-        self._edge_probs = val[ui].float()  # 1 / sqrt(|N_u| |N_i|)
+        self._edge_users, self._edge_items, self._edge_probs = user_item_edges(adj, self.num_users)
         self._train_adj: Tensor | None = None
 
         self._add_id_embeddings(self.embedding_dim)

@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lirdrec.graphs import bipartite_adjacency, degree_sensitive_prune, spmm, to_coo_parts
+from lirdrec.graphs import (
+    bipartite_adjacency,
+    degree_sensitive_prune,
+    spmm,
+    user_item_edges,
+)
 from lirdrec.models._features import make_generator
 from lirdrec.models.base import GeneratorStateMixin, Interval, Recommender, Shape, check_arguments
 from lirdrec.models.registry import register
@@ -114,11 +119,7 @@ class LayerGCN(GeneratorStateMixin, Recommender):
         self.reg_weight = float(reg_weight)
         self.dropout = float(dropout)
         self.register_buffer("adj", adj, persistent=False)  # constant: moved by .to(), not saved
-        row, col, val = to_coo_parts(adj.cpu())
-        ui = (row < self.num_users) & (col >= self.num_users)  # the user->item block
-        self._edge_users = row[ui]
-        self._edge_items = col[ui] - self.num_users
-        self._edge_probs = val[ui].float()  # 1 / sqrt(|N_u| |N_i|)
+        self._edge_users, self._edge_items, self._edge_probs = user_item_edges(adj, self.num_users)
         self._train_adj: Tensor | None = None
         self._add_id_embeddings(self.embedding_dim)
         self.reset_parameters()
