@@ -28,10 +28,10 @@ from pathlib import Path
 
 import yaml
 
-from lirdrec.config import config_layers, resolve
+from lirdrec.config import resolve
 from lirdrec.errors import ConfigError
 from lirdrec.experiments import load_experiment
-from lirdrec.experiments.runner import _grid_points
+from lirdrec.experiments.runner import _grid_points, run_layers
 from lirdrec.train.run import check_finished_run
 
 
@@ -45,9 +45,7 @@ def run_config(exp_file: str, variant: str, dataset: str, seed: int = 999,
     points = _grid_points(mcfg.get("grid"))
     if seed not in exp.seeds or not 0 <= point < len(points):
         sys.exit(f"{exp_file}: {variant} has no grid point {point} or seed {seed} is not run")
-    data_layer = {"cold_items": dcfg["cold_items"]} if "cold_items" in dcfg else None
-    cfg = resolve(mcfg["model"], config_layers(exp.trainer, (), data_layer, mcfg.get("params"),
-                                               points[point], None, {"seed": seed}))
+    cfg = resolve(mcfg["model"], run_layers(exp, dataset, variant, points[point], seed))
     config = {**cfg.to_dict(), "data": dcfg["data"], "modalities": dcfg.get("modalities"),
               "sample_users": 1.0}
     run_dir = exp.out / "runs" / dataset / variant / f"seed-{seed}" / f"point-{point:03d}"

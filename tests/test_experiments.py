@@ -180,8 +180,8 @@ EXPERIMENT_FILES = sorted((REPO / "datasets" / "experiments").glob("*.yaml"))
 def test_every_shipped_experiment_file_resolves(path):
     """Every run an experiment file asks for resolves (a misspelt switch or value fails here, not
     hours into a run), and its datasets name existing data directories under ../shared."""
-    from lirdrec.config import config_layers, resolve
-    from lirdrec.experiments.runner import _grid_points
+    from lirdrec.config import resolve
+    from lirdrec.experiments.runner import _grid_points, run_layers
 
     exp = load_experiment(path)
     for name, dcfg in exp.datasets.items():
@@ -189,7 +189,7 @@ def test_every_shipped_experiment_file_resolves(path):
             dcfg["data"]), (name, dcfg["data"])
     for variant, mcfg in exp.models.items():
         for point in _grid_points(mcfg.get("grid")):
-            resolve(mcfg["model"], config_layers(exp.trainer, (), None, mcfg.get("params"),
-                                                 point, None, {"seed": exp.seeds[0]}))
+            for dataset in exp.datasets:
+                resolve(mcfg["model"], run_layers(exp, dataset, variant, point, exp.seeds[0]))
     if exp.reference:
         assert exp.reference in exp.models

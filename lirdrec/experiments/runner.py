@@ -137,6 +137,19 @@ def _grid_points(grid: dict[str, list] | None) -> list[dict[str, Any]]:
     return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
 
 
+def run_layers(exp: Experiment, dataset: str, variant: str, point: dict[str, Any], seed: int,
+               overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The config layers of one run of ``exp``, lowest first: the file's trainer settings, the
+    dataset's protocol (``cold_items``), the variant's params, the grid point, ``overrides`` (the
+    ``small:`` settings) and the seed. What the runner resolves; ``results/share_run.py`` and the
+    experiment-file test resolve the same.
+    """
+    dcfg, mcfg = exp.datasets[dataset], exp.models[variant]
+    data_layer = {"cold_items": dcfg["cold_items"]} if "cold_items" in dcfg else None
+    return config_layers(exp.trainer, (), data_layer, mcfg.get("params"), point, overrides,
+                         {"seed": seed})
+
+
 def _long_rows(dataset: str, model: str, variant: str, seed: int, split: str,
                metrics: dict[str, float]) -> list[dict[str, Any]]:
     rows = []
@@ -191,11 +204,8 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
             for seed in exp.seeds:
                 best = None
                 for idx, point in enumerate(points):
-                    data_layer = ({"cold_items": dcfg["cold_items"]} if "cold_items" in dcfg
-                                  else None)  # the dataset's protocol, below model settings
-                    layers = config_layers(exp.trainer, (), data_layer, mcfg.get("params"), point,
-                                           overrides, {"seed": seed})
-                    cfg = resolve(mcfg["model"], layers)
+                    cfg = resolve(mcfg["model"],
+                                  run_layers(exp, dname, variant, point, seed, overrides))
                     run_dir = out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}"
                     config = {**cfg.to_dict(), "data": dcfg["data"],
                               "modalities": dcfg.get("modalities"), "sample_users": sample_users}
