@@ -18,8 +18,8 @@ from lirdrec.errors import CheckpointError, TrainingError
 from lirdrec.models import LightGCN
 from lirdrec.models.base import Recommender
 from lirdrec.train import Trainer
-from lirdrec.train.checkpoint import load_checkpoint
-from lirdrec.train.trainer import Callback, callback_keys
+from lirdrec.train.checkpoint import load_checkpoint, save_checkpoint
+from lirdrec.train.trainer import FINGERPRINT_NEUTRAL_DEFAULTS, Callback, callback_keys
 from lirdrec.utils import seed_everything
 from lirdrec.utils.provenance import git_state
 
@@ -302,14 +302,48 @@ def test_k_negatives_feed_batch_size_times_k_triples_to_the_loss(ds):
 
 
 def test_a_checkpoint_without_the_new_settings_resumes(ds, tmp_path):
-    """A run interrupted under a version without ``negatives`` (its fingerprint lacks the key)
-    resumes when the key is at its default; at another value it is a different configuration."""
+    """A checkpoint saves its configuration: a run interrupted under a version without a setting
+    resumes when that setting is at its default (whatever it is: no list to extend), and at
+    another value the error names the key."""
+    from lirdrec.config import trainer_defaults
+
     old = {"model": "lightgcn", "lr": 5e-3}
     _fit(ds, epochs=1, out_dir=tmp_path, config=old)
+    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ck["config"] == old
+    new = {**old, "negatives": 1, "layer_combine": "mean",  # LightGCN's own default
+           "patience": trainer_defaults()["patience"], "epochs": 2}
+    assert "patience" not in FINGERPRINT_NEUTRAL_DEFAULTS
+    with pytest.raises(CheckpointError, match=r"negatives: \(not set\) -> 2\)"):
+        Trainer(lr=5e-3, batch_size=256, seed=7, epochs=3, out_dir=tmp_path,
+                config={**new, "negatives": 2}, show_progress=False).fit(_lightgcn(ds), ds,
+                                                                         resume=True)
+    with pytest.raises(CheckpointError, match=r"lr: 0.005 -> 0.001"):
+        Trainer(lr=1e-3, batch_size=256, seed=7, epochs=3, out_dir=tmp_path,
+                config={**new, "lr": 1e-3}, show_progress=False).fit(_lightgcn(ds), ds,
+                                                                     resume=True)
+    r = Trainer(lr=5e-3, batch_size=256, seed=7, epochs=2, out_dir=tmp_path, config=new,
+                show_progress=False).fit(_lightgcn(ds), ds, resume=True)
+    assert [row["epoch"] for row in r.history] == [1, 2]
+
+
+def test_a_checkpoint_with_only_a_fingerprint_resumes_by_the_frozen_list(ds, tmp_path):
+    """Checkpoints from before configurations were saved carry only the hash: the keys of
+    FINGERPRINT_NEUTRAL_DEFAULTS at their defaults are accepted, any other change is refused."""
+    old = {"model": "lightgcn", "lr": 5e-3}
+    _fit(ds, epochs=1, out_dir=tmp_path, config=old)
+    path = tmp_path / "checkpoint.pt"
+    ck = load_checkpoint(path)
+    del ck["config"]
+    save_checkpoint(path, ck)
     new = {**old, "negatives": 1, "layer_combine": "sum"}
     Trainer(lr=5e-3, batch_size=256, seed=7, epochs=2, out_dir=tmp_path, config=new,
             show_progress=False).fit(_lightgcn(ds), ds, resume=True)
-    with pytest.raises(CheckpointError, match="different configuration"):
+    ck = load_checkpoint(path)  # the resumed run rewrote it, now with its configuration
+    assert ck["config"] == new
+    del ck["config"]
+    save_checkpoint(path, ck)
+    with pytest.raises(CheckpointError, match="different configuration or data"):
         Trainer(lr=5e-3, batch_size=256, seed=7, epochs=3, out_dir=tmp_path,
                 config={**new, "negatives": 2}, show_progress=False).fit(_lightgcn(ds), ds,
                                                                          resume=True)

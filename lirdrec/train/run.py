@@ -16,6 +16,7 @@ from lirdrec.data.cold import hold_out_items
 from lirdrec.data.dataset import Dataset
 from lirdrec.data.loader import load_dataset
 from lirdrec.errors import ConfigError
+from lirdrec.train.config_diff import config_differences
 from lirdrec.train.trainer import Callback, FitResult, Trainer
 from lirdrec.utils.seed import seed_everything
 
@@ -132,14 +133,6 @@ def load_run(run_dir: str | Path, data: str | Path | Dataset | None = None):
     return model, ds, int(ck["train"]["best_epoch"])
 
 
-def _config_defaults(model: str) -> dict[str, Any]:
-    from lirdrec.config import DATA_KEYS, encoder_defaults, model_defaults, trainer_defaults
-    from lirdrec.models import registry
-
-    return {**DATA_KEYS, **model_defaults(registry.get(model)), **trainer_defaults(),
-            **encoder_defaults()}
-
-
 def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Refuse to reuse a finished run whose ``config.yaml`` is not the configuration now asked
     for (its numbers would silently belong to another setting).
@@ -161,21 +154,12 @@ def check_finished_run(run_dir: Path, config: dict[str, Any], metrics: dict[str,
         raise ConfigError(f"{run_dir}: metrics.json without config.yaml; delete the directory "
                           "to retrain it")
     saved = yaml.safe_load(path.read_text()) or {}
-    defaults = _config_defaults(str(config.get("model")))
-    diffs = []
-    for key in sorted(set(config) | set(saved)):
-        if key in ("data", "out", *NUMBER_NEUTRAL) or key not in config:
-            continue
-        new = config[key]
-        if key not in saved:
-            if key in defaults and new == defaults[key]:
-                continue
-            diffs.append(f"{key}: (not set) -> {new!r}")
-        elif saved[key] != new:
-            if (key == "epochs" and metrics.get("stopped_early")
-                    and int(metrics.get("epochs_run", 10**9)) < min(int(saved[key]), int(new))):
-                continue
-            diffs.append(f"{key}: {saved[key]!r} -> {new!r}")
+    ignore = {"data", "out", *NUMBER_NEUTRAL}
+    if (metrics.get("stopped_early") and "epochs" in saved and "epochs" in config
+            and int(metrics.get("epochs_run", 10**9)) < min(int(saved["epochs"]),
+                                                             int(config["epochs"]))):
+        ignore.add("epochs")
+    diffs = config_differences(saved, config, ignore)
     if diffs:
         raise ConfigError(f"{run_dir} finished with a different configuration than the one "
                           f"now asked for ({'; '.join(diffs)}); delete that directory to retrain "

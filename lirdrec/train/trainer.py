@@ -23,6 +23,7 @@ from lirdrec.evaluate.ranking import DEFAULT_KS, evaluate_splits, per_user_metri
 from lirdrec.evaluate.statistics import write_per_user
 from lirdrec.train import distributed as D
 from lirdrec.train.checkpoint import decode_state, encode_state, load_checkpoint, save_checkpoint
+from lirdrec.train.config_diff import config_differences
 from lirdrec.train.sampler import BPRSampler
 from lirdrec.train.state import TrainState
 from lirdrec.utils.device import check_device
@@ -34,12 +35,18 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "Callback", "FitResult", "callback_keys"]
 
-#: Settings added after checkpoints carried a configuration fingerprint, with the default that
-#: reproduces the earlier behaviour: a checkpoint whose fingerprint lacks them at that value (a
-#: run interrupted under an older version) still resumes.
+#: For checkpoints written before checkpoints saved their configuration (lirdrec before
+#: 2026-12-07), which carry only its hash: the settings added since hashes were saved, with the
+#: default that reproduces the earlier behaviour, so such a run still resumes. Frozen: a newer
+#: checkpoint is compared key by key (:func:`~lirdrec.train.config_diff.config_differences`), so
+#: a new setting needs no entry here.
 FINGERPRINT_NEUTRAL_DEFAULTS = {"negatives": 1, "layer_combine": "sum", "input_norm": "l2",
                                 "popularity_channel": "off", "popularity_features": None,
                                 "cold_item_rep": "none", "cold_graph": None}
+
+#: Not part of what a checkpoint must agree on: the epoch cap (a run may be extended), where the
+#: run writes, and the resume switch itself.
+RESUME_NEUTRAL = ("epochs", "out", "resume")
 
 
 class Callback:
@@ -228,19 +235,20 @@ class Trainer:
         self._world, self._rank, self._main = 1, 0, True  # set again by fit
 
     # ------------------------------------------------------------------ helpers
+    def _resume_config(self) -> dict[str, Any]:
+        """The configuration a resumed run must agree on: without :data:`RESUME_NEUTRAL`."""
+        return {k: v for k, v in (self.config or {}).items() if k not in RESUME_NEUTRAL}
+
     def _fingerprint(self, legacy: bool = False) -> str:
-        """Hash of the configuration without ``epochs``, ``out``, ``resume``; ``legacy``: also
-        without the :data:`FINGERPRINT_NEUTRAL_DEFAULTS` keys at their defaults (what a run
-        started before they existed saved; resuming accepts either).
+        """Hash of :meth:`_resume_config`, what checkpoints before saved configurations carried;
+        ``legacy``: also without the :data:`FINGERPRINT_NEUTRAL_DEFAULTS` keys at their
+        defaults (what a run started before they existed saved; resuming accepts either).
         """
-        cfg = dict(self.config or {})
+        cfg = self._resume_config()
         if legacy:
             for key, default in FINGERPRINT_NEUTRAL_DEFAULTS.items():
                 if key in cfg and cfg[key] == default:
                     del cfg[key]
-        cfg.pop("epochs", None)
-        cfg.pop("out", None)
-        cfg.pop("resume", None)
         return hash_inputs(cfg)
 
     def _forward_eval(self, model):
@@ -469,6 +477,7 @@ class Trainer:
                     "optimizer": self.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "generator": generator.get_state(),
                     "fingerprint": self._fingerprint() if self.config is not None else None,
+                    "config": self._resume_config() if self.config is not None else None,
                     "callbacks": {key: cb.state_dict() for key, cb in zip(keys, self.callbacks)},
                 }, neg_generator)
             if stopped_early:
@@ -571,7 +580,12 @@ class Trainer:
             data = path.read_bytes() if path.is_file() else b""
         data = D.broadcast_bytes(data, what="the resume checkpoint")
         ck = load_checkpoint(path, data=data or None)
-        if self.config is not None and ck.get("fingerprint") not in (
+        if self.config is not None and ck.get("config") is not None:
+            diffs = config_differences(ck["config"], self._resume_config())
+            if diffs:
+                raise CheckpointError(f"{path}: written by a run with a different configuration "
+                                      f"({'; '.join(diffs)}); start a new run directory instead")
+        elif self.config is not None and ck.get("fingerprint") not in (
                 None, self._fingerprint(), self._fingerprint(legacy=True)):
             raise CheckpointError(f"{path}: written by a run with a different configuration "
                                   "or data; start a new run directory instead")
