@@ -8,7 +8,8 @@ r"""Graphs built from the training interactions and the item features.
   mean over its nearest warm items (LIRDRec's ``cold_item_rep="knn"``).
 - :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph,
   over the edges :func:`user_item_edges` reads off it.
-- :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked.
+- :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked;
+  :func:`adjacency_and_user_graph`: it and :math:`\hat A` together (DualGNN, DRAGON).
 - :func:`hypergraph_propagate`: LGMRec's item -> hyperedge -> item/user passing.
 - :func:`item_degrees`, :func:`degree_features`: items' training degrees and the popularity
   input channel built from them (LIRDRec's ``popularity_channel="degree"``).
@@ -33,7 +34,7 @@ from lirdrec.graphs.bipartite import (
     mean_adjacency,
     user_item_edges,
 )
-from lirdrec.graphs.cooccurrence import user_cooccurrence_graph
+from lirdrec.graphs.cooccurrence import adjacency_and_user_graph, user_cooccurrence_graph
 from lirdrec.graphs.degree import degree_features, item_degrees
 from lirdrec.graphs.hypergraph import hypergraph_propagate
 from lirdrec.graphs.knn import (
@@ -63,6 +64,7 @@ from lirdrec.graphs.sparse import (
 )
 
 __all__ = [
+    "adjacency_and_user_graph",
     "auto_chunk_size",
     "bipartite_adjacency",
     "bipartite_edge_index",
