@@ -13,7 +13,8 @@ r"""Graphs built from the training interactions and the item features.
 - :func:`hypergraph_propagate`: LGMRec's item -> hyperedge -> item/user passing.
 - :func:`item_degrees`, :func:`degree_features`: items' training degrees and the popularity
   input channel built from them (LIRDRec's ``popularity_channel="degree"``).
-- :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
+- :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`;
+  :func:`user_item_block`: the normalised block :math:`\hat A_{UI}` of :math:`\hat A`.
 - :func:`combine_graphs`: weighted sum of sparse graphs (:func:`max_combine_graphs`: maximum).
 - :func:`csr_rows`: dense rows of a CSR matrix.
 - :func:`propagate_edges`, :func:`weighted_spmm` (+ :func:`edge_layout`), :func:`edge_scores`,
@@ -32,6 +33,7 @@ from lirdrec.graphs.bipartite import (
     degree_sensitive_prune,
     interaction_matrix,
     mean_adjacency,
+    user_item_block,
     user_item_edges,
 )
 from lirdrec.graphs.cooccurrence import adjacency_and_user_graph, user_cooccurrence_graph
@@ -92,6 +94,7 @@ __all__ = [
     "sparse_from_coo",
     "spmm",
     "transpose_csr",
+    "user_item_block",
     "user_item_edges",
     "to_coo_parts",
     "user_cooccurrence_graph",
