@@ -71,12 +71,15 @@ class ModalGCN(nn.Module):
                 nn.init.xavier_normal_(gate.weight)
 
     def forward(self, features: Tensor, id_emb: Tensor, adj: Tensor, adj_t: Tensor) -> Tensor:
-        x = F.normalize(torch.cat([self.preference, features]), dim=1)  # (U+I, d_m)
+        # row-wise: normalising the halves apart is the same, and fixed features need no backward
+        x = torch.cat([F.normalize(self.preference, dim=1), F.normalize(features, dim=1)])
         for conv, lin, gate in zip(self.convs, self.linears, self.gates):
             h = F.leaky_relu(spmm(adj, x @ conv, adj_t))  # neighbour mean of x W
             x_hat = F.leaky_relu(lin(x)) + id_emb
-            x = F.leaky_relu(gate(torch.cat([h, x_hat], dim=1)))  # (U+I, d)
-        return x
+            # gate([h || x_hat]) as two products on the column blocks of G: no (U+I, .) concat
+            w_h, w_x = gate.weight.split([h.shape[1], x_hat.shape[1]], dim=1)
+            x = F.leaky_relu(torch.addmm(F.linear(x_hat, w_x, gate.bias), h, w_h.t()))
+        return x  # (U+I, d)
 
 
 @register("mmgcn")
