@@ -76,10 +76,8 @@ class ModalGCN(nn.Module):
         for conv, lin, gate in zip(self.convs, self.linears, self.gates):
             h = F.leaky_relu(spmm(adj, x @ conv, adj_t))  # neighbour mean of x W
             x_hat = F.leaky_relu(lin(x)) + id_emb
-            # gate([h || x_hat]) as two products on the column blocks of G: no (U+I, .) concat
-            w_h, w_x = gate.weight.split([h.shape[1], x_hat.shape[1]], dim=1)
-            x = F.leaky_relu(torch.addmm(F.linear(x_hat, w_x, gate.bias), h, w_h.t()))
-        return x  # (U+I, d)
+            x = F.leaky_relu(gate(torch.cat([h, x_hat], dim=1)))  # (U+I, d)
+        return x
 
 
 @register("mmgcn")
