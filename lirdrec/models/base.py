@@ -66,14 +66,14 @@ class _LogSumExpMM(torch.autograd.Function):
 def logsumexp_mm(a: Tensor, b: Tensor, scale: float = 1.0,
                  weight: Tensor | None = None) -> Tensor:
     r"""Row log-sum-exp of a scaled product, :math:`\ell_i = \log\sum_j w_j
-    e^{s\,\mathbf{a}_i^	op\mathbf{b}_j}` (:math:`w_j = 1` without ``weight``), the denominator
+    e^{s\,\mathbf{a}_i^\top\mathbf{b}_j}` (:math:`w_j = 1` without ``weight``), the denominator
     of InfoNCE and softmax cross-entropy.
 
     Equal to ``torch.logsumexp(a @ b.t() * scale + weight.log(), 1)`` up to rounding, in fewer
     passes over the :math:`(n, m)` logits: they are formed once and exponentiated in place,
     and the backward, :math:`\partial\ell_i/\partial\mathbf{a}_i = s\sum_j p_{ij}\mathbf{b}_j`
     and :math:`\partial\ell/\partial\mathbf{b}_j = s\sum_i g_i p_{ij}\mathbf{a}_i` with
-    :math:`p_{ij} = w_je^{s\,\mathbf{a}_i^	op\mathbf{b}_j - \ell_i}`, is two matrix products
+    :math:`p_{ij} = w_je^{s\,\mathbf{a}_i^\top\mathbf{b}_j - \ell_i}`, is two matrix products
     with the normalisation applied to their :math:`(n, d)` sides. Not twice differentiable.
 
     Shapes:
@@ -90,18 +90,19 @@ def logsumexp_mm(a: Tensor, b: Tensor, scale: float = 1.0,
 
 def info_nce(a: Tensor, b: Tensor, temperature: float, rows_a: Tensor | None = None,
              rows_b: Tensor | None = None, normalize: bool = False) -> Tensor:
-    r"""In-batch InfoNCE: cross-entropy of :math:`\mathbf{a}_b^	op\mathbf{b}_{b'}/	au` with
+    r"""In-batch InfoNCE: cross-entropy of :math:`\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau` with
     the matching row :math:`b' = b` as the label,
-    :math:`-rac1B\sum_b \lograc{e^{\mathbf{a}_b^	op\mathbf{b}_b/	au}}
-    {\sum_{b'} e^{\mathbf{a}_b^	op\mathbf{b}_{b'}/	au}}`.
+    :math:`-\frac1B\sum_b \log\frac{e^{\mathbf{a}_b^\top\mathbf{b}_b/\tau}}
+    {\sum_{b'} e^{\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau}}`.
 
     Without ``rows_a``/``rows_b``, ``a`` and ``b`` are the batch's :math:`B` row pairs. With
     them, ``a`` and ``b`` are tables and the batch is ``a[rows_a]``, ``b[rows_b]``: then every
     row repeated in the batch is computed once, a repeated :math:`\mathbf{b}` row entering the
-    denominator with its count, :math:`\log\sum_{k} c_k e^{\mathbf{a}_b^	op\mathbf{b}_k/	au}`
-    over the distinct rows :math:`k` (the same sum; a batch of 2048 drawn pairs has about 1200
-    distinct users on tiktok). ``normalize`` L2-normalises the rows first (the cosine form);
-    otherwise rows are used as given. The denominators come from :func:`logsumexp_mm`.
+    denominator with its count, :math:`\log\sum_{k} c_k e^{\mathbf{a}_b^\top\mathbf{b}_k/\tau}`
+    over the distinct rows :math:`k` (the same sum; 2048 drawn tiktok pairs hold about 240
+    distinct users and 1,400 distinct items). ``normalize`` L2-normalises the rows first (the
+    cosine form); otherwise rows are used as given. The denominators come from
+    :func:`logsumexp_mm`.
 
     Shapes:
         - a, b :math:`(B, d)` -> scalar; or a :math:`(N_a, d)`, b :math:`(N_b, d)`, rows_a,
