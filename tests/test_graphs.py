@@ -14,6 +14,7 @@ from lirdrec.graphs import (
     residual_spmm,
     spmm,
     transpose_csr,
+    user_item_block,
 )
 
 
@@ -130,6 +131,26 @@ def test_spmm_forward_and_gradient_match_dense():
     x.grad = None
     (spmm(m, x, transpose_csr(m)) * w).sum().backward()
     assert torch.allclose(x.grad, m.to_dense().t() @ w, atol=1e-6)
+
+
+def test_user_item_block_is_the_dense_block_and_its_product_equals_the_padded_one():
+    """MGCN's and SMORE's user aggregation: R-hat H equals the user rows of A-hat [0; H]
+    bit for bit (same terms in the same order), gradient included; item 5 has no edge."""
+    users, items = [0, 1, 2, 3, 0, 2, 1], [0, 1, 2, 3, 4, 4, 2]
+    adj = bipartite_adjacency(4, 6, users, items)
+    ui = user_item_block(adj, 4)
+    assert ui.layout == torch.sparse_csr and ui.shape == (4, 6)
+    assert torch.equal(ui.to_dense(), adj.to_dense()[:4, 4:])
+    h = torch.randn(6, 3, dtype=torch.float32, requires_grad=True)
+    w = torch.randn(4, 3)
+    (spmm(ui, h, transpose_csr(ui)) * w).sum().backward()
+    g = h.grad.clone()
+    h.grad = None
+    padded = spmm(adj, torch.cat([h.new_zeros(4, 3), h]))[:4]
+    (padded * w).sum().backward()
+    assert torch.equal(spmm(ui, h.detach()), padded.detach())
+    torch.testing.assert_close(g, h.grad, rtol=0, atol=1e-6)
+    assert g[5].abs().sum() == 0  # an item without users gets no gradient
 
 
 def test_csr_rows_matches_dense_rows_with_repeats_and_empty_rows():

@@ -426,6 +426,61 @@ def nce(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return -(logits.diagonal() - torch.logsumexp(logits, 1)).mean()
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_logsumexp_mm_value_and_gradients_match_dense(weighted):
+    """The fused log-sum-exp of a product (issue 17's speed-up of every InfoNCE) against
+    torch.logsumexp of the dense logits, value and both gradients, under a non-uniform upstream
+    gradient; and torch's gradcheck."""
+    from lirdrec.models.base import logsumexp_mm
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.tensor([1.0, 2.0, 1.0, 3.0, 1.0, 1.0, 4.0], dtype=torch.float64)
+    up = torch.randn(5, generator=g, dtype=torch.float64)
+    w = weight if weighted else None
+    got = logsumexp_mm(a, b, 2.5, w)
+    dense = a @ b.t() * 2.5 + (weight.log() if weighted else 0.0)
+    expected = torch.logsumexp(dense, 1)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    ga, gb = torch.autograd.grad((got * up).sum(), (a, b))
+    ea, eb = torch.autograd.grad((expected * up).sum(), (a, b))
+    torch.testing.assert_close(ga, ea, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gb, eb, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, y: logsumexp_mm(x, y, 2.5, w), (a, b))
+    # only one side trainable: the other gets nothing, the trainable one the same gradient
+    (ga_only,) = torch.autograd.grad((logsumexp_mm(a, b.detach(), 2.5, w) * up).sum(), (a,))
+    torch.testing.assert_close(ga_only, ea, rtol=1e-12, atol=1e-12)
+
+
+def test_info_nce_with_rows_equals_the_full_batch_with_its_repeats():
+    """info_nce(table_a, table_b, rows_a, rows_b) computes each repeated row once and counts it;
+    it must equal the plain in-batch InfoNCE of the gathered (B, d) rows, value and gradients."""
+    from lirdrec.models.base import info_nce
+
+    g = torch.Generator().manual_seed(1)
+    ta = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    tb = torch.randn(9, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    ra = torch.tensor([0, 3, 3, 5, 0, 1, 3, 2])  # repeats on both sides, not aligned
+    rb = torch.tensor([4, 4, 8, 0, 1, 4, 8, 7])
+    for norm in (False, True):
+        got = info_nce(ta, tb, 0.3, ra, rb, normalize=norm)
+        x, y = ta[ra], tb[rb]
+        if norm:
+            x, y = F.normalize(x, dim=1), F.normalize(y, dim=1)
+        expected = nce(x, y, 0.3)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+        got_grads = torch.autograd.grad(got, (ta, tb))
+        for gg, ge in zip(got_grads, torch.autograd.grad(expected, (ta, tb))):
+            torch.testing.assert_close(gg, ge, rtol=1e-12, atol=1e-12)
+        assert got_grads[0][4].abs().sum() == 0  # row 4 of a is not in the batch
+    # without rows: the (B, d) rows as given, duplicates included in the denominators
+    torch.testing.assert_close(info_nce(ta[ra], tb[rb], 0.3), nce(ta[ra], tb[rb], 0.3),
+                               rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="rows_a and rows_b"):
+        info_nce(ta, tb, 0.3, ra, None)
+
+
 @pytest.mark.parametrize("num_layers", [0, 2])
 def test_slmrec_forward_and_loss(ds, num_layers):
     model = build("slmrec", ds, embedding_dim=6, num_layers=num_layers, temp=0.3, ssl_temp=0.7,

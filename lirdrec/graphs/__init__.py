@@ -8,11 +8,13 @@ r"""Graphs built from the training interactions and the item features.
   mean over its nearest warm items (LIRDRec's ``cold_item_rep="knn"``).
 - :func:`degree_sensitive_prune`: FREEDOM's and LayerGCN's edge pruning of the user-item graph,
   over the edges :func:`user_item_edges` reads off it.
-- :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked.
+- :func:`user_cooccurrence_graph`: each user's top-k users by items in common (DualGNN), chunked;
+  :func:`adjacency_and_user_graph`: it and :math:`\hat A` together (DualGNN, DRAGON).
 - :func:`hypergraph_propagate`: LGMRec's item -> hyperedge -> item/user passing.
 - :func:`item_degrees`, :func:`degree_features`: items' training degrees and the popularity
   input channel built from them (LIRDRec's ``popularity_channel="degree"``).
-- :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`.
+- :func:`interaction_matrix`: the binary :math:`U \times I` training matrix :math:`R`;
+  :func:`user_item_block`: the normalised block :math:`\hat A_{UI}` of :math:`\hat A`.
 - :func:`combine_graphs`: weighted sum of sparse graphs (:func:`max_combine_graphs`: maximum).
 - :func:`csr_rows`: dense rows of a CSR matrix.
 - :func:`propagate_edges`, :func:`weighted_spmm` (+ :func:`edge_layout`), :func:`edge_scores`,
@@ -31,9 +33,10 @@ from lirdrec.graphs.bipartite import (
     degree_sensitive_prune,
     interaction_matrix,
     mean_adjacency,
+    user_item_block,
     user_item_edges,
 )
-from lirdrec.graphs.cooccurrence import user_cooccurrence_graph
+from lirdrec.graphs.cooccurrence import adjacency_and_user_graph, user_cooccurrence_graph
 from lirdrec.graphs.degree import degree_features, item_degrees
 from lirdrec.graphs.hypergraph import hypergraph_propagate
 from lirdrec.graphs.knn import (
@@ -63,6 +66,7 @@ from lirdrec.graphs.sparse import (
 )
 
 __all__ = [
+    "adjacency_and_user_graph",
     "auto_chunk_size",
     "bipartite_adjacency",
     "bipartite_edge_index",
@@ -90,6 +94,7 @@ __all__ = [
     "sparse_from_coo",
     "spmm",
     "transpose_csr",
+    "user_item_block",
     "user_item_edges",
     "to_coo_parts",
     "user_cooccurrence_graph",

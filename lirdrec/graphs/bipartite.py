@@ -9,7 +9,7 @@ from torch import Tensor
 from lirdrec.graphs.sparse import sparse_from_coo, to_coo_parts
 
 __all__ = ["bipartite_adjacency", "bipartite_edge_index", "degree_sensitive_prune",
-           "interaction_matrix", "mean_adjacency", "user_item_edges"]
+           "interaction_matrix", "mean_adjacency", "user_item_block", "user_item_edges"]
 
 
 def bipartite_edge_index(num_users: int, num_items: int, users, items) -> Tensor:
@@ -111,6 +111,25 @@ def user_item_edges(adj: Tensor, num_users: int) -> tuple[Tensor, Tensor, Tensor
     row, col, val = to_coo_parts(adj.cpu())
     ui = (row < num_users) & (col >= num_users)  # the user->item block
     return row[ui], col[ui] - num_users, val[ui].float()
+
+
+def user_item_block(adj: Tensor, num_users: int) -> Tensor:
+    r"""The user -> item block :math:`\hat R = \hat A_{UI}` of a bipartite adjacency, as its own
+    sparse CSR matrix, same values, dtype and device: :math:`\hat R\mathbf{H}` aggregates item
+    rows into users without multiplying the :math:`(U + I)` matrix by
+    :math:`[\mathbf{0};\mathbf{H}]` (the item half of that product is discarded).
+
+    Shapes:
+        - adj :math:`(U+I, U+I)` sparse -> :math:`(U, I)` sparse CSR
+
+    >>> user_item_block(bipartite_adjacency(2, 2, [0, 0, 1], [0, 1, 1]), 2).to_dense()
+    tensor([[0.7071, 0.5000],
+            [0.0000, 0.7071]])
+    """
+    row, col, val = to_coo_parts(adj)
+    ui = (row < num_users) & (col >= num_users)
+    return sparse_from_coo(row[ui], col[ui] - num_users, val[ui],
+                           (num_users, adj.shape[1] - num_users))
 
 
 def degree_sensitive_prune(users: Tensor, items: Tensor, probs: Tensor | None, num_users: int,

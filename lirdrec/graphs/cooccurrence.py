@@ -6,11 +6,11 @@ import torch
 from torch import Tensor
 
 from lirdrec.errors import ConfigError
-from lirdrec.graphs.bipartite import interaction_matrix
+from lirdrec.graphs.bipartite import bipartite_adjacency, interaction_matrix
 from lirdrec.graphs.knn import auto_chunk_size
 from lirdrec.graphs.sparse import csr_rows, spmm
 
-__all__ = ["user_cooccurrence_graph"]
+__all__ = ["adjacency_and_user_graph", "user_cooccurrence_graph"]
 
 
 @torch.no_grad()
@@ -61,3 +61,21 @@ def user_cooccurrence_graph(num_users: int, num_items: int, users, items, k: int
     isolated = (n == 0).expand(-1, k)
     index = torch.where(isolated, torch.arange(num_users)[:, None].expand(-1, k), index)
     return index, torch.where(isolated, torch.zeros(()), counts)
+
+
+def adjacency_and_user_graph(num_users: int, num_items: int, users, items, k: int,
+                             chunk_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The two interaction graphs of DualGNN and DRAGON: the normalised bipartite
+    :math:`\hat A` (:func:`~lirdrec.graphs.bipartite_adjacency`) and the user co-occurrence
+    top-:math:`k` (:func:`user_cooccurrence_graph`), from the same training pairs.
+
+    Returns:
+        ``(adj, index, counts)``: sparse :math:`(U+I, U+I)`, int64 and float32 :math:`(U, k)`.
+
+    >>> adj, idx, cnt = adjacency_and_user_graph(3, 3, [0, 0, 1, 1, 2], [0, 1, 0, 1, 1], k=2)
+    >>> tuple(adj.shape), idx.tolist()
+    ((6, 6), [[1, 2], [0, 2], [0, 1]])
+    """
+    adj = bipartite_adjacency(num_users, num_items, users, items)
+    index, counts = user_cooccurrence_graph(num_users, num_items, users, items, k, chunk_size)
+    return adj, index, counts

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from lirdrec.errors import ConfigError
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
 __all__ = ["Constraint", "Interval", "OneOf", "Recommender", "Shape", "bpr_loss", "check_arguments",
-           "check_param", "emb_loss", "info_nce"]
+           "check_param", "emb_loss", "info_nce", "logsumexp_mm"]
 
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
@@ -34,21 +35,102 @@ def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     return torch.nn.functional.softplus(neg_scores - pos_scores).mean()
 
 
-def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
+class _LogSumExpMM(torch.autograd.Function):
+    """``logsumexp_mm``: the ``(n, m)`` logits live only inside; backward rescales ``(n, d)``
+    products instead of passing over an ``(n, m)`` gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, scale: float, log_weight: Tensor | None):  # type: ignore[override]
+        logits = (a * scale) @ b.t()  # (n, m): scale the (n, d) operand, not the logits
+        if log_weight is not None:
+            logits.add_(log_weight)
+        top = logits.amax(1, keepdim=True)
+        e = logits.sub_(top).exp_()  # w_j exp(s_ij - max_i), in place: no second (n, m)
+        total = e.sum(1)
+        ctx.save_for_backward(a, b, e, total)
+        ctx.scale = scale
+        return top.squeeze(1) + total.log()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        a, b, e, total = ctx.saved_tensors
+        # d lse_i / d s_ij = p_ij = e_ij / total_i: the row scale goes on the (n, d) side
+        w = (grad / total)[:, None] * ctx.scale  # (n, 1)
+        ga = (e @ b) * w if ctx.needs_input_grad[0] else None
+        gb = e.t() @ (a * w) if ctx.needs_input_grad[1] else None
+        return ga, gb, None, None
+
+
+def logsumexp_mm(a: Tensor, b: Tensor, scale: float = 1.0,
+                 weight: Tensor | None = None) -> Tensor:
+    r"""Row log-sum-exp of a scaled product, :math:`\ell_i = \log\sum_j w_j
+    e^{s\,\mathbf{a}_i^\top\mathbf{b}_j}` (:math:`w_j = 1` without ``weight``), the denominator
+    of InfoNCE and softmax cross-entropy.
+
+    Equal to ``torch.logsumexp(a @ b.t() * scale + weight.log(), 1)`` up to rounding, in fewer
+    passes over the :math:`(n, m)` logits: they are formed once and exponentiated in place,
+    and the backward, :math:`\partial\ell_i/\partial\mathbf{a}_i = s\sum_j p_{ij}\mathbf{b}_j`
+    and :math:`\partial\ell/\partial\mathbf{b}_j = s\sum_i g_i p_{ij}\mathbf{a}_i` with
+    :math:`p_{ij} = w_je^{s\,\mathbf{a}_i^\top\mathbf{b}_j - \ell_i}`, is two matrix products
+    with the normalisation applied to their :math:`(n, d)` sides. Not twice differentiable.
+
+    Shapes:
+        - a :math:`(n, d)`, b :math:`(m, d)`, weight :math:`(m,)` positive -> :math:`(n,)`
+
+    >>> a, b = torch.tensor([[1., 0.]]), torch.tensor([[1., 0.], [0., 1.]])
+    >>> round(float(logsumexp_mm(a, b, 2.0)), 4)   # log(e^2 + e^0)
+    2.1269
+    >>> round(float(logsumexp_mm(a, b, 2.0, torch.tensor([1., 3.]))), 4)   # log(e^2 + 3)
+    2.3408
+    """
+    return _LogSumExpMM.apply(a, b, float(scale), None if weight is None else weight.log())
+
+
+def info_nce(a: Tensor, b: Tensor, temperature: float, rows_a: Tensor | None = None,
+             rows_b: Tensor | None = None, normalize: bool = False) -> Tensor:
     r"""In-batch InfoNCE: cross-entropy of :math:`\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau` with
     the matching row :math:`b' = b` as the label,
     :math:`-\frac1B\sum_b \log\frac{e^{\mathbf{a}_b^\top\mathbf{b}_b/\tau}}
-    {\sum_{b'} e^{\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau}}`. Inputs are used as given (normalise
-    them first for the cosine form).
+    {\sum_{b'} e^{\mathbf{a}_b^\top\mathbf{b}_{b'}/\tau}}`.
+
+    Without ``rows_a``/``rows_b``, ``a`` and ``b`` are the batch's :math:`B` row pairs. With
+    them, ``a`` and ``b`` are tables and the batch is ``a[rows_a]``, ``b[rows_b]``: then every
+    row repeated in the batch is computed once, a repeated :math:`\mathbf{b}` row entering the
+    denominator with its count, :math:`\log\sum_{k} c_k e^{\mathbf{a}_b^\top\mathbf{b}_k/\tau}`
+    over the distinct rows :math:`k` (the same sum; 2048 drawn tiktok pairs hold about 240
+    distinct users and 1,400 distinct items). ``normalize`` L2-normalises the rows first (the
+    cosine form); otherwise rows are used as given. The denominators come from
+    :func:`logsumexp_mm`.
 
     Shapes:
-        - a, b :math:`(B, d)` -> scalar
+        - a, b :math:`(B, d)` -> scalar; or a :math:`(N_a, d)`, b :math:`(N_b, d)`, rows_a,
+          rows_b :math:`(B,)` -> scalar
 
     >>> round(float(info_nce(torch.eye(2), torch.eye(2), 1.0)), 4)   # -log(e / (e + 1))
     0.3133
+    >>> t, r = torch.eye(2), torch.tensor([0, 0, 1])   # row 0 twice: its column counts 2
+    >>> round(float(info_nce(t, t, 1.0, r, r)), 4)   # (2 log((2e + 1)/e) + log((2 + e)/e)) / 3
+    0.7585
     """
-    logits = a @ b.t() / temperature  # (B, B)
-    return torch.nn.functional.cross_entropy(logits, torch.arange(len(a), device=a.device))
+    import torch.nn.functional as F
+
+    if (rows_a is None) != (rows_b is None):
+        raise ValueError("info_nce: give both rows_a and rows_b, or neither")
+    if rows_a is None:
+        if normalize:
+            a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+        pos = (a * b).sum(1) / temperature
+        return (logsumexp_mm(a, b, 1.0 / temperature) - pos).mean()
+    ua, ia = torch.unique(rows_a, return_inverse=True)
+    ub, ib, count = torch.unique(rows_b, return_inverse=True, return_counts=True)
+    a, b = a[ua], b[ub]  # distinct rows only
+    if normalize:
+        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    lse = logsumexp_mm(a, b, 1.0 / temperature, count.to(b.dtype))  # (|ua|,)
+    pos = (a[ia] * b[ib]).sum(1) / temperature  # (B,)
+    return (lse[ia] - pos).mean()
 
 
 def content_side_loss(content: Tensor, side: Tensor, num_users: int, users: Tensor,
@@ -62,8 +144,6 @@ def content_side_loss(content: Tensor, side: Tensor, num_users: int, users: Tens
     Shapes:
         - content, side :math:`(U + I, d)`; users, pos_items, neg_items :math:`(B,)` -> scalar
     """
-    import torch.nn.functional as F
-
     out = content + side
     u, p, n = out[users], out[pos_items + num_users], out[neg_items + num_users]
     rank = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
@@ -71,9 +151,8 @@ def content_side_loss(content: Tensor, side: Tensor, num_users: int, users: Tens
     if cl_loss == 0.0:
         return rank + reg_weight * reg
     rows = pos_items + num_users
-    cl = (info_nce(F.normalize(side[rows], dim=1), F.normalize(content[rows], dim=1), temperature)
-          + info_nce(F.normalize(side[users], dim=1), F.normalize(content[users], dim=1),
-                     temperature))
+    cl = (info_nce(side, content, temperature, rows, rows, normalize=True)
+          + info_nce(side, content, temperature, users, users, normalize=True))
     return rank + reg_weight * reg + cl_loss * cl
 
 

@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 from torch import Tensor
 
 from lirdrec.graphs import (
-    bipartite_adjacency,
+    adjacency_and_user_graph,
     build_item_graph,
     spmm,
     transpose_csr,
-    user_cooccurrence_graph,
 )
 from lirdrec.models.base import Interval, Shape, check_arguments
 from lirdrec.models.dualgnn import DualGNN
@@ -116,11 +115,9 @@ class DRAGON(DualGNN):
         :mod:`lirdrec.graphs`.
         """
         cls.check_kwargs(ds, kwargs)
-        users, items = ds.train.users, ds.train.items
-        adj = bipartite_adjacency(ds.num_users, ds.num_items, users, items)
-        index, counts = user_cooccurrence_graph(ds.num_users, ds.num_items, users, items,
-                                                cls.default("user_knn_k", kwargs),
-                                                cls.default("user_graph_chunk_size", kwargs))
+        adj, index, counts = adjacency_and_user_graph(
+            ds.num_users, ds.num_items, ds.train.users, ds.train.items,
+            cls.default("user_knn_k", kwargs), cls.default("user_graph_chunk_size", kwargs))
         features = ds.features_tensor()
         item_graph = build_item_graph(features, cls.default("knn_k", kwargs),
                                       cls.default("mm_image_weight", kwargs), "image",

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lirdrec.graphs import bipartite_adjacency, propagate_sum, user_cooccurrence_graph
+from lirdrec.graphs import adjacency_and_user_graph, propagate_sum
 from lirdrec.models._features import check_features
 from lirdrec.models.base import (
     Interval,
@@ -168,11 +168,9 @@ class DualGNN(Recommender):
     def from_dataset(cls, ds: "Dataset", **kwargs: Any) -> "DualGNN":
         r""":math:`\hat A` and the user co-occurrence graph from :mod:`lirdrec.graphs`."""
         cls.check_kwargs(ds, kwargs)
-        users, items = ds.train.users, ds.train.items
-        adj = bipartite_adjacency(ds.num_users, ds.num_items, users, items)
-        index, counts = user_cooccurrence_graph(ds.num_users, ds.num_items, users, items,
-                                                cls.default("user_knn_k", kwargs),
-                                                cls.default("user_graph_chunk_size", kwargs))
+        adj, index, counts = adjacency_and_user_graph(
+            ds.num_users, ds.num_items, ds.train.users, ds.train.items,
+            cls.default("user_knn_k", kwargs), cls.default("user_graph_chunk_size", kwargs))
         return cls(ds.num_users, ds.num_items, adj, ds.features_tensor(), index, counts,
                    **kwargs)
 

@@ -26,6 +26,7 @@ from lirdrec.models.base import (
     bpr_loss,
     check_arguments,
     emb_loss,
+    logsumexp_mm,
 )
 from lirdrec.models.registry import register
 
@@ -35,18 +36,23 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["LGMRec", "hyperedge_nce"]
 
 
-def hyperedge_nce(a: Tensor, b: Tensor, all_b: Tensor, temperature: float) -> Tensor:
-    r"""LGMRec's cross-modal hyperedge contrast: for each row :math:`b`, the cosine of
-    :math:`\mathbf{a}_b` and :math:`\mathbf{b}_b` against all rows of ``all_b``, SUMMED over the
-    batch: :math:`-\sum_b \log\frac{e^{\cos(\mathbf{a}_b, \mathbf{b}_b)/\tau}}
-    {\sum_{j} e^{\cos(\mathbf{a}_b, \mathbf{B}_j)/\tau}}`.
+def hyperedge_nce(a: Tensor, b: Tensor, rows: Tensor, temperature: float) -> Tensor:
+    r"""LGMRec's cross-modal hyperedge contrast: for each batch row :math:`r`, the cosine of
+    :math:`\mathbf{a}_r` and :math:`\mathbf{b}_r` against all rows of ``b``, SUMMED over the
+    batch: :math:`-\sum_{r \in \text{rows}} \log\frac{e^{\cos(\mathbf{a}_r, \mathbf{b}_r)/\tau}}
+    {\sum_{j} e^{\cos(\mathbf{a}_r, \mathbf{b}_j)/\tau}}`.
+
+    A row repeated in the batch is computed once and counted (same sum); the denominators come
+    from :func:`~lirdrec.models.base.logsumexp_mm`.
 
     Shapes:
-        - a, b :math:`(B, d)`, all_b :math:`(N, d)` -> scalar
+        - a, b :math:`(N, d)`, rows :math:`(B,)` in :math:`[0, N)` -> scalar
     """
-    a, b, all_b = F.normalize(a, dim=1), F.normalize(b, dim=1), F.normalize(all_b, dim=1)
-    pos = (a * b).sum(1) / temperature
-    return (torch.logsumexp(a @ all_b.t() / temperature, dim=1) - pos).sum()
+    rows, count = torch.unique(rows, return_counts=True)
+    all_b = F.normalize(b, dim=1)
+    a = F.normalize(a[rows], dim=1)
+    per_row = logsumexp_mm(a, all_b, 1.0 / temperature) - (a * all_b[rows]).sum(1) / temperature
+    return (count.to(per_row.dtype) * per_row).sum()
 
 
 @register("lgmrec")
@@ -220,9 +226,9 @@ class LGMRec(GeneratorStateMixin, Recommender):
         loss = bpr_loss((u * p).sum(-1), (u * n).sum(-1)) + self.reg_weight * emb_loss(u, p, n)
         if self.cl_weight == 0.0 or len(hyper) < 2:
             return loss
-        nu, rows = self.num_users, pos_items + self.num_users
-        cl = sum(hyperedge_nce(a[users], b[users], b[:nu], self.temperature)
-                 + hyperedge_nce(a[rows], b[rows], b[nu:], self.temperature)
+        nu = self.num_users
+        cl = sum(hyperedge_nce(a[:nu], b[:nu], users, self.temperature)
+                 + hyperedge_nce(a[nu:], b[nu:], pos_items, self.temperature)
                  for a, b in combinations(hyper, 2))
         return loss + self.cl_weight * cl
 

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from lirdrec.graphs import bipartite_adjacency, build_knn_graph, propagate, spmm, transpose_csr
+from lirdrec.graphs import (
+    bipartite_adjacency,
+    build_knn_graph,
+    propagate,
+    spmm,
+    transpose_csr,
+    user_item_block,
+)
 from lirdrec.models._features import check_features, feature_tables
 from lirdrec.models.base import (
     Interval,
@@ -22,7 +29,7 @@ from lirdrec.models.registry import register
 if TYPE_CHECKING:  # pragma: no cover
     from lirdrec.data.dataset import Dataset
 
-__all__ = ["MGCN", "modality_knn_graphs"]
+__all__ = ["MGCN", "modality_knn_graphs", "register_user_item_block"]
 
 
 def modality_knn_graphs(features: Sequence[Tensor], knn_k: int,
@@ -35,6 +42,15 @@ def modality_knn_graphs(features: Sequence[Tensor], knn_k: int,
             for x in features]
 
 
+def register_user_item_block(model: nn.Module, adj: Tensor) -> None:
+    r"""Buffers ``ui`` (:math:`\hat R = \hat A_{UI}`, :math:`(U, I)`) and ``ui_t`` (its
+    transpose) of :func:`item_view`, built once from ``adj``; they follow ``.to()``.
+    """
+    ui = user_item_block(adj, model.num_users)
+    model.register_buffer("ui", ui, persistent=False)
+    model.register_buffer("ui_t", transpose_csr(ui), persistent=False)
+
+
 def sigmoid_gate(dim: int) -> nn.Sequential:
     r"""MGCN's and SMORE's purifier and preference gates,
     :math:`\sigma(\mathbf{W}\mathbf{x} + \mathbf{b})`, :math:`(N, d) \to (N, d)`.
@@ -42,16 +58,17 @@ def sigmoid_gate(dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
 
 
-def item_view(h: Tensor, graph: Tensor, graph_t: Tensor, n_mm_layers: int, adj: Tensor,
-              num_users: int) -> Tensor:
+def item_view(h: Tensor, graph: Tensor, graph_t: Tensor, n_mm_layers: int, ui: Tensor,
+              ui_t: Tensor) -> Tensor:
     r"""One item-item view: :math:`\mathbf{H} \leftarrow \mathbf{S}^n \mathbf{H}` over the
-    modality's item graph, users as :math:`\hat{\mathbf{R}}\mathbf{H}` through the normalised
-    user-item adjacency; ``(I, d)`` -> ``(U + I, d)`` (users above items).
+    modality's item graph, users as :math:`\hat{\mathbf{R}}\mathbf{H}` through the user-item
+    block :math:`\hat R` of the normalised adjacency (``ui``,
+    :func:`lirdrec.graphs.user_item_block`; ``ui_t`` its transpose, for the backward);
+    ``(I, d)`` -> ``(U + I, d)`` (users above items).
     """
     for _ in range(n_mm_layers):
         h = spmm(graph, h, graph_t)
-    users = spmm(adj, torch.cat([h.new_zeros(num_users, h.shape[1]), h]))[:num_users]
-    return torch.cat([users, h])
+    return torch.cat([spmm(ui, h, ui_t), h])
 
 
 @register("mgcn")
@@ -155,6 +172,7 @@ class MGCN(Recommender):
                     shapes == [(self.num_items, self.num_items)] * len(mats),
                     f"one ({self.num_items}, {self.num_items}) graph per modality")
         self.register_buffer("adj", adj, persistent=False)
+        register_user_item_block(self, adj)
         for j, g in enumerate(item_graphs):  # constants: follow .to(), rebuilt by from_dataset
             self.register_buffer(f"item_graph_{j}", g, persistent=False)
             self.register_buffer(f"item_graph_t_{j}", transpose_csr(g), persistent=False)
@@ -192,7 +210,7 @@ class MGCN(Recommender):
         for j, (x, proj, purify) in enumerate(zip(raw, self.projections, self.purifiers)):
             views.append(item_view(  # (U+I, d): R-hat H above H
                 self.item_emb * purify(proj(x)), getattr(self, f"item_graph_{j}"),
-                getattr(self, f"item_graph_t_{j}"), self.n_mm_layers, self.adj, self.num_users))
+                getattr(self, f"item_graph_t_{j}"), self.n_mm_layers, self.ui, self.ui_t))
         stacked = torch.stack(views, 1)  # (U+I, M, d)
         beta = torch.softmax(self.query(stacked).squeeze(-1), dim=1)  # (U+I, M)
         common = (beta[:, :, None] * stacked).sum(1)

@@ -71,7 +71,8 @@ class ModalGCN(nn.Module):
                 nn.init.xavier_normal_(gate.weight)
 
     def forward(self, features: Tensor, id_emb: Tensor, adj: Tensor, adj_t: Tensor) -> Tensor:
-        x = F.normalize(torch.cat([self.preference, features]), dim=1)  # (U+I, d_m)
+        # row-wise: normalising the halves apart is the same, and fixed features need no backward
+        x = torch.cat([F.normalize(self.preference, dim=1), F.normalize(features, dim=1)])
         for conv, lin, gate in zip(self.convs, self.linears, self.gates):
             h = F.leaky_relu(spmm(adj, x @ conv, adj_t))  # neighbour mean of x W
             x_hat = F.leaky_relu(lin(x)) + id_emb

@@ -151,21 +151,21 @@ class SLMRec(Recommender):
 
     def fac_loss(self, branches: list[Tensor], items: Tensor) -> Tensor:
         """The fine-and-coarse task on ``items`` (the batch's positive items)."""
-        rows = items + self.num_users
-        a = self.fac_id(branches[0][rows])  # (B, d)
+        # each distinct item once through the maps; info_nce counts the repeats
+        rows, inverse = torch.unique(items + self.num_users, return_inverse=True)
+        a = self.fac_id(branches[0][rows])  # (B', d)
         total = 0
         for k, g in enumerate(self.fac_modal):
             if k > 0:
                 a = self.fac_chain[k - 1](a)
-            total = total + info_nce(a, g(branches[k + 1][rows]), self.ssl_temp)
+            total = total + info_nce(a, g(branches[k + 1][rows]), self.ssl_temp, inverse, inverse)
         return total
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor | None) -> Tensor:
         """InfoNCE of users and their positives plus the FAC task; ``neg_items`` is not read."""
         branches = self.branches()
         user_emb, item_emb = self._fuse(branches)
-        main = info_nce(F.normalize(user_emb[users], dim=1),
-                        F.normalize(item_emb[pos_items], dim=1), self.temp)
+        main = info_nce(user_emb, item_emb, self.temp, users, pos_items, normalize=True)
         return main + self.ssl_alpha * self.fac_loss(branches, pos_items)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -24,7 +24,7 @@ from lirdrec.models.base import (
     check_param,
     content_side_loss,
 )
-from lirdrec.models.mgcn import item_view, sigmoid_gate
+from lirdrec.models.mgcn import item_view, register_user_item_block, sigmoid_gate
 from lirdrec.models.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,6 +177,7 @@ class SMORE(GeneratorStateMixin, Recommender):
                     shapes == [(self.num_items, self.num_items)] * views,
                     f"{views} ({self.num_items}, {self.num_items}) graphs (modalities, fusion)")
         self.register_buffer("adj", adj, persistent=False)
+        register_user_item_block(self, adj)
         for j, g in enumerate(item_graphs):  # constants: follow .to(), rebuilt by from_dataset
             self.register_buffer(f"item_graph_{j}", g, persistent=False)
             self.register_buffer(f"item_graph_t_{j}", transpose_csr(g), persistent=False)
@@ -233,7 +234,7 @@ class SMORE(GeneratorStateMixin, Recommender):
         for j, (conv, purify) in enumerate(zip([*denoised, fused], self.purifiers)):
             views.append(item_view(  # (U+I, d)
                 self.item_emb * purify(conv), getattr(self, f"item_graph_{j}"),
-                getattr(self, f"item_graph_t_{j}"), self.n_mm_layers, self.adj, self.num_users))
+                getattr(self, f"item_graph_t_{j}"), self.n_mm_layers, self.ui, self.ui_t))
         fusion = views[-1]
         prefs = [self._drop(p(content), train) for p in self.preferences]
         side = prefs[-1] * fusion
