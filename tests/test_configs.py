@@ -41,13 +41,16 @@ def test_config_resolves(path):
 
 def test_lirdrec_tuned_is_the_default_with_two_changes(tmp_path, monkeypatch):
     """Issue 18: ``--config lirdrec_tuned`` (by name, from anywhere) = lirdrec.yaml's resolved
-    configuration except lr 1e-3, with its four-point grid; the faithful default is unchanged."""
+    configuration except lr 1e-3, with its eight-point grid (whose first point is the faithful
+    default's layer sum, PWC fusion and item graph); the faithful default is unchanged."""
     monkeypatch.chdir(tmp_path)
     tuned = resolve("lirdrec", [read_yaml("lirdrec_tuned")])
     default = resolve("lirdrec", [read_yaml("lirdrec")])
     t, d = tuned.to_dict(), default.to_dict()
     assert {k: (d[k], t[k]) for k in t if t[k] != d[k]} == {"lr": (1e-4, 1e-3)}
-    assert read_yaml("lirdrec_tuned_grid") == {"fusion": ["pwc", "concat"], "n_mm_layers": [1, 0]}
+    assert read_yaml("lirdrec_tuned_grid") == {"layer_combine": ["sum", "mean"],
+                                               "fusion": ["pwc", "concat"], "n_mm_layers": [1, 0]}
+    assert d["layer_combine"] == "sum" and d["fusion"] == "pwc" and d["n_mm_layers"] == 1
 
 
 def test_configs_ship_inside_the_package_and_load_by_name(tmp_path, monkeypatch):
