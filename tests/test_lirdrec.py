@@ -517,6 +517,16 @@ def test_layer_combine_mean_is_the_layer_sum_over_l_plus_one(layers):
     torch.testing.assert_close(torch.cat([u, i]).double(), dense / (layers + 1), atol=1e-5, rtol=0)
     if layers:
         assert not torch.allclose(total.score(torch.arange(3)), mean.score(torch.arange(3)))
+    # so the mean is the sum trained at score temperature (L+1)^2, reg_weight / (L+1)^2 too
+    # (results/lirdrec_gap.md's reading of the layer mean)
+    from lirdrec.models.base import bpr_loss
+
+    b_users, pos, neg = torch.tensor([0, 4, 9, 4]), torch.tensor([1, 5, 22, 0]), torch.arange(4)
+    us, it = total()
+    t = (layers + 1) ** 2
+    expected = (bpr_loss((us[b_users] * it[pos]).sum(-1) / t, (us[b_users] * it[neg]).sum(-1) / t)
+                + total.reg_weight * (us.square().mean() + it.square().mean()) / t)
+    torch.testing.assert_close(mean.loss(b_users, pos, neg), expected, atol=1e-6, rtol=1e-5)
     with pytest.raises(ConfigError, match="layer_combine"):
         build(num_users, num_items, feats, users, items, layer_combine="max")
 
