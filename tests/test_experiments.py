@@ -12,6 +12,7 @@ from conftest import REPO, synthetic_experiment
 from lirdrec.data.synthetic import write_synthetic
 from lirdrec.errors import ConfigError
 from lirdrec.experiments import load_experiment, run_experiment
+from lirdrec.experiments.runner import _grid_points as _points
 
 
 def test_runner_selects_by_validation_and_resumes(tmp_path, caplog):
@@ -364,3 +365,38 @@ def test_a_shipped_grid_by_name_and_grid_seed_errors(tmp_path):
     assert [exp.search_seed(v) for v in "abcd"] == [None, 1, 999, None]
     with pytest.raises(ConfigError, match="grid_points must be an int >= 1"):
         load("{a: {model: mgcn}}", "small: {grid_points: 0}")
+
+
+def test_main_table_seeds_runs_a_zoo_model_small_on_tiny_data(tmp_path):
+    """Issue 17's zoo entries of main_table_seeds.yaml: a shipped grid by name, searched at
+    seed 999, the selected point repeated at seeds 1 and 2; ``--small`` (grid_points: 1) trains
+    one point per seed. Here on a tiny synthetic dataset in place of the real ones."""
+    from lirdrec.config import read_yaml
+
+    exp = load_experiment(REPO / "datasets" / "experiments" / "main_table_seeds.yaml")
+    zoo = ["itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "slmrec", "dragon", "mgcn",
+           "lgmrec", "smore"]
+    assert set(zoo) < set(exp.models) and exp.seeds == [999, 1, 2] and exp.grid_seed == 999
+    for v in zoo:
+        assert exp.models[v]["grid"] == read_yaml(f"{v}_grid")
+        varies_lr = "lr" in exp.models[v]["grid"]
+        assert ("lr" in exp.models[v].get("params", {})) == (not varies_lr and v != "itemknncbf")
+    assert sum(len(_points(exp.models[v].get("grid"))) for v in zoo) == 330
+    assert all(exp.search_seed(v) is None for v in exp.models if v not in zoo)
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=150,
+                              num_items=100)
+    exp.out, exp.datasets = tmp_path / "out", {"tiktok": {"data": str(data)}}
+    df = run_experiment(exp, small=True, models=["mgcn"], show_progress=False)
+    runs = tmp_path / "out" / "small" / "runs" / "tiktok" / "mgcn"
+    assert sorted(p.relative_to(runs).as_posix() for p in runs.glob("seed-*/point-*")) == [
+        "seed-1/point-000", "seed-2/point-000", "seed-999/point-000"]
+    assert set(df.seed) == {999, 1, 2} and (df["n"] == 3).all()
+    cfg = yaml.safe_load((runs / "seed-1" / "point-000" / "config.yaml").read_text())
+    assert (cfg["model"], cfg["epochs"], cfg["cl_loss"], cfg["lr"]) == ("mgcn", 2, 0.001, 0.001)
+    # two points of its grid: searched at 999 only, the winner repeated at seeds 1 and 2
+    exp.small["grid_points"] = 2
+    run_experiment(exp, small=True, models=["mgcn"], show_progress=False)
+    sel = pd.read_csv(tmp_path / "out" / "small" / "selection.csv")
+    win = sel[(sel.seed == 999) & sel.selected]["point"].item()
+    assert sorted(sel[sel.seed == 999]["point"]) == [0, 1]
+    assert sel[sel.seed != 999]["point"].tolist() == [win, win] and set(sel.search_seed) == {999}
