@@ -363,6 +363,7 @@ def test_a_shipped_grid_by_name_and_grid_seed_errors(tmp_path):
                "b: {model: mgcn, grid: mgcn_grid, grid_seed: 1}, c: {model: mgcn, grid: mgcn_grid},"
                " d: {model: mgcn}}", "grid_seed: 999")
     assert [exp.search_seed(v) for v in "abcd"] == [None, 1, 999, None]
+    assert len(_points("mgcn_grid")) == 3  # an Experiment built in Python may name one too
     with pytest.raises(ConfigError, match="grid_points must be an int >= 1"):
         load("{a: {model: mgcn}}", "small: {grid_points: 0}")
 

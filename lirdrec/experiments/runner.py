@@ -209,7 +209,9 @@ def _small_grid_points(exp: Experiment) -> int | None:
     return n
 
 
-def _grid_points(grid: dict[str, list] | None) -> list[dict[str, Any]]:
+def _grid_points(grid: dict[str, list] | str | None) -> list[dict[str, Any]]:
+    if isinstance(grid, str):  # an Experiment built in Python may name a shipped grid too
+        grid = _shipped_grid(grid, "grid")
     if not grid:
         return [{}]
     keys = list(grid)
