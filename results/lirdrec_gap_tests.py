@@ -24,7 +24,16 @@ METRICS = ("Recall@20", "NDCG@20")
 
 
 def finished(out: Path, dataset: str, variant: str, seeds: list[int]) -> dict[int, Path] | None:
-    dirs = {s: out / "runs" / dataset / variant / f"seed-{s}" / "point-000" for s in seeds}
+    """Each seed's run directory at the grid point selection.csv marks as selected (point 0
+    without a grid), or None unless every seed has finished.
+    """
+    point = {}
+    if (out / "selection.csv").is_file():  # a variant with a grid (issue 17's zoo)
+        sel = pd.read_csv(out / "selection.csv")
+        sel = sel[(sel.dataset == dataset) & (sel.variant == variant) & sel.selected]
+        point = dict(zip(sel.seed, sel.point))
+    dirs = {s: out / "runs" / dataset / variant / f"seed-{s}" / f"point-{int(point.get(s, 0)):03d}"
+            for s in seeds}
     return dirs if all((d / "metrics.json").is_file() for d in dirs.values()) else None
 
 

@@ -12,6 +12,7 @@ from conftest import REPO, synthetic_experiment
 from lirdrec.data.synthetic import write_synthetic
 from lirdrec.errors import ConfigError
 from lirdrec.experiments import load_experiment, run_experiment
+from lirdrec.experiments.runner import _grid_points as _points
 
 
 def test_runner_selects_by_validation_and_resumes(tmp_path, caplog):
@@ -193,3 +194,210 @@ def test_every_shipped_experiment_file_resolves(path):
                 resolve(mcfg["model"], run_layers(exp, dataset, variant, point, exp.seeds[0]))
     if exp.reference:
         assert exp.reference in exp.models
+
+
+GRID_SEED_EXPERIMENT = """
+name: t
+out: {out}
+datasets: {{syn: {{data: {data}}}}}
+models:
+  mf: {{grid: {{embedding_dim: [2, 16]}}}}
+  pop: {{model: pop}}
+seeds: [{seeds}]
+{grid_seed}
+trainer: {{epochs: 3, batch_size: 256, lr: 1.0e-2}}
+"""
+
+
+def _grid_seed_file(tmp_path: Path, out: str = "out", seeds: str = "1, 2",
+                    grid_seed: str = "grid_seed: 1", params: str | None = None) -> Path:
+    data = tmp_path / "syn"
+    if not data.is_dir():
+        write_synthetic(data, seed=0, use_encoders=False, num_users=80, num_items=120)
+    text = GRID_SEED_EXPERIMENT.format(out=out, data=data, seeds=seeds, grid_seed=grid_seed)
+    if params is not None:  # the mf entry without a grid, at one fixed point
+        text = text.replace("{grid: {embedding_dim: [2, 16]}}", params)
+    f = tmp_path / f"{out}.yaml"
+    f.write_text(text)
+    return f
+
+
+def _count_trainings(monkeypatch, fail_at: int | None = None) -> list[Path]:
+    """Patch the runner's run_training to record each run directory it trains (and to raise on
+    call number ``fail_at``, 1-based: an interrupted process)."""
+    import lirdrec.experiments.runner as runner
+
+    real, calls = runner.run_training, []
+
+    def counted(*args, **kwargs):
+        calls.append(Path(kwargs["out_dir"]))
+        if fail_at is not None and len(calls) == fail_at:
+            raise KeyboardInterrupt("interrupted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_training", counted)
+    return calls
+
+
+def test_grid_seed_searches_once_and_repeats_the_selected_point(tmp_path, monkeypatch):
+    """``grid_seed: 1``, seeds [1, 2]: both points train at seed 1, seed 2 trains only the point
+    with the best validation Recall@20 at seed 1; its numbers are those of that point alone."""
+    f = _grid_seed_file(tmp_path)
+    exp = load_experiment(f)
+    assert exp.grid_seed == 1 and exp.search_seed("mf") == 1
+    assert exp.search_seed("pop") is None  # one point: nothing to search
+    calls = _count_trainings(monkeypatch)
+    df = run_experiment(exp, show_progress=False)
+    runs = exp.out / "runs" / "syn" / "mf"
+    sel = pd.read_csv(exp.out / "selection.csv")
+    s1 = sel[(sel.variant == "mf") & (sel.seed == 1)].set_index("point")
+    assert list(s1.index) == [0, 1]
+    assert s1.loc[0, "valid/Recall@20"] != s1.loc[1, "valid/Recall@20"]  # a real choice
+    best = int(s1["valid/Recall@20"].idxmax())
+    assert s1["selected"].tolist() == [p == best for p in (0, 1)]
+    assert sorted(p.name for p in (runs / "seed-1").iterdir()) == ["point-000", "point-001"]
+    assert [p.name for p in (runs / "seed-2").iterdir()] == [f"point-{best:03d}"]
+    assert len([c for c in calls if "/mf/" in str(c)]) == 3  # 2 points + 1 repeat, not 4
+    s2 = sel[(sel.variant == "mf") & (sel.seed == 2)]
+    assert s2["point"].tolist() == [best] and s2["selected"].all()
+    assert set(sel.loc[sel.variant == "mf", "search_seed"]) == {1}
+    assert set(sel.loc[sel.variant == "pop", "search_seed"]) == {1, 2}  # each seed its own
+    # seed 2's row is what that point alone gives at seed 2
+    alone = run_experiment(load_experiment(_grid_seed_file(
+        tmp_path, out="alone", seeds="2", grid_seed="",
+        params=f"{{params: {{embedding_dim: {[2, 16][best]}}}}}")), show_progress=False)
+    key = ["split", "metric", "K"]
+    mine = df[(df.variant == "mf") & (df.seed == 2)].set_index(key)["value"]
+    theirs = alone[alone.variant == "mf"].set_index(key)["value"]
+    pd.testing.assert_series_equal(mine.sort_index(), theirs.sort_index())
+    assert (df[df.variant == "mf"]["n"] == 2).all()
+
+
+def test_grid_seed_resumes_after_an_interruption(tmp_path, monkeypatch):
+    """The search seed runs first even when listed last; a process stopped inside the search
+    leaves the other seeds untouched, reports nothing for the variant until the search is
+    complete, and a second call finishes it: the tables of one uninterrupted call."""
+    f = _grid_seed_file(tmp_path, seeds="2, 1")
+    exp = load_experiment(f)
+    calls = _count_trainings(monkeypatch, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(exp, models=["mf"], show_progress=False)
+    runs = exp.out / "runs" / "syn" / "mf"
+    assert [c.relative_to(runs).as_posix() for c in calls] == ["seed-1/point-000",
+                                                               "seed-1/point-001"]
+    assert (runs / "seed-1" / "point-000" / "metrics.json").is_file()
+    assert not (runs / "seed-2").exists()
+    assert run_experiment(exp, models=["mf"], collect_only=True, show_progress=False).empty
+    calls = _count_trainings(monkeypatch)
+    df = run_experiment(exp, show_progress=False)
+    sel = pd.read_csv(exp.out / "selection.csv")
+    best = int(sel[(sel.variant == "mf") & sel.selected & (sel.seed == 1)]["point"].iloc[0])
+    assert [c.relative_to(exp.out / "runs" / "syn").as_posix() for c in calls] == [
+        "mf/seed-1/point-001", f"mf/seed-2/point-{best:03d}", "pop/seed-2/point-000",
+        "pop/seed-1/point-000"]
+    assert df.seed.unique().tolist() == [2, 1]  # the file's order of seeds
+    fresh = run_experiment(load_experiment(_grid_seed_file(tmp_path, out="fresh", seeds="2, 1")),
+                           show_progress=False)
+    pd.testing.assert_frame_equal(df, fresh)
+    for name in ("results.md", "selection.csv"):
+        assert (exp.out / name).read_text() == (tmp_path / "fresh" / name).read_text()
+
+
+def test_without_grid_seed_every_seed_searches_and_the_tables_keep_their_form(tmp_path,
+                                                                             monkeypatch):
+    """Absent grid_seed: each seed trains every point and selects its own (selection.csv has the
+    columns it always had). The runs are shared with grid_seed mode: switching it on trains
+    nothing, and the search seed's rows and tables stay identical."""
+    f = _grid_seed_file(tmp_path, grid_seed="")
+    exp = load_experiment(f)
+    assert exp.grid_seed is None and exp.search_seed("mf") is None
+    per_seed = run_experiment(exp, show_progress=False)
+    sel = pd.read_csv(exp.out / "selection.csv")
+    assert list(sel.columns) == ["dataset", "variant", "seed", "point", "grid:embedding_dim",
+                                 "best_epoch", "valid/Recall@20", "selected"]
+    assert len(sel[sel.variant == "mf"]) == 4  # 2 points x 2 seeds
+    for _, part in sel[sel.variant == "mf"].groupby("seed"):
+        assert part.loc[part.selected, "valid/Recall@20"].item() == part["valid/Recall@20"].max()
+    calls = _count_trainings(monkeypatch)
+    f.write_text(f.read_text().replace("seeds: [1, 2]", "seeds: [1, 2]\ngrid_seed: 1"))
+    searched = run_experiment(load_experiment(f), show_progress=False)
+    assert calls == []  # every run it needs is one of the per-seed search's
+    one = per_seed.columns.drop(["n", "mean", "std", "ci95_low", "ci95_high"])
+    pd.testing.assert_frame_equal(searched[searched.seed == 1][one],
+                                  per_seed[per_seed.seed == 1][one])
+    # one seed: grid_seed changes nothing in results.csv / results.md
+    single = _grid_seed_file(tmp_path, out="single", seeds="1", grid_seed="")
+    run_experiment(load_experiment(single), show_progress=False)
+    texts = {n: (tmp_path / "single" / n).read_text() for n in ("results.csv", "results.md")}
+    single.write_text(single.read_text().replace("seeds: [1]", "seeds: [1]\ngrid_seed: 1"))
+    run_experiment(load_experiment(single), show_progress=False)
+    assert texts == {n: (tmp_path / "single" / n).read_text() for n in texts}
+
+
+def test_a_shipped_grid_by_name_and_grid_seed_errors(tmp_path):
+    from lirdrec.config import read_yaml
+
+    def load(models: str, extra: str = "") -> object:
+        f = tmp_path / "exp.yaml"
+        f.write_text(f"datasets: {{d: x}}\nmodels: {models}\nseeds: [999, 1]\n{extra}")
+        return load_experiment(f)
+
+    exp = load("{a: {model: mgcn, grid: mgcn_grid}, b: {model: smore, grid: smore_grid.yaml}}")
+    assert exp.models["a"]["grid"] == {"cl_loss": [0.001, 0.01, 0.1]}
+    assert exp.models["a"]["grid"] == read_yaml(REPO / "datasets/configs/mgcn_grid.yaml")
+    assert len(exp.models["b"]["grid"]) == 5  # n_ui_layers, 2 knn_k's, reg_weight, dropout
+    with pytest.raises(ConfigError, match=r"model 'a': grid 'mgcn_grd' is not a shipped grid; "
+                                          r"shipped grids: bm3_grid, dragon_grid, .*mgcn_grid"):
+        load("{a: {model: mgcn, grid: mgcn_grd}}")
+    with pytest.raises(ConfigError, match=r"grid key 'cl_loss' must map to a non-empty list"):
+        load("{a: {model: mgcn, grid: {cl_loss: 0.1}}}")
+    with pytest.raises(ConfigError, match=r"grid 'mgcn' is not a shipped grid"):
+        load("{a: {model: mgcn, grid: mgcn}}")  # a config, not a grid
+    with pytest.raises(ConfigError, match=r"model 'a': grid_seed 7 is not one of the seeds "
+                                          r"\[999, 1\]"):
+        load("{a: {model: mgcn, grid: mgcn_grid}}", "grid_seed: 7")
+    with pytest.raises(ConfigError, match=r"grid_seed must be an integer seed"):
+        load("{a: {model: mgcn, grid: mgcn_grid, grid_seed: first}}")
+    # per variant: its own value wins, null restores the per-seed search
+    exp = load("{a: {model: mgcn, grid: mgcn_grid, grid_seed: null}, "
+               "b: {model: mgcn, grid: mgcn_grid, grid_seed: 1}, c: {model: mgcn, grid: mgcn_grid},"
+               " d: {model: mgcn}}", "grid_seed: 999")
+    assert [exp.search_seed(v) for v in "abcd"] == [None, 1, 999, None]
+    assert len(_points("mgcn_grid")) == 3  # an Experiment built in Python may name one too
+    with pytest.raises(ConfigError, match="grid_points must be an int >= 1"):
+        load("{a: {model: mgcn}}", "small: {grid_points: 0}")
+
+
+def test_main_table_seeds_runs_a_zoo_model_small_on_tiny_data(tmp_path):
+    """Issue 17's zoo entries of main_table_seeds.yaml: a shipped grid by name, searched at
+    seed 999, the selected point repeated at seeds 1 and 2; ``--small`` (grid_points: 1) trains
+    one point per seed. Here on a tiny synthetic dataset in place of the real ones."""
+    from lirdrec.config import read_yaml
+
+    exp = load_experiment(REPO / "datasets" / "experiments" / "main_table_seeds.yaml")
+    zoo = ["itemknncbf", "layergcn", "mmgcn", "grcn", "dualgnn", "slmrec", "dragon", "mgcn",
+           "lgmrec", "smore"]
+    assert set(zoo) < set(exp.models) and exp.seeds == [999, 1, 2] and exp.grid_seed == 999
+    for v in zoo:
+        assert exp.models[v]["grid"] == read_yaml(f"{v}_grid")
+        varies_lr = "lr" in exp.models[v]["grid"]
+        assert ("lr" in exp.models[v].get("params", {})) == (not varies_lr and v != "itemknncbf")
+    assert sum(len(_points(exp.models[v].get("grid"))) for v in zoo) == 330
+    assert all(exp.search_seed(v) is None for v in exp.models if v not in zoo)
+    data, _ = write_synthetic(tmp_path / "syn", seed=0, use_encoders=False, num_users=150,
+                              num_items=100)
+    exp.out, exp.datasets = tmp_path / "out", {"tiktok": {"data": str(data)}}
+    df = run_experiment(exp, small=True, models=["mgcn"], show_progress=False)
+    runs = tmp_path / "out" / "small" / "runs" / "tiktok" / "mgcn"
+    assert sorted(p.relative_to(runs).as_posix() for p in runs.glob("seed-*/point-*")) == [
+        "seed-1/point-000", "seed-2/point-000", "seed-999/point-000"]
+    assert set(df.seed) == {999, 1, 2} and (df["n"] == 3).all()
+    cfg = yaml.safe_load((runs / "seed-1" / "point-000" / "config.yaml").read_text())
+    assert (cfg["model"], cfg["epochs"], cfg["cl_loss"], cfg["lr"]) == ("mgcn", 2, 0.001, 0.001)
+    # two points of its grid: searched at 999 only, the winner repeated at seeds 1 and 2
+    exp.small["grid_points"] = 2
+    run_experiment(exp, small=True, models=["mgcn"], show_progress=False)
+    sel = pd.read_csv(tmp_path / "out" / "small" / "selection.csv")
+    win = sel[(sel.seed == 999) & sel.selected]["point"].item()
+    assert sorted(sel[sel.seed == 999]["point"]) == [0, 1]
+    assert sel[sel.seed != 999]["point"].tolist() == [win, win] and set(sel.search_seed) == {999}

@@ -28,6 +28,23 @@ A dataset entry takes ``data``, ``modalities`` and ``cold_items``: a fraction of
 out of training for every run on it (:func:`lirdrec.data.cold.hold_out_items`, drawn from each
 run's seed); its runs then also report ``cold/<metric>`` (ranked on the held-out items' test
 interactions alone), and the tables gain the columns :data:`COLD_TABLE_METRICS`.
+
+A model entry's ``grid`` is a mapping key -> list of values, or the name of a shipped grid
+(``grid: mgcn_grid`` reads ``datasets/configs/mgcn_grid.yaml`` through
+:func:`lirdrec.config.read_yaml`, as ``lirdrec grid --grid mgcn_grid`` does).
+
+**Search once, then repeat** (``grid_seed``). By default every seed searches the whole grid and
+selects its own point (above). With ``grid_seed: 999`` (top level: every variant; in a model
+entry: that variant, where ``grid_seed: null`` restores the per-seed search) the grid is searched
+at seed 999 alone and every other seed of ``seeds`` trains only the point selected there
+(MMRec's practice): a grid of P points over S seeds costs P + S - 1 runs instead of P * S. The
+search seed must be one of ``seeds``; a variant with a one-point grid has nothing to search and
+trains its point at every seed either way. The search seed runs first; the other seeds wait until
+its grid has finished (a call that stops half-way, or ``collect_only``, reports them only then).
+``selection.csv`` then gains the column ``search_seed`` (the seed whose validation metric chose
+the row's point); run directories, configurations and ``results.csv`` are those of the per-seed
+search, so finished runs are shared between the two modes. ``small: {grid_points: N}`` keeps the
+first N points of every grid in small runs (CI: every model runs, not its whole search).
 """
 
 from __future__ import annotations
@@ -42,7 +59,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from lirdrec.config import config_layers, read_yaml, resolve
+from lirdrec.config import config_layers, packaged_configs, read_yaml, resolve
 from lirdrec.data.loader import load_dataset
 from lirdrec.data.sample import subsample_users
 from lirdrec.errors import ConfigError
@@ -54,7 +71,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Experiment", "load_experiment", "run_experiment", "results_table"]
 
-TOP_KEYS = {"name", "out", "datasets", "models", "seeds", "trainer", "small", "metric", "reference"}
+TOP_KEYS = {"name", "out", "datasets", "models", "seeds", "trainer", "small", "metric", "reference",
+            "grid_seed"}
+#: Keys of a model entry.
+MODEL_KEYS = ("model", "params", "grid", "datasets", "grid_seed")
 #: Metrics of the markdown tables and the significance tests.
 TABLE_METRICS = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20")
 #: Extra columns of the markdown tables when some dataset uses the cold-item protocol.
@@ -78,6 +98,20 @@ class Experiment:
     small: dict[str, Any]
     metric: str = "Recall@20"
     reference: str | None = None
+    grid_seed: int | None = None
+
+    def search_seed(self, variant: str) -> int | None:
+        """The seed at which ``variant``'s grid is searched (its own ``grid_seed`` before the
+        file's); ``None``: every seed searches (also for a grid of one point: nothing to search).
+        """
+        mcfg = self.models[variant]
+        seed = mcfg["grid_seed"] if "grid_seed" in mcfg else self.grid_seed
+        if seed is None or len(_grid_points(mcfg.get("grid"))) < 2:
+            return None
+        if seed not in self.seeds:
+            raise ConfigError(f"{self.name}: model {variant!r}: grid_seed {seed} is not one of "
+                              f"the seeds {self.seeds}")
+        return int(seed)
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -113,24 +147,71 @@ def load_experiment(path: str | Path) -> Experiment:
     for variant, m in cfg["models"].items():
         m = {"model": variant} if m is None else dict(m)
         m.setdefault("model", variant)
-        extra = sorted(set(m) - {"model", "params", "grid", "datasets"})
+        extra = sorted(set(m) - set(MODEL_KEYS))
         if extra:
-            raise ConfigError(f"{path}: model {variant!r}: unknown key(s) {extra}; valid: model, "
-                              "params, grid, datasets")
+            raise ConfigError(f"{path}: model {variant!r}: unknown key(s) {extra}; valid: "
+                              f"{', '.join(MODEL_KEYS)}")
+        if isinstance(m.get("grid"), str):
+            m["grid"] = _shipped_grid(m["grid"], f"{path}: model {variant!r}")
+        if m.get("grid") is not None:
+            _check_grid(m["grid"], f"{path}: model {variant!r}")
+        if "grid_seed" in m:
+            m["grid_seed"] = _seed_or_none(m["grid_seed"], f"{path}: model {variant!r}")
         models[variant] = m
     reference = cfg.get("reference")
     if reference is not None and reference not in models:
         raise ConfigError(f"{path}: reference {reference!r} is not a model variant; valid: "
                           f"{sorted(models)}")
     out = base / cfg.get("out", f"results/{cfg.get('name', path.stem)}")
-    return Experiment(name=str(cfg.get("name", path.stem)), out=out, datasets=datasets,
-                      models=models,
-                      seeds=[int(s) for s in cfg.get("seeds", [999])],
-                      trainer=dict(cfg.get("trainer") or {}), small=dict(cfg.get("small") or {}),
-                      metric=str(cfg.get("metric", "Recall@20")), reference=reference)
+    exp = Experiment(name=str(cfg.get("name", path.stem)), out=out, datasets=datasets,
+                     models=models,
+                     seeds=[int(s) for s in cfg.get("seeds", [999])],
+                     trainer=dict(cfg.get("trainer") or {}), small=dict(cfg.get("small") or {}),
+                     metric=str(cfg.get("metric", "Recall@20")), reference=reference,
+                     grid_seed=_seed_or_none(cfg.get("grid_seed"), str(path)))
+    _small_grid_points(exp)
+    for variant in models:
+        exp.search_seed(variant)  # a grid_seed outside `seeds` fails here, not after a search
+    return exp
 
 
-def _grid_points(grid: dict[str, list] | None) -> list[dict[str, Any]]:
+def _shipped_grid(name: str, where: str) -> dict[str, Any]:
+    """The shipped grid ``name`` (``"mgcn_grid"`` or ``"mgcn_grid.yaml"``), read as ``--grid``
+    reads it.
+    """
+    grids = [c for c in packaged_configs() if c.endswith("_grid")]
+    if name.removesuffix(".yaml") not in grids:
+        raise ConfigError(f"{where}: grid {name!r} is not a shipped grid; shipped grids: "
+                          f"{', '.join(grids)} (or write the grid inline: key: [values])")
+    return read_yaml(name)
+
+
+def _check_grid(grid: Any, where: str) -> None:
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{where}: grid must be a mapping key -> list of values or the name of "
+                          f"a shipped grid, got {grid!r}")
+    for k, v in grid.items():
+        if not isinstance(v, list) or not v:
+            raise ConfigError(f"{where}: grid key {k!r} must map to a non-empty list, got {v!r}")
+
+
+def _seed_or_none(value: Any, where: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: grid_seed must be an integer seed (or null), got {value!r}")
+    return value
+
+
+def _small_grid_points(exp: Experiment) -> int | None:
+    """The ``small: {grid_points: N}`` setting, checked (``None``: every point)."""
+    n = exp.small.get("grid_points")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"{exp.name}: small: grid_points must be an int >= 1, got {n!r}")
+    return n
+
+
+def _grid_points(grid: dict[str, list] | str | None) -> list[dict[str, Any]]:
+    if isinstance(grid, str):  # an Experiment built in Python may name a shipped grid too
+        grid = _shipped_grid(grid, "grid")
     if not grid:
         return [{}]
     keys = list(grid)
@@ -160,6 +241,40 @@ def _long_rows(dataset: str, model: str, variant: str, seed: int, split: str,
     return rows
 
 
+def _run_dir(out: Path, dataset: str, variant: str, seed: int, idx: int) -> Path:
+    return out / "runs" / dataset / variant / f"seed-{seed}" / f"point-{idx:03d}"
+
+
+def _run_point(exp: Experiment, dname: str, variant: str, point: dict[str, Any], idx: int,
+               num_points: int, seed: int, overrides: dict[str, Any], out: Path, base_ds,
+               sample_users: float, collect_only: bool,
+               show_progress: bool | None) -> tuple[dict, dict, int] | None:
+    """Read back, resume or train one run; its ``(valid, test, best_epoch)``, or ``None`` when
+    ``collect_only`` finds it unfinished.
+    """
+    dcfg, mcfg = exp.datasets[dname], exp.models[variant]
+    cfg = resolve(mcfg["model"], run_layers(exp, dname, variant, point, seed, overrides))
+    run_dir = _run_dir(out, dname, variant, seed, idx)
+    config = {**cfg.to_dict(), "data": dcfg["data"], "modalities": dcfg.get("modalities"),
+              "sample_users": sample_users}
+    done = run_dir / "metrics.json"
+    if done.is_file():
+        res = json.loads(done.read_text())
+        check_finished_run(run_dir, config, res)
+        logger.info("%s/%s seed %d point %d: finished earlier", dname, variant, seed, idx)
+        return res["valid"], res["test"], res["best_epoch"]
+    if collect_only:
+        logger.info("%s/%s seed %d point %d: not finished yet", dname, variant, seed, idx)
+        return None
+    logger.info("%s/%s seed %d point %d/%d: %s", dname, variant, seed, idx + 1, num_points, point)
+    resume = (run_dir / "checkpoint.pt").is_file()
+    result, _, _ = run_training(
+        cfg.model, base_ds, cfg.model_kwargs, cfg.trainer_kwargs,
+        cold_items=float(cfg.data["cold_items"]), out_dir=run_dir, resume=resume, config=config,
+        show_progress=show_progress, encoder=cfg.encoder)
+    return result.valid, result.test, result.best_epoch
+
+
 def run_experiment(exp: Experiment | str | Path, small: bool = False,
                    show_progress: bool | None = None, collect_only: bool = False,
                    datasets: Sequence[str] | None = None,
@@ -186,6 +301,10 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
     out = exp.out / ("small" if small else "")
     overrides = dict(exp.small) if small else {}
     sample_users = float(overrides.pop("sample_users", 1.0))
+    grid_points = _small_grid_points(exp) if small else None
+    overrides.pop("grid_points", None)
+    search = {v: exp.search_seed(v) for v in exp.models}  # checked before anything trains
+    with_search_seed = any(s is not None for s in search.values())
     rows: list[dict[str, Any]] = []
     selection: list[dict[str, Any]] = []
     chosen: dict[tuple[str, str], dict[int, Path]] = {}  # (dataset, variant) -> seed -> run dir
@@ -200,53 +319,57 @@ def run_experiment(exp: Experiment | str | Path, small: bool = False,
                 continue
             if models and variant not in models:
                 continue
-            points = _grid_points(mcfg.get("grid"))
-            for seed in exp.seeds:
-                best = None
-                for idx, point in enumerate(points):
-                    cfg = resolve(mcfg["model"],
-                                  run_layers(exp, dname, variant, point, seed, overrides))
-                    run_dir = out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}"
-                    config = {**cfg.to_dict(), "data": dcfg["data"],
-                              "modalities": dcfg.get("modalities"), "sample_users": sample_users}
-                    done = run_dir / "metrics.json"
-                    if done.is_file():
-                        res = json.loads(done.read_text())
-                        check_finished_run(run_dir, config, res)
-                        valid, test, best_epoch = res["valid"], res["test"], res["best_epoch"]
-                        logger.info("%s/%s seed %d point %d: finished earlier", dname, variant,
-                                    seed, idx)
-                    elif collect_only:
-                        logger.info("%s/%s seed %d point %d: not finished yet", dname, variant,
-                                    seed, idx)
+            points = _grid_points(mcfg.get("grid"))[:grid_points]
+            grid_seed = search[variant] if len(points) > 1 else None
+            order = exp.seeds if grid_seed is None else [
+                grid_seed, *(s for s in exp.seeds if s != grid_seed)]
+            found: dict[int, tuple[list[dict[str, Any]], tuple | None]] = {}
+            selected = None  # the point chosen at grid_seed, once its grid has finished
+            for seed in order:
+                if grid_seed is None or seed == grid_seed:
+                    indices = range(len(points))
+                elif selected is None:
+                    logger.info("%s/%s seed %d: waits for the grid search at seed %d", dname,
+                                variant, seed, grid_seed)
+                    continue
+                else:
+                    indices = [selected]
+                sel_rows, best, complete = [], None, True
+                for idx in indices:
+                    point = points[idx]
+                    res = _run_point(exp, dname, variant, point, idx, len(points), seed,
+                                     overrides, out, base_ds, sample_users, collect_only,
+                                     show_progress)
+                    if res is None:
+                        complete = False
                         continue
-                    else:
-                        logger.info("%s/%s seed %d point %d/%d: %s", dname, variant, seed, idx + 1,
-                                    len(points), point)
-                        resume = (run_dir / "checkpoint.pt").is_file()
-                        result, _, _ = run_training(
-                            cfg.model, base_ds, cfg.model_kwargs, cfg.trainer_kwargs,
-                            cold_items=float(cfg.data["cold_items"]), out_dir=run_dir,
-                            resume=resume, config=config, show_progress=show_progress,
-                            encoder=cfg.encoder)
-                        valid, test, best_epoch = result.valid, result.test, result.best_epoch
+                    valid, test, best_epoch = res
                     score = valid[exp.metric]
-                    selection.append({"dataset": dname, "variant": variant, "seed": seed,
-                                      "point": idx, **{f"grid:{k}": v for k, v in point.items()},
-                                      "best_epoch": best_epoch, f"valid/{exp.metric}": score,
-                                      "selected": False})
+                    sel_rows.append({"dataset": dname, "variant": variant, "seed": seed,
+                                     "point": idx, **{f"grid:{k}": v for k, v in point.items()},
+                                     "best_epoch": best_epoch, f"valid/{exp.metric}": score,
+                                     "selected": False})
+                    if with_search_seed:
+                        sel_rows[-1]["search_seed"] = seed if grid_seed is None else grid_seed
                     if best is None or score > best[0]:
                         best = (score, idx, valid, test)
-                if best is None or (collect_only and len(points) > 1 and not all(
-                        (out / "runs" / dname / variant / f"seed-{seed}" / f"point-{i:03d}" /
-                         "metrics.json").is_file() for i in range(len(points)))):
-                    continue  # a seed is reported once every grid point of it has finished
+                if best is not None and not complete:
+                    best = None  # a seed is reported once every grid point of it has finished
+                if seed == grid_seed and best is not None:
+                    selected = best[1]
+                found[seed] = (sel_rows, best)
+            for seed in exp.seeds:  # the tables list seeds in the file's order
+                if seed not in found:
+                    continue
+                sel_rows, best = found[seed]
+                selection += sel_rows
+                if best is None:
+                    continue
                 _, idx, valid, test = best
-                chosen.setdefault((dname, variant), {})[seed] = (
-                    out / "runs" / dname / variant / f"seed-{seed}" / f"point-{idx:03d}")
-                for s in selection:
-                    if (s["dataset"], s["variant"], s["seed"]) == (dname, variant, seed):
-                        s["selected"] = s["point"] == idx
+                chosen.setdefault((dname, variant), {})[seed] = _run_dir(out, dname, variant,
+                                                                          seed, idx)
+                for r in sel_rows:
+                    r["selected"] = r["point"] == idx
                 rows += _long_rows(dname, mcfg["model"], variant, seed, "valid", valid)
                 rows += _long_rows(dname, mcfg["model"], variant, seed, "test", test)
     df = add_seed_statistics(pd.DataFrame(
