@@ -108,9 +108,8 @@ def user_item_edges(adj: Tensor, num_users: int) -> tuple[Tensor, Tensor, Tensor
     >>> u.tolist(), i.tolist(), [round(float(x), 4) for x in p]
     ([0, 0, 1], [0, 1, 1], [0.7071, 0.5, 0.7071])
     """
-    row, col, val = to_coo_parts(adj.cpu())
-    ui = (row < num_users) & (col >= num_users)  # the user->item block
-    return row[ui], col[ui] - num_users, val[ui].float()
+    users, items, val = to_coo_parts(user_item_block(adj.cpu(), num_users))  # row-major order
+    return users, items, val.float()
 
 
 def user_item_block(adj: Tensor, num_users: int) -> Tensor:
