@@ -45,6 +45,9 @@ def main(gap_file: str, main_file: str, out_dir: str) -> int:
     for dataset in gap.datasets:
         means = r20[(r20.dataset == dataset) & (r20.variant != table.reference)].groupby(
             "variant")["value"].mean()
+        if means.empty:
+            sys.exit(f"{table.out / 'results.csv'}: no test Recall@20 of a baseline on {dataset}; "
+                     f"collect the main table first (lirdrec experiment {main_file} --collect)")
         best = str(means.idxmax())
         chosen = {(dataset, best): finished(table.out, dataset, best, table.seeds)}
         for variant in gap.models:
