@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lirdrec.experiments import load_experiment
-from lirdrec.experiments.runner import ALPHA, significance
+from lirdrec.experiments.runner import ALPHA, _run_dir, significance
 
 METRICS = ("Recall@20", "NDCG@20")
 
@@ -32,8 +32,7 @@ def finished(out: Path, dataset: str, variant: str, seeds: list[int]) -> dict[in
         sel = pd.read_csv(out / "selection.csv")
         sel = sel[(sel.dataset == dataset) & (sel.variant == variant) & sel.selected]
         point = dict(zip(sel.seed, sel.point))
-    dirs = {s: out / "runs" / dataset / variant / f"seed-{s}" / f"point-{int(point.get(s, 0)):03d}"
-            for s in seeds}
+    dirs = {s: _run_dir(out, dataset, variant, s, int(point.get(s, 0))) for s in seeds}
     return dirs if all((d / "metrics.json").is_file() for d in dirs.values()) else None
 
 
